@@ -55,6 +55,7 @@ pub fn required_text(field: &'static str, value: &str, max_chars: usize) -> Resu
 /// causation id is what directly caused the event — the HTTP request for a person's command, the
 /// causing event for a policy's command.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct EventMetadata {
     pub correlation_id: String,
     pub causation_id: String,

@@ -1,1 +1,16 @@
-//! placeholder
+//! `storming-infra`: the adapters around the domain.
+//!
+//! - [`db`]: connects to SQLite (embedded default) or PostgreSQL from one URL and migrates it;
+//! - [`event_store`]: the cqrs-es event repository chosen at run time;
+//! - [`log`]: the gap-safe global log reader, and the audit's queries over the log;
+//! - [`commands`]: the command bus — cqrs-es frameworks per aggregate, metadata, conflict retry,
+//!   the position of the last stored event, and the refund of a charge that was not recorded;
+//! - [`payment`]: the payment provider adapters and the `Payments` port of the core contexts;
+//! - [`config`]: configuration from the environment.
+
+pub mod commands;
+pub mod config;
+pub mod db;
+pub mod event_store;
+pub mod log;
+pub mod payment;

@@ -1,0 +1,149 @@
+//! The command bus: one cqrs-es framework per aggregate, each behind an [`Executor`] that adds
+//! what every command needs — its metadata on every event, a bounded retry on an optimistic
+//! concurrency conflict (reload and decide again), the global position of the last stored event
+//! for read-your-writes, and a wake-up for the in-process workers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cqrs_es::{Aggregate, AggregateError, CqrsFramework};
+use rand::Rng;
+use storming_domain::customer::Customer;
+use storming_domain::library::Book;
+use storming_domain::payment::{Payment, PaymentCommand, PaymentError, PaymentProvider, PaymentServices};
+use storming_domain::rental::{BookCopy, RentalServices};
+use storming_domain::shared::EventMetadata;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::db::Database;
+use crate::event_store::{EventRepository, Store};
+use crate::log::{GlobalLog, LogError};
+use crate::payment::PaymentDesk;
+
+/// How often a command is decided again after losing a race for its aggregate.
+const CONFLICT_RETRIES: u32 = 8;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError<E: std::error::Error> {
+    /// The aggregate refused the command (a business rule); nothing was stored.
+    #[error(transparent)]
+    Rejected(E),
+    /// Every attempt lost the race for the aggregate to concurrent commands.
+    #[error("the aggregate kept changing under the command")]
+    Conflict,
+    /// The store failed; nothing was stored. The detail is for the log, never for a client.
+    #[error("event store failure: {0}")]
+    Store(String),
+}
+
+impl<E: std::error::Error> From<LogError> for CommandError<E> {
+    fn from(error: LogError) -> Self {
+        Self::Store(error.to_string())
+    }
+}
+
+/// Tells in-process workers that the log has grown, so they need not wait for their next poll.
+#[derive(Debug)]
+pub struct LogSignal(watch::Sender<u64>);
+
+impl LogSignal {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self(watch::channel(0).0))
+    }
+
+    pub fn notify(&self) {
+        self.0.send_modify(|appended| *appended = appended.wrapping_add(1));
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.0.subscribe()
+    }
+}
+
+/// Executes commands of one aggregate type.
+pub struct Executor<A: Aggregate> {
+    framework: CqrsFramework<A, Store<A>>,
+    log: GlobalLog,
+    signal: Arc<LogSignal>,
+}
+
+impl<A> Executor<A>
+where
+    A: Aggregate,
+    A::Command: Clone,
+    A::Error: Send + Sync + 'static,
+{
+    pub fn new(db: &Database, services: A::Services, signal: Arc<LogSignal>) -> Self {
+        Self {
+            framework: CqrsFramework::new(EventRepository::store::<A>(db), vec![], services),
+            log: GlobalLog::new(db),
+            signal,
+        }
+    }
+
+    /// Decides and stores; returns the global position of the stream's last event.
+    pub async fn execute(
+        &self,
+        aggregate_id: &str,
+        command: A::Command,
+        metadata: &EventMetadata,
+    ) -> Result<i64, CommandError<A::Error>> {
+        let mut conflicts = 0;
+        loop {
+            match self.framework.execute_with_metadata(aggregate_id, command.clone(), metadata.to_map()).await {
+                Ok(()) => break,
+                Err(AggregateError::UserError(error)) => return Err(CommandError::Rejected(error)),
+                Err(AggregateError::AggregateConflict) if conflicts < CONFLICT_RETRIES => {
+                    conflicts += 1;
+                    tracing::debug!(aggregate_type = A::TYPE, aggregate_id, conflicts, "conflict, deciding again");
+                    let jitter = rand::thread_rng().gen_range(1..=5 * u64::from(conflicts));
+                    tokio::time::sleep(Duration::from_millis(jitter)).await;
+                }
+                Err(AggregateError::AggregateConflict) => return Err(CommandError::Conflict),
+                Err(other) => return Err(CommandError::Store(other.to_string())),
+            }
+        }
+        self.signal.notify();
+        Ok(self.log.last_position_of_stream(A::TYPE, aggregate_id).await?)
+    }
+}
+
+/// Every aggregate's executor, wired with its ports.
+pub struct CommandBus {
+    pub customers: Executor<Customer>,
+    pub library: Executor<Book>,
+    pub payments: Arc<Executor<Payment>>,
+    pub shelf: Executor<BookCopy>,
+    pub log: GlobalLog,
+    pub signal: Arc<LogSignal>,
+}
+
+impl CommandBus {
+    pub fn new(db: &Database, provider: Arc<dyn PaymentProvider>, signal: Arc<LogSignal>) -> Self {
+        let payments = Arc::new(Executor::new(db, PaymentServices { provider }, signal.clone()));
+        let shelf_services = RentalServices { payments: Arc::new(PaymentDesk::new(payments.clone())) };
+        Self {
+            customers: Executor::new(db, (), signal.clone()),
+            library: Executor::new(db, (), signal.clone()),
+            shelf: Executor::new(db, shelf_services, signal.clone()),
+            payments,
+            log: GlobalLog::new(db),
+            signal,
+        }
+    }
+
+    /// Makes sure no money stays taken for a paid command that ended without its events stored
+    /// (declined, refused, lost its race, or the store failed after the provider approved): if
+    /// payment `payment_id` was approved, refund it.
+    pub async fn refund_unrecorded_charge(&self, payment_id: Uuid, metadata: &EventMetadata) {
+        let refund = PaymentCommand::RefundPayment { reason: "the paid command was not recorded".into() };
+        match self.payments.execute(&payment_id.to_string(), refund, metadata).await {
+            Ok(_) => tracing::warn!(payment_id = %payment_id, "refunded a charge whose command was not recorded"),
+            Err(CommandError::Rejected(PaymentError::NothingToRefund)) => {}
+            Err(error) => {
+                tracing::error!(payment_id = %payment_id, error = %error, "could not refund a charge whose command was not recorded")
+            }
+        }
+    }
+}

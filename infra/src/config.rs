@@ -1,0 +1,218 @@
+//! Configuration from the environment (names in API.md), with the defaults of a dev start.
+
+use std::path::PathBuf;
+
+use chrono::TimeDelta;
+use rand::RngCore;
+use storming_domain::rental::RentalTerms;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{name} is invalid: {reason}")]
+    Invalid { name: &'static str, reason: String },
+    #[error("could not read or write the JWT secret file {path}: {source}")]
+    SecretFile { path: PathBuf, source: std::io::Error },
+}
+
+/// A value that must never reach a log line or an error body.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaymentProviderKind {
+    /// Approves every charge and refund at once; the default for a dev start and the tests.
+    Simulated,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database_url: String,
+    pub listen: String,
+    pub jwt_secret: Option<Secret>,
+    pub payment_provider: PaymentProviderKind,
+    pub rental_terms: RentalTerms,
+    /// Largest database pool per process (each backend pool and the read-side pool).
+    pub db_pool_size: u32,
+}
+
+impl Config {
+    pub const DEFAULT_DATABASE_URL: &'static str = "sqlite://storming.db";
+    pub const DEFAULT_LISTEN: &'static str = "127.0.0.1:8088";
+
+    /// Reads `STORMING_*` from the environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `lookup` (the environment, or a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
+        let payment_provider = match get("STORMING_PAYMENT_PROVIDER").as_deref() {
+            None | Some("simulated") => PaymentProviderKind::Simulated,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: "STORMING_PAYMENT_PROVIDER",
+                    reason: format!("`{other}` is not available in this build (only `simulated`)"),
+                })
+            }
+        };
+        let defaults = RentalTerms::default();
+        let rental_terms = RentalTerms {
+            rental_period: match get("STORMING_RENTAL_PERIOD_DAYS") {
+                Some(days) => TimeDelta::days(parse_number("STORMING_RENTAL_PERIOD_DAYS", &days, 1)?),
+                None => defaults.rental_period,
+            },
+            cancel_window: match get("STORMING_RENTAL_CANCEL_WINDOW_MINUTES") {
+                Some(minutes) => {
+                    TimeDelta::minutes(parse_number("STORMING_RENTAL_CANCEL_WINDOW_MINUTES", &minutes, 0)?)
+                }
+                None => defaults.cancel_window,
+            },
+        };
+        let db_pool_size = match get("STORMING_DB_POOL_SIZE") {
+            Some(size) => parse_number("STORMING_DB_POOL_SIZE", &size, 1)? as u32,
+            None => 8,
+        };
+        Ok(Self {
+            database_url: get("STORMING_DATABASE_URL").unwrap_or_else(|| Self::DEFAULT_DATABASE_URL.into()),
+            listen: get("STORMING_LISTEN").unwrap_or_else(|| Self::DEFAULT_LISTEN.into()),
+            jwt_secret: get("STORMING_JWT_SECRET").map(Secret::new),
+            payment_provider,
+            rental_terms,
+            db_pool_size,
+        })
+    }
+
+    /// The SQLite file behind `database_url`, if the store is SQLite.
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        let rest = self.database_url.strip_prefix("sqlite://").or_else(|| self.database_url.strip_prefix("sqlite:"))?;
+        let path = rest.split('?').next().unwrap_or(rest);
+        (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
+    }
+
+    /// The JWT secret: from `STORMING_JWT_SECRET`, or else (SQLite dev start) the one persisted
+    /// next to the database file, generated on first use. Returns where it came from.
+    pub fn resolve_jwt_secret(&self) -> Result<(Secret, JwtSecretSource), ConfigError> {
+        if let Some(secret) = &self.jwt_secret {
+            return Ok((secret.clone(), JwtSecretSource::Environment));
+        }
+        let Some(db_path) = self.sqlite_path() else {
+            return Err(ConfigError::Invalid {
+                name: "STORMING_JWT_SECRET",
+                reason: "must be set when the database is not a local SQLite file".into(),
+            });
+        };
+        let path = PathBuf::from(format!("{}.jwt-secret", db_path.display()));
+        let io = |source| ConfigError::SecretFile { path: path.clone(), source };
+        match std::fs::read_to_string(&path) {
+            Ok(existing) if !existing.trim().is_empty() => {
+                return Ok((Secret::new(existing.trim()), JwtSecretSource::File { path, created: false }));
+            }
+            Ok(_) => {} // an empty file: write a fresh secret into it
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err(io(error)),
+        }
+        let mut bytes = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut bytes);
+        let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        write_private(&path, &secret).map_err(io)?;
+        Ok((Secret::new(secret), JwtSecretSource::File { path, created: true }))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwtSecretSource {
+    Environment,
+    File { path: PathBuf, created: bool },
+}
+
+fn parse_number(name: &'static str, value: &str, min: i64) -> Result<i64, ConfigError> {
+    match value.trim().parse::<i64>() {
+        Ok(number) if number >= min => Ok(number),
+        _ => Err(ConfigError::Invalid {
+            name,
+            reason: format!("expected a whole number of at least {min}, got `{value}`"),
+        }),
+    }
+}
+
+fn write_private(path: &PathBuf, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn it_should_default_to_the_embedded_sqlite_store() {
+        let config = config(&[]).unwrap();
+        assert_eq!(config.database_url, "sqlite://storming.db");
+        assert_eq!(config.sqlite_path(), Some(PathBuf::from("storming.db")));
+        assert_eq!(config.rental_terms, RentalTerms::default());
+    }
+
+    #[test]
+    fn it_should_reject_a_provider_it_does_not_have() {
+        assert!(matches!(config(&[("STORMING_PAYMENT_PROVIDER", "bitcoin")]), Err(ConfigError::Invalid { .. })));
+    }
+
+    #[test]
+    fn it_should_persist_a_generated_secret_next_to_the_sqlite_file() {
+        let dir = std::env::temp_dir().join(format!("storming-config-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}/app.db", dir.display());
+        let config = config(&[("STORMING_DATABASE_URL", &url)]).unwrap();
+        let (first, source) = config.resolve_jwt_secret().unwrap();
+        assert!(matches!(source, JwtSecretSource::File { created: true, .. }));
+        let (again, source) = config.resolve_jwt_secret().unwrap();
+        assert!(matches!(source, JwtSecretSource::File { created: false, .. }));
+        assert_eq!(first, again, "serve and token must agree on the secret");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn it_should_require_a_secret_for_postgres() {
+        let config = config(&[("STORMING_DATABASE_URL", "postgres://postgres@127.0.0.1/x")]).unwrap();
+        assert!(config.resolve_jwt_secret().is_err());
+    }
+
+    #[test]
+    fn it_should_never_print_a_secret() {
+        let config = config(&[("STORMING_JWT_SECRET", "hunter2")]).unwrap();
+        assert!(!format!("{config:?}").contains("hunter2"));
+    }
+}

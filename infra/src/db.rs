@@ -1,0 +1,124 @@
+//! One database, two backends: SQLite (embedded default) or PostgreSQL, chosen from the URL.
+//!
+//! The event store runs on the backend's own pool (sqlite-es / postgres-es need the concrete
+//! type); the read side — log readers, views, checkpoints — runs on an `Any` pool with SQL written
+//! once in the dialect both backends share, except where the backends truly differ (the log).
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::AnyPoolOptions;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{AnyPool, Executor, PgPool, SqlitePool};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The backend's own pool, for the event store.
+#[derive(Debug, Clone)]
+pub enum StorePool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+#[derive(Debug, Clone)]
+pub struct Database {
+    pub backend: Backend,
+    pub store: StorePool,
+    /// The read side's pool: views, checkpoints, the log reader.
+    pub read_side: AnyPool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("unsupported database URL (expected sqlite://PATH or postgres://...)")]
+    UnsupportedUrl,
+    #[error("could not connect to the database: {0}")]
+    Connect(#[source] sqlx::Error),
+    #[error("could not migrate the database: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// How long a SQLite connection waits for the single writer's lock before giving up.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Database {
+    /// Connects, creating the SQLite file on first start, and applies pending migrations.
+    pub async fn connect(url: &str, pool_size: u32) -> Result<Self, DbError> {
+        sqlx::any::install_default_drivers();
+        if url.starts_with("sqlite:") {
+            Self::connect_sqlite(url, pool_size).await
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Self::connect_postgres(url, pool_size).await
+        } else {
+            Err(DbError::UnsupportedUrl)
+        }
+    }
+
+    async fn connect_sqlite(url: &str, pool_size: u32) -> Result<Self, DbError> {
+        // Durability first: WAL with synchronous=FULL, so an acknowledged command survives a crash
+        // of the machine, not only of the process.
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(DbError::Connect)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(SQLITE_BUSY_TIMEOUT);
+        let store = SqlitePoolOptions::new()
+            .max_connections(pool_size)
+            .connect_with(options)
+            .await
+            .map_err(DbError::Connect)?;
+        SQLITE_MIGRATIONS.run(&store).await?;
+        let read_side = AnyPoolOptions::new()
+            .max_connections(pool_size)
+            .after_connect(|connection, _| {
+                Box::pin(async move {
+                    connection.execute("PRAGMA busy_timeout = 10000; PRAGMA synchronous = FULL;").await?;
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await
+            .map_err(DbError::Connect)?;
+        Ok(Self { backend: Backend::Sqlite, store: StorePool::Sqlite(store), read_side })
+    }
+
+    async fn connect_postgres(url: &str, pool_size: u32) -> Result<Self, DbError> {
+        let store = PgPoolOptions::new().max_connections(pool_size).connect(url).await.map_err(DbError::Connect)?;
+        POSTGRES_MIGRATIONS.run(&store).await?;
+        let read_side =
+            AnyPoolOptions::new().max_connections(pool_size).connect(url).await.map_err(DbError::Connect)?;
+        Ok(Self { backend: Backend::Postgres, store: StorePool::Postgres(store), read_side })
+    }
+
+    /// Readiness: the database answers and every migration of this build is applied.
+    pub async fn is_ready(&self) -> bool {
+        let (migrator, applied) = match &self.store {
+            StorePool::Sqlite(pool) => {
+                (&SQLITE_MIGRATIONS, sqlx::query_scalar::<_, i64>(APPLIED).fetch_one(pool).await)
+            }
+            StorePool::Postgres(pool) => {
+                (&POSTGRES_MIGRATIONS, sqlx::query_scalar::<_, i64>(APPLIED).fetch_one(pool).await)
+            }
+        };
+        matches!(applied, Ok(count) if count >= migrator.iter().count() as i64)
+    }
+
+    pub async fn close(&self) {
+        self.read_side.close().await;
+        match &self.store {
+            StorePool::Sqlite(pool) => pool.close().await,
+            StorePool::Postgres(pool) => pool.close().await,
+        }
+    }
+}
+
+const APPLIED: &str = "SELECT COUNT(*) FROM _sqlx_migrations WHERE success";

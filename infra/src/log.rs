@@ -1,0 +1,211 @@
+//! The global log: every event of every context, read in the order workers must apply them.
+//!
+//! - SQLite: one writer at a time, so `position` (assigned at insert) is also commit order.
+//! - PostgreSQL: `global_position` is assigned at insert but transactions commit in any order, so
+//!   a reader following `global_position > last` skips events that commit late. This reader
+//!   follows `(transaction_id, global_position)` and reads only transactions older than the
+//!   oldest one still running (`pg_snapshot_xmin`): nothing can commit behind its cursor.
+//!
+//! The same reader serves the audit (with filters) and the write side's look-ups.
+
+use sqlx::any::AnyRow;
+use sqlx::{AnyPool, Row};
+use storming_domain::recorded::{LogCursor, RecordedEvent};
+use storming_domain::shared::EventMetadata;
+
+use crate::db::{Backend, Database};
+
+/// Narrows an audit listing; empty for workers.
+#[derive(Debug, Clone, Default)]
+pub struct LogFilter {
+    pub aggregate_type: Option<String>,
+    pub event_type: Option<String>,
+    pub correlation_id: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("database error while reading the log: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("event at position {position} has undecodable {column}: {source}")]
+    Undecodable { position: i64, column: &'static str, source: serde_json::Error },
+}
+
+#[derive(Debug, Clone)]
+pub struct GlobalLog {
+    pool: AnyPool,
+    sql: &'static LogSql,
+}
+
+/// The SQL of one backend.
+#[derive(Debug)]
+struct LogSql {
+    read_after: &'static str,
+    stream: &'static str,
+    correlation: &'static str,
+    first_of_correlation: &'static str,
+    head: &'static str,
+    cursor_of: &'static str,
+    last_position_of_stream: &'static str,
+}
+
+macro_rules! columns {
+    (sqlite) => {
+        "SELECT position, 0 AS transaction_id, recorded_at, aggregate_type, aggregate_id, sequence, \
+         event_type, event_version, payload, metadata FROM events"
+    };
+    (postgres) => {
+        "SELECT global_position AS position, transaction_id::text::bigint AS transaction_id, \
+         to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS recorded_at, \
+         aggregate_type, aggregate_id, sequence, event_type, event_version, payload::text AS payload, \
+         metadata::text AS metadata FROM events"
+    };
+}
+
+// Arguments of read_after, on both backends: $1 position, $2 aggregate_type, $3 event_type,
+// $4 correlation_id, $5 limit, $6 transaction id (PostgreSQL only; SQLite ignores it).
+static SQLITE: LogSql = LogSql {
+    read_after: concat!(
+        columns!(sqlite),
+        " WHERE position > $1 AND ($2 IS NULL OR aggregate_type = $2) AND ($3 IS NULL OR event_type = $3)",
+        " AND ($4 IS NULL OR json_extract(metadata, '$.correlation_id') = $4) ORDER BY position LIMIT $5"
+    ),
+    stream: concat!(columns!(sqlite), " WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence"),
+    correlation: concat!(columns!(sqlite), " WHERE json_extract(metadata, '$.correlation_id') = $1 ORDER BY position"),
+    first_of_correlation: concat!(
+        columns!(sqlite),
+        " WHERE json_extract(metadata, '$.correlation_id') = $1 AND aggregate_type = $2 ORDER BY position LIMIT 1"
+    ),
+    head: "SELECT COALESCE(MAX(position), 0) FROM events",
+    cursor_of: "SELECT 0 FROM events WHERE position = $1",
+    last_position_of_stream:
+        "SELECT COALESCE(MAX(position), 0) FROM events WHERE aggregate_type = $1 AND aggregate_id = $2",
+};
+
+static POSTGRES: LogSql = LogSql {
+    read_after: concat!(
+        columns!(postgres),
+        " WHERE ($2::text IS NULL OR aggregate_type = $2) AND ($3::text IS NULL OR event_type = $3)",
+        " AND ($4::text IS NULL OR metadata ->> 'correlation_id' = $4)",
+        " AND (transaction_id, global_position) > ($6::text::xid8, $1)",
+        " AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())",
+        " ORDER BY transaction_id, global_position LIMIT $5"
+    ),
+    stream: concat!(columns!(postgres), " WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence"),
+    correlation: concat!(columns!(postgres), " WHERE metadata ->> 'correlation_id' = $1 ORDER BY global_position"),
+    first_of_correlation: concat!(
+        columns!(postgres),
+        " WHERE metadata ->> 'correlation_id' = $1 AND aggregate_type = $2 ORDER BY global_position LIMIT 1"
+    ),
+    head: "SELECT COALESCE(MAX(global_position), 0) FROM events",
+    cursor_of: "SELECT transaction_id::text::bigint FROM events WHERE global_position = $1",
+    last_position_of_stream:
+        "SELECT COALESCE(MAX(global_position), 0) FROM events WHERE aggregate_type = $1 AND aggregate_id = $2",
+};
+
+impl GlobalLog {
+    pub fn new(db: &Database) -> Self {
+        let sql = match db.backend {
+            Backend::Sqlite => &SQLITE,
+            Backend::Postgres => &POSTGRES,
+        };
+        Self { pool: db.read_side.clone(), sql }
+    }
+
+    /// Up to `limit` events after `cursor`, in log order, none of which can be followed later by an
+    /// event that belongs before it.
+    pub async fn read_after(
+        &self,
+        cursor: LogCursor,
+        limit: i64,
+        filter: &LogFilter,
+    ) -> Result<Vec<RecordedEvent>, LogError> {
+        let rows = sqlx::query(self.sql.read_after)
+            .bind(cursor.position)
+            .bind(filter.aggregate_type.clone())
+            .bind(filter.event_type.clone())
+            .bind(filter.correlation_id.clone())
+            .bind(limit)
+            .bind(cursor.transaction_id.to_string())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    /// One stream (aggregate instance), in sequence order.
+    pub async fn stream(&self, aggregate_type: &str, aggregate_id: &str) -> Result<Vec<RecordedEvent>, LogError> {
+        let rows = sqlx::query(self.sql.stream).bind(aggregate_type).bind(aggregate_id).fetch_all(&self.pool).await?;
+        rows.iter().map(decode).collect()
+    }
+
+    /// Every event of one business transaction, in log position order.
+    pub async fn correlation(&self, correlation_id: &str) -> Result<Vec<RecordedEvent>, LogError> {
+        let rows = sqlx::query(self.sql.correlation).bind(correlation_id).fetch_all(&self.pool).await?;
+        rows.iter().map(decode).collect()
+    }
+
+    /// The first event of a business transaction in streams of one aggregate type — how a command
+    /// addressed by a transaction id (a rental id) finds the aggregate that holds it.
+    pub async fn first_of_correlation(
+        &self,
+        correlation_id: &str,
+        aggregate_type: &str,
+    ) -> Result<Option<RecordedEvent>, LogError> {
+        let row = sqlx::query(self.sql.first_of_correlation)
+            .bind(correlation_id)
+            .bind(aggregate_type)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(decode).transpose()
+    }
+
+    /// The highest position in the log.
+    pub async fn head(&self) -> Result<i64, LogError> {
+        Ok(sqlx::query_scalar::<_, i64>(self.sql.head).fetch_one(&self.pool).await?)
+    }
+
+    /// The cursor a reader has once it has seen the event at `position`.
+    pub async fn cursor_of(&self, position: i64) -> Result<Option<LogCursor>, LogError> {
+        let transaction_id =
+            sqlx::query_scalar::<_, i64>(self.sql.cursor_of).bind(position).fetch_optional(&self.pool).await?;
+        Ok(transaction_id.map(|transaction_id| LogCursor { transaction_id, position }))
+    }
+
+    /// The position of the newest event of one stream (0 if it has none).
+    pub async fn last_position_of_stream(&self, aggregate_type: &str, aggregate_id: &str) -> Result<i64, LogError> {
+        let position = sqlx::query_scalar::<_, i64>(self.sql.last_position_of_stream)
+            .bind(aggregate_type)
+            .bind(aggregate_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(position)
+    }
+}
+
+fn decode(row: &AnyRow) -> Result<RecordedEvent, LogError> {
+    let position: i64 = row.try_get("position")?;
+    let payload: String = row.try_get("payload")?;
+    let metadata: String = row.try_get("metadata")?;
+    let payload = serde_json::from_str(&payload).map_err(|source| LogError::Undecodable {
+        position,
+        column: "payload",
+        source,
+    })?;
+    let metadata: EventMetadata = serde_json::from_str(&metadata).map_err(|source| LogError::Undecodable {
+        position,
+        column: "metadata",
+        source,
+    })?;
+    Ok(RecordedEvent {
+        position,
+        transaction_id: row.try_get("transaction_id")?,
+        recorded_at: row.try_get("recorded_at")?,
+        aggregate_type: row.try_get("aggregate_type")?,
+        aggregate_id: row.try_get("aggregate_id")?,
+        sequence: row.try_get("sequence")?,
+        event_type: row.try_get("event_type")?,
+        event_version: row.try_get("event_version")?,
+        payload,
+        metadata,
+    })
+}

@@ -1,0 +1,72 @@
+//! Payment adapters: the provider behind the `PaymentProvider` port, and the `Payments` port that
+//! core contexts call, implemented by running the `Payment` aggregate through the command bus.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use storming_domain::payment::{
+    Authorization, AuthorizationRequest, Payment, PaymentApproval, PaymentCommand, PaymentError, PaymentFailure,
+    PaymentProvider, PaymentRequest, Payments, ProviderFailure, RefundConfirmation, RefundRequest,
+};
+use uuid::Uuid;
+
+use crate::commands::{CommandError, Executor};
+
+/// The `simulated` provider: approves every charge and refund at once, and, like a real provider,
+/// answers a repeated idempotency key with its first answer. For dev starts and tests; it moves no
+/// money.
+#[derive(Debug, Default)]
+pub struct SimulatedProvider {
+    answered: Mutex<HashMap<String, String>>,
+}
+
+impl SimulatedProvider {
+    fn answer_once(&self, idempotency_key: &str, prefix: &str) -> String {
+        let mut answered = self.answered.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        answered.entry(idempotency_key.to_string()).or_insert_with(|| format!("{prefix}-{}", Uuid::now_v7())).clone()
+    }
+}
+
+#[async_trait]
+impl PaymentProvider for SimulatedProvider {
+    async fn authorize(&self, request: &AuthorizationRequest) -> Result<Authorization, ProviderFailure> {
+        Ok(Authorization::Approved { authorization_id: self.answer_once(&request.idempotency_key, "sim-auth") })
+    }
+
+    async fn refund(&self, request: &RefundRequest) -> Result<RefundConfirmation, ProviderFailure> {
+        Ok(RefundConfirmation { refund_id: self.answer_once(&request.idempotency_key, "sim-refund") })
+    }
+}
+
+/// The payment context as core contexts see it: `authorize` records the `Payment` aggregate's
+/// outcome before it answers.
+pub struct PaymentDesk {
+    payments: Arc<Executor<Payment>>,
+}
+
+impl PaymentDesk {
+    pub fn new(payments: Arc<Executor<Payment>>) -> Self {
+        Self { payments }
+    }
+}
+
+#[async_trait]
+impl Payments for PaymentDesk {
+    async fn authorize(&self, request: PaymentRequest) -> Result<PaymentApproval, PaymentFailure> {
+        let command = PaymentCommand::AuthorizePayment {
+            payment_id: request.payment_id,
+            reference: request.reference,
+            customer_id: request.customer_id,
+            amount: request.amount,
+        };
+        match self.payments.execute(&request.payment_id.to_string(), command, &request.metadata).await {
+            Ok(_) => Ok(PaymentApproval { payment_id: request.payment_id }),
+            Err(CommandError::Rejected(PaymentError::Declined { reason })) => Err(PaymentFailure::Declined { reason }),
+            Err(CommandError::Rejected(PaymentError::ProviderUnavailable { detail })) => {
+                Err(PaymentFailure::Unavailable { detail })
+            }
+            Err(other) => Err(PaymentFailure::Unavailable { detail: other.to_string() }),
+        }
+    }
+}

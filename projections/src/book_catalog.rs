@@ -1,0 +1,129 @@
+//! book_catalog (green): every registered book with its fee and availability, for everyone.
+//!
+//! `BookRegistered → row`; `BookShelved → on_shelf`; `BookRented → RENTED`;
+//! `BookReturned | RentalCancelled → AVAILABLE`.
+
+use async_trait::async_trait;
+use cqrs_es::Aggregate;
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, AnyPool, Row};
+use storming_domain::library::{Book, LibraryEvent};
+use storming_domain::recorded::RecordedEvent;
+use storming_domain::rental::{BookCopy, RentalEvent};
+
+use crate::page::Page;
+use crate::runtime::{BoxError, Projection};
+
+pub const NAME: &str = "book_catalog";
+
+/// A book as the catalog shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CatalogBook {
+    pub id: String,
+    pub title: String,
+    pub author: Option<String>,
+    pub rental_fee: i64,
+    /// Whether the rental shelf has it yet (it can be rented only then).
+    pub on_shelf: bool,
+    pub availability: String,
+    pub current_rental_id: Option<String>,
+    pub updated_at: String,
+}
+
+pub struct BookCatalog;
+
+#[async_trait]
+impl Projection for BookCatalog {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    async fn apply(&self, tx: &mut AnyConnection, event: &RecordedEvent) -> Result<(), BoxError> {
+        let at = &event.recorded_at;
+        match event.aggregate_type.as_str() {
+            <Book as Aggregate>::TYPE => match event.decode::<LibraryEvent>()? {
+                LibraryEvent::BookRegistered { book_id, title, author, rental_fee } => {
+                    sqlx::query(
+                        "INSERT INTO book_catalog (book_id, title, author, rental_fee, on_shelf, availability, updated_at) \
+                         VALUES ($1, $2, $3, $4, FALSE, 'AVAILABLE', $5) ON CONFLICT (book_id) DO NOTHING",
+                    )
+                    .bind(book_id.to_string())
+                    .bind(title)
+                    .bind(author)
+                    .bind(rental_fee.amount())
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            },
+            <BookCopy as Aggregate>::TYPE => {
+                let (book_id, availability, rental_id) = match event.decode::<RentalEvent>()? {
+                    RentalEvent::BookShelved { book_id, .. } => {
+                        sqlx::query("UPDATE book_catalog SET on_shelf = TRUE, updated_at = $2 WHERE book_id = $1")
+                            .bind(book_id.to_string())
+                            .bind(at)
+                            .execute(&mut *tx)
+                            .await?;
+                        return Ok(());
+                    }
+                    RentalEvent::BookRented { book_id, rental_id, .. } => {
+                        (book_id, "RENTED", Some(rental_id.to_string()))
+                    }
+                    RentalEvent::BookReturned { book_id, .. } | RentalEvent::RentalCancelled { book_id, .. } => {
+                        (book_id, "AVAILABLE", None)
+                    }
+                };
+                sqlx::query("UPDATE book_catalog SET availability = $2, current_rental_id = $3, updated_at = $4 WHERE book_id = $1")
+                    .bind(book_id.to_string())
+                    .bind(availability)
+                    .bind(rental_id)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+const COLUMNS: &str = "SELECT book_id, title, author, rental_fee, on_shelf, availability, current_rental_id, updated_at FROM book_catalog";
+
+pub async fn get(pool: &AnyPool, book_id: &str) -> Result<Option<CatalogBook>, sqlx::Error> {
+    let row = sqlx::query(&format!("{COLUMNS} WHERE book_id = $1")).bind(book_id).fetch_optional(pool).await?;
+    row.as_ref().map(decode).transpose()
+}
+
+/// Books in id order (registration order), after the cursor; only rentable ones if `available`.
+pub async fn list(
+    pool: &AnyPool,
+    available: bool,
+    limit: i64,
+    after: Option<&str>,
+) -> Result<Page<CatalogBook>, sqlx::Error> {
+    let rows = sqlx::query(&format!(
+        "{COLUMNS} WHERE ($1 = FALSE OR (on_shelf = TRUE AND availability = 'AVAILABLE')) AND book_id > $2 \
+         ORDER BY book_id LIMIT $3"
+    ))
+    .bind(available)
+    .bind(after.unwrap_or(""))
+    .bind(limit + 1)
+    .fetch_all(pool)
+    .await?;
+    let books = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+    Ok(Page::from_rows(books, limit, |book| book.id.clone()))
+}
+
+fn decode(row: &AnyRow) -> Result<CatalogBook, sqlx::Error> {
+    Ok(CatalogBook {
+        id: row.try_get("book_id")?,
+        title: row.try_get("title")?,
+        author: row.try_get("author")?,
+        rental_fee: row.try_get("rental_fee")?,
+        on_shelf: row.try_get("on_shelf")?,
+        availability: row.try_get("availability")?,
+        current_rental_id: row.try_get("current_rental_id")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}

@@ -1,0 +1,161 @@
+//! my_page (green): one page per customer across every flow — a profile and a row per rental,
+//! order, reservation and booking. Built only from events.
+//!
+//! `CustomerRegistered → profile`; `BookRented → row`; `BookReturned | RentalCancelled → status`;
+//! `PaymentRefunded → payment status`.
+
+use async_trait::async_trait;
+use cqrs_es::Aggregate;
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, AnyPool, Row};
+use storming_domain::customer::{Customer, CustomerEvent};
+use storming_domain::payment::{Payment, PaymentEvent};
+use storming_domain::recorded::RecordedEvent;
+use storming_domain::rental::{self, BookCopy, RentalEvent};
+
+use crate::page::Page;
+use crate::runtime::{BoxError, Projection};
+
+pub const NAME: &str = "my_page";
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Profile {
+    pub customer_id: String,
+    pub name: String,
+    pub phone: Option<String>,
+    pub registered_at: String,
+}
+
+/// One rental, order, reservation or booking of the customer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MyPageItem {
+    pub flow: String,
+    pub id: String,
+    pub title: String,
+    pub status: String,
+    pub payment_status: String,
+    pub amount: i64,
+    pub updated_at: String,
+}
+
+pub struct MyPage;
+
+#[async_trait]
+impl Projection for MyPage {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    async fn apply(&self, tx: &mut AnyConnection, event: &RecordedEvent) -> Result<(), BoxError> {
+        let at = &event.recorded_at;
+        match event.aggregate_type.as_str() {
+            <Customer as Aggregate>::TYPE => {
+                let CustomerEvent::CustomerRegistered { customer_id, name, phone } = event.decode()?;
+                sqlx::query(
+                    "INSERT INTO my_page_profiles (customer_id, name, phone, registered_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (customer_id) DO NOTHING",
+                )
+                .bind(customer_id)
+                .bind(name)
+                .bind(phone)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+            }
+            <BookCopy as Aggregate>::TYPE => {
+                let (rental_id, status) = match event.decode::<RentalEvent>()? {
+                    RentalEvent::BookShelved { .. } => return Ok(()),
+                    RentalEvent::BookRented { rental_id, title, customer_id, fee, .. } => {
+                        sqlx::query(
+                            "INSERT INTO my_page_items (customer_id, flow, item_id, title, status, payment_status, amount, \
+                             updated_at) VALUES ($1, $2, $3, $4, 'RENTED', 'PAID', $5, $6) \
+                             ON CONFLICT (customer_id, item_id) DO NOTHING",
+                        )
+                        .bind(customer_id)
+                        .bind(rental::FLOW)
+                        .bind(rental_id.to_string())
+                        .bind(title)
+                        .bind(fee.amount())
+                        .bind(at)
+                        .execute(&mut *tx)
+                        .await?;
+                        return Ok(());
+                    }
+                    RentalEvent::BookReturned { rental_id, .. } => (rental_id, "RETURNED"),
+                    RentalEvent::RentalCancelled { rental_id, .. } => (rental_id, "CANCELLED"),
+                };
+                sqlx::query("UPDATE my_page_items SET status = $2, updated_at = $3 WHERE item_id = $1")
+                    .bind(rental_id.to_string())
+                    .bind(status)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            <Payment as Aggregate>::TYPE => {
+                if let PaymentEvent::PaymentRefunded { reference, customer_id, .. } = event.decode::<PaymentEvent>()? {
+                    sqlx::query(
+                        "UPDATE my_page_items SET payment_status = 'REFUNDED', updated_at = $3 \
+                         WHERE customer_id = $1 AND item_id = $2",
+                    )
+                    .bind(customer_id)
+                    .bind(reference.id.to_string())
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+pub async fn profile(pool: &AnyPool, customer_id: &str) -> Result<Option<Profile>, sqlx::Error> {
+    let row =
+        sqlx::query("SELECT customer_id, name, phone, registered_at FROM my_page_profiles WHERE customer_id = $1")
+            .bind(customer_id)
+            .fetch_optional(pool)
+            .await?;
+    row.map(|row| {
+        Ok(Profile {
+            customer_id: row.try_get("customer_id")?,
+            name: row.try_get("name")?,
+            phone: row.try_get("phone")?,
+            registered_at: row.try_get("registered_at")?,
+        })
+    })
+    .transpose()
+}
+
+/// The customer's rows, newest first (ids are UUID v7, so id order is creation order).
+pub async fn items(
+    pool: &AnyPool,
+    customer_id: &str,
+    limit: i64,
+    before: Option<&str>,
+) -> Result<Page<MyPageItem>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT flow, item_id, title, status, payment_status, amount, updated_at FROM my_page_items \
+         WHERE customer_id = $1 AND ($2 IS NULL OR item_id < $2) ORDER BY item_id DESC LIMIT $3",
+    )
+    .bind(customer_id)
+    .bind(before)
+    .bind(limit + 1)
+    .fetch_all(pool)
+    .await?;
+    let items = rows.iter().map(decode_item).collect::<Result<Vec<_>, _>>()?;
+    Ok(Page::from_rows(items, limit, |item| item.id.clone()))
+}
+
+fn decode_item(row: &AnyRow) -> Result<MyPageItem, sqlx::Error> {
+    Ok(MyPageItem {
+        flow: row.try_get("flow")?,
+        id: row.try_get("item_id")?,
+        title: row.try_get("title")?,
+        status: row.try_get("status")?,
+        payment_status: row.try_get("payment_status")?,
+        amount: row.try_get("amount")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}

@@ -1,0 +1,114 @@
+//! payments (green): one row per charge, for the payer and admins.
+//!
+//! `PaymentApproved → APPROVED`; `PaymentRefunded → REFUNDED`.
+
+use async_trait::async_trait;
+use cqrs_es::Aggregate;
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, AnyPool, Row};
+use storming_domain::payment::{Payment, PaymentEvent};
+use storming_domain::recorded::RecordedEvent;
+
+use crate::runtime::{BoxError, Projection};
+
+pub const NAME: &str = "payments";
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReferenceView {
+    pub flow: String,
+    pub kind: String,
+    pub id: String,
+}
+
+/// A charge as its payer and admins see it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PaymentView {
+    pub id: String,
+    pub reference: ReferenceView,
+    pub customer_id: String,
+    pub amount: i64,
+    pub status: String,
+    pub authorization_id: String,
+    pub refund_id: Option<String>,
+    pub updated_at: String,
+}
+
+pub struct PaymentsView;
+
+#[async_trait]
+impl Projection for PaymentsView {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    async fn apply(&self, tx: &mut AnyConnection, event: &RecordedEvent) -> Result<(), BoxError> {
+        if event.aggregate_type != <Payment as Aggregate>::TYPE {
+            return Ok(());
+        }
+        match event.decode::<PaymentEvent>()? {
+            PaymentEvent::PaymentApproved { payment_id, reference, customer_id, amount, authorization_id } => {
+                sqlx::query(
+                    "INSERT INTO payments (payment_id, reference_flow, reference_kind, reference_id, customer_id, amount, \
+                     status, authorization_id, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 'APPROVED', $7, $8) \
+                     ON CONFLICT (payment_id) DO NOTHING",
+                )
+                .bind(payment_id.to_string())
+                .bind(reference.flow)
+                .bind(reference.kind)
+                .bind(reference.id.to_string())
+                .bind(customer_id)
+                .bind(amount.amount())
+                .bind(authorization_id)
+                .bind(&event.recorded_at)
+                .execute(&mut *tx)
+                .await?;
+            }
+            PaymentEvent::PaymentRefunded { payment_id, refund_id, .. } => {
+                sqlx::query(
+                    "UPDATE payments SET status = 'REFUNDED', refund_id = $2, updated_at = $3 WHERE payment_id = $1",
+                )
+                .bind(payment_id.to_string())
+                .bind(refund_id)
+                .bind(&event.recorded_at)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+const COLUMNS: &str = "SELECT payment_id, reference_flow, reference_kind, reference_id, customer_id, amount, status, \
+                       authorization_id, refund_id, updated_at FROM payments";
+
+pub async fn get(pool: &AnyPool, payment_id: &str) -> Result<Option<PaymentView>, sqlx::Error> {
+    let row = sqlx::query(&format!("{COLUMNS} WHERE payment_id = $1")).bind(payment_id).fetch_optional(pool).await?;
+    row.as_ref().map(decode).transpose()
+}
+
+/// The charges for one rental, order, reservation or booking.
+pub async fn by_reference(pool: &AnyPool, reference_id: &str) -> Result<Vec<PaymentView>, sqlx::Error> {
+    let rows = sqlx::query(&format!("{COLUMNS} WHERE reference_id = $1 ORDER BY payment_id"))
+        .bind(reference_id)
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(decode).collect()
+}
+
+fn decode(row: &AnyRow) -> Result<PaymentView, sqlx::Error> {
+    Ok(PaymentView {
+        id: row.try_get("payment_id")?,
+        reference: ReferenceView {
+            flow: row.try_get("reference_flow")?,
+            kind: row.try_get("reference_kind")?,
+            id: row.try_get("reference_id")?,
+        },
+        customer_id: row.try_get("customer_id")?,
+        amount: row.try_get("amount")?,
+        status: row.try_get("status")?,
+        authorization_id: row.try_get("authorization_id")?,
+        refund_id: row.try_get("refund_id")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}

@@ -1,0 +1,180 @@
+//! rental_status (green): one row per rental — customers see their own, book managers all.
+//!
+//! `BookRented → RENTED/PAID`; `BookReturned → RETURNED (overdue)`; `RentalCancelled → CANCELLED`;
+//! `PaymentRefunded → REFUNDED`.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use cqrs_es::Aggregate;
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, AnyPool, Row};
+use storming_domain::payment::{Payment, PaymentEvent};
+use storming_domain::recorded::RecordedEvent;
+use storming_domain::rental::{BookCopy, RentalEvent};
+
+use crate::page::Page;
+use crate::rfc3339;
+use crate::runtime::{BoxError, Projection};
+
+pub const NAME: &str = "rental_status";
+
+/// A rental as its renter and the book managers see it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RentalView {
+    pub id: String,
+    pub book_id: String,
+    pub title: String,
+    pub customer_id: String,
+    pub status: String,
+    /// Returned late, or still rented past its due date.
+    pub overdue: bool,
+    pub payment_id: String,
+    pub payment_status: String,
+    pub fee: i64,
+    pub rented_at: String,
+    pub due_at: String,
+    pub returned_at: Option<String>,
+    pub cancelled_at: Option<String>,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RentalFilter {
+    pub book_id: Option<String>,
+    pub customer_id: Option<String>,
+    pub status: Option<String>,
+}
+
+pub struct RentalStatusView;
+
+#[async_trait]
+impl Projection for RentalStatusView {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    async fn apply(&self, tx: &mut AnyConnection, event: &RecordedEvent) -> Result<(), BoxError> {
+        let at = &event.recorded_at;
+        match event.aggregate_type.as_str() {
+            <BookCopy as Aggregate>::TYPE => match event.decode::<RentalEvent>()? {
+                RentalEvent::BookShelved { .. } => {}
+                RentalEvent::BookRented {
+                    rental_id,
+                    book_id,
+                    title,
+                    customer_id,
+                    fee,
+                    payment_id,
+                    rented_at,
+                    due_at,
+                } => {
+                    sqlx::query(
+                        "INSERT INTO rental_status (rental_id, book_id, title, customer_id, status, overdue, payment_id, \
+                         payment_status, fee, rented_at, due_at, updated_at) \
+                         VALUES ($1, $2, $3, $4, 'RENTED', FALSE, $5, 'PAID', $6, $7, $8, $9) ON CONFLICT (rental_id) DO NOTHING",
+                    )
+                    .bind(rental_id.to_string())
+                    .bind(book_id.to_string())
+                    .bind(title)
+                    .bind(customer_id)
+                    .bind(payment_id.to_string())
+                    .bind(fee.amount())
+                    .bind(rfc3339(&rented_at))
+                    .bind(rfc3339(&due_at))
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                RentalEvent::RentalCancelled { rental_id, cancelled_at, .. } => {
+                    sqlx::query("UPDATE rental_status SET status = 'CANCELLED', cancelled_at = $2, updated_at = $3 WHERE rental_id = $1")
+                        .bind(rental_id.to_string())
+                        .bind(rfc3339(&cancelled_at))
+                        .bind(at)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                RentalEvent::BookReturned { rental_id, returned_at, overdue, .. } => {
+                    sqlx::query(
+                        "UPDATE rental_status SET status = 'RETURNED', returned_at = $2, overdue = $3, updated_at = $4 \
+                         WHERE rental_id = $1",
+                    )
+                    .bind(rental_id.to_string())
+                    .bind(rfc3339(&returned_at))
+                    .bind(overdue)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            },
+            <Payment as Aggregate>::TYPE => {
+                if let PaymentEvent::PaymentRefunded { payment_id, .. } = event.decode::<PaymentEvent>()? {
+                    sqlx::query(
+                        "UPDATE rental_status SET payment_status = 'REFUNDED', updated_at = $2 WHERE payment_id = $1",
+                    )
+                    .bind(payment_id.to_string())
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+const COLUMNS: &str =
+    "SELECT rental_id, book_id, title, customer_id, status, overdue, payment_id, payment_status, fee, \
+                       rented_at, due_at, returned_at, cancelled_at, updated_at FROM rental_status";
+
+pub async fn get(pool: &AnyPool, rental_id: &str, now: DateTime<Utc>) -> Result<Option<RentalView>, sqlx::Error> {
+    let row = sqlx::query(&format!("{COLUMNS} WHERE rental_id = $1")).bind(rental_id).fetch_optional(pool).await?;
+    row.as_ref().map(|row| decode(row, now)).transpose()
+}
+
+/// Rentals in id (time) order after the cursor, narrowed by the filter.
+pub async fn list(
+    pool: &AnyPool,
+    filter: &RentalFilter,
+    limit: i64,
+    after: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<Page<RentalView>, sqlx::Error> {
+    let rows = sqlx::query(&format!(
+        "{COLUMNS} WHERE ($1 IS NULL OR book_id = $1) AND ($2 IS NULL OR customer_id = $2) \
+         AND ($3 IS NULL OR status = $3) AND rental_id > $4 ORDER BY rental_id LIMIT $5"
+    ))
+    .bind(filter.book_id.clone())
+    .bind(filter.customer_id.clone())
+    .bind(filter.status.clone())
+    .bind(after.unwrap_or(""))
+    .bind(limit + 1)
+    .fetch_all(pool)
+    .await?;
+    let rentals = rows.iter().map(|row| decode(row, now)).collect::<Result<Vec<_>, _>>()?;
+    Ok(Page::from_rows(rentals, limit, |rental| rental.id.clone()))
+}
+
+fn decode(row: &AnyRow, now: DateTime<Utc>) -> Result<RentalView, sqlx::Error> {
+    let status: String = row.try_get("status")?;
+    let due_at: String = row.try_get("due_at")?;
+    let returned_late: bool = row.try_get("overdue")?;
+    let past_due = status == "RENTED" && DateTime::parse_from_rfc3339(&due_at).is_ok_and(|due| now > due);
+    Ok(RentalView {
+        id: row.try_get("rental_id")?,
+        book_id: row.try_get("book_id")?,
+        title: row.try_get("title")?,
+        customer_id: row.try_get("customer_id")?,
+        status,
+        overdue: returned_late || past_due,
+        payment_id: row.try_get("payment_id")?,
+        payment_status: row.try_get("payment_status")?,
+        fee: row.try_get("fee")?,
+        rented_at: row.try_get("rented_at")?,
+        due_at,
+        returned_at: row.try_get("returned_at")?,
+        cancelled_at: row.try_get("cancelled_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}

@@ -1,0 +1,43 @@
+//! The worker runtime: `global log → worker → (view tables | policy commands) + checkpoint`.
+//!
+//! A worker owns one projection or one policy. It reads the log after its checkpoint in batches.
+//! A projection applies the batch and advances the checkpoint in one transaction, so each event
+//! takes effect exactly once. A policy issues its commands first (they are idempotent, keyed by the
+//! causing event) and then advances the checkpoint, so a crash in between re-delivers events that
+//! change nothing the second time.
+//!
+//! Workers wake on an in-process signal when a command stores events, and poll slowly as a
+//! fallback for events written by other processes.
+
+mod checkpoint;
+mod worker;
+
+pub use checkpoint::{checkpoint, Checkpoint};
+pub use worker::{Worker, WorkerSettings};
+
+use async_trait::async_trait;
+use sqlx::AnyConnection;
+use storming_domain::recorded::{LogCursor, RecordedEvent};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Where workers read the global log from (the gap-safe reader in `storming-infra`).
+#[async_trait]
+pub trait EventSource: Send + Sync {
+    async fn read_after(&self, cursor: LogCursor, limit: i64) -> Result<Vec<RecordedEvent>, BoxError>;
+}
+
+/// A read model: applies each event to its tables inside the worker's transaction.
+#[async_trait]
+pub trait Projection: Send + Sync {
+    /// The worker's permanent name (its checkpoint row, its entry in `/admin/projections`).
+    fn name(&self) -> &'static str;
+    async fn apply(&self, tx: &mut AnyConnection, event: &RecordedEvent) -> Result<(), BoxError>;
+}
+
+/// A policy: "whenever <event>, then <command>". Its commands must be idempotent.
+#[async_trait]
+pub trait Policy: Send + Sync {
+    fn name(&self) -> &'static str;
+    async fn react(&self, event: &RecordedEvent) -> Result<(), BoxError>;
+}
