@@ -1,1 +1,153 @@
-//! placeholder
+//! `storming-api`: the HTTP edge and the wiring of everything.
+//!
+//! Commands (`POST /commands/...`) and queries (`GET /queries/...`) live in separate modules and
+//! routers; the audit reads the log itself. [`Server::start`] builds the application from a
+//! [`Config`] — database, command bus, workers, router — and is what `storming serve` and the
+//! end-to-end tests run.
+
+pub mod audit;
+pub mod auth;
+pub mod commands;
+pub mod health;
+pub mod problem;
+pub mod queries;
+pub mod workers;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::http::{HeaderName, StatusCode};
+use axum::response::IntoResponse;
+use axum::Router;
+use storming_domain::rental::RentalTerms;
+use storming_infra::commands::{CommandBus, LogSignal};
+use storming_infra::config::{Config, JwtSecretSource, PaymentProviderKind};
+use storming_infra::db::Database;
+use storming_infra::log::GlobalLog;
+use storming_infra::payment::SimulatedProvider;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::auth::TokenKeys;
+use crate::problem::ApiError;
+
+/// Largest request body accepted (413 above).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Longest a request may take; past it the timeout layer answers 408.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub(crate) static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Database,
+    pub bus: Arc<CommandBus>,
+    pub log: GlobalLog,
+    pub tokens: TokenKeys,
+    pub rental_terms: RentalTerms,
+}
+
+/// The whole HTTP surface.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(health::router())
+        .merge(commands::router())
+        .merge(queries::router())
+        .merge(audit::router())
+        .fallback(|| async { ApiError::not_found("route-not-found", "no such endpoint") })
+        .with_state(state)
+        .layer(CatchPanicLayer::custom(|_| ApiError::internal("a handler panicked").into_response()))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(TraceLayer::new_for_http())
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
+        .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
+}
+
+/// How to start.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeOptions {
+    /// Run every projection and policy worker in this process (`storming serve` without
+    /// `--no-workers`).
+    pub workers: bool,
+}
+
+/// A running storming: the HTTP listener and, unless disabled, the workers.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    shutdown: watch::Sender<bool>,
+    http: JoinHandle<std::io::Result<()>>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Connects and migrates the database, wires the application and starts listening on
+    /// `config.listen`.
+    pub async fn start(config: &Config, options: ServeOptions) -> anyhow::Result<Self> {
+        let state = build_state(config).await?;
+        let listener = tokio::net::TcpListener::bind(&config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        let addr = listener.local_addr().context("reading the bound address")?;
+        let (shutdown, stop) = watch::channel(false);
+        let workers = if options.workers { workers::spawn_all(&state, stop.clone()) } else { vec![] };
+        let mut stop_http = stop;
+        let app = router(state.clone());
+        let http = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop_http.wait_for(|stop| *stop).await;
+                })
+                .await
+        });
+        tracing::info!(%addr, workers = options.workers, "storming is listening");
+        Ok(Self { addr, state, shutdown, http, workers })
+    }
+
+    /// Stops accepting, lets in-flight requests and worker batches finish, and closes the
+    /// database.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(true);
+        self.http.await.context("joining the HTTP server")?.context("serving HTTP")?;
+        for worker in self.workers {
+            worker.await.context("joining a worker")?;
+        }
+        self.state.db.close().await;
+        Ok(())
+    }
+}
+
+/// Connects, migrates and wires the command side.
+pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
+    let (secret, source) = config.resolve_jwt_secret().context("resolving the JWT secret")?;
+    match source {
+        JwtSecretSource::File { path, created: true } => {
+            tracing::warn!(path = %path.display(), "STORMING_JWT_SECRET is not set: generated a secret and saved it next to the database")
+        }
+        JwtSecretSource::File { path, created: false } => {
+            tracing::info!(path = %path.display(), "STORMING_JWT_SECRET is not set: using the secret saved next to the database")
+        }
+        JwtSecretSource::Environment => {}
+    }
+    let db = Database::connect(&config.database_url, config.db_pool_size).await.context("opening the database")?;
+    let provider = match config.payment_provider {
+        PaymentProviderKind::Simulated => Arc::new(SimulatedProvider::default()),
+    };
+    let bus = Arc::new(CommandBus::new(&db, provider, LogSignal::new()));
+    Ok(AppState {
+        log: GlobalLog::new(&db),
+        db,
+        bus,
+        tokens: TokenKeys::new(&secret),
+        rental_terms: config.rental_terms,
+    })
+}

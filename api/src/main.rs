@@ -1,1 +1,114 @@
-fn main() {}
+//! The `storming` binary: `serve`, `migrate`, `token`, `events`.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use storming_api::auth::{Role, TokenKeys};
+use storming_api::{ServeOptions, Server};
+use storming_domain::recorded::LogCursor;
+use storming_infra::config::Config;
+use storming_infra::db::Database;
+use storming_infra::log::{GlobalLog, LogFilter};
+use tracing_subscriber::EnvFilter;
+
+/// storming: five Event-Storming businesses on one event-sourced backbone.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the HTTP API on STORMING_LISTEN, with every worker in-process.
+    Serve {
+        /// Run the API only; workers run elsewhere.
+        #[arg(long)]
+        no_workers: bool,
+    },
+    /// Create the database if needed and apply pending migrations, then exit.
+    Migrate,
+    /// Print a signed JWT for trying the API.
+    Token {
+        /// The user id (`sub`): a customer's id, or any staff name.
+        #[arg(long)]
+        sub: String,
+        /// Roles, comma-separated: customer, book_manager, seller, store_owner, rider,
+        /// hotel_manager, space_manager, admin.
+        #[arg(long, value_delimiter = ',', required = true)]
+        role: Vec<String>,
+        /// Hours until the token expires.
+        #[arg(long, default_value_t = 24)]
+        ttl_hours: u64,
+    },
+    /// Print events of the global log as JSON lines, in the order workers apply them.
+    Events {
+        /// Only events of this business transaction.
+        #[arg(long)]
+        correlation_id: Option<String>,
+        /// At most this many events.
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let filter = EnvFilter::try_from_env("STORMING_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let cli = Cli::parse();
+    let config = Config::from_env().context("reading the configuration")?;
+    match cli.command {
+        Command::Serve { no_workers } => serve(&config, ServeOptions { workers: !no_workers }).await,
+        Command::Migrate => {
+            Database::connect(&config.database_url, 1).await.context("migrating the database")?.close().await;
+            tracing::info!("the database is migrated");
+            Ok(())
+        }
+        Command::Token { sub, role, ttl_hours } => {
+            let roles = role
+                .iter()
+                .map(|name| Role::parse(name.trim()).with_context(|| format!("unknown role `{name}`")))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            if sub.trim().is_empty() {
+                bail!("--sub must not be empty");
+            }
+            let (secret, _) = config.resolve_jwt_secret().context("resolving the JWT secret")?;
+            println!("{}", TokenKeys::new(&secret).issue(&sub, &roles, Duration::from_secs(ttl_hours * 3600)));
+            Ok(())
+        }
+        Command::Events { correlation_id, limit } => {
+            let db = Database::connect(&config.database_url, 1).await.context("opening the database")?;
+            let filter = LogFilter { correlation_id, ..LogFilter::default() };
+            for event in GlobalLog::new(&db).read_after(LogCursor::START, limit, &filter).await? {
+                println!("{}", serde_json::to_string(&event)?);
+            }
+            db.close().await;
+            Ok(())
+        }
+    }
+}
+
+async fn serve(config: &Config, options: ServeOptions) -> anyhow::Result<()> {
+    let server = Server::start(config, options).await?;
+    shutdown_signal().await;
+    tracing::info!("shutting down: finishing in-flight requests and worker batches");
+    server.shutdown().await
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

@@ -46,7 +46,7 @@ impl Projection for BookCatalog {
                 LibraryEvent::BookRegistered { book_id, title, author, rental_fee } => {
                     sqlx::query(
                         "INSERT INTO book_catalog (book_id, title, author, rental_fee, on_shelf, availability, updated_at) \
-                         VALUES ($1, $2, $3, $4, FALSE, 'AVAILABLE', $5) ON CONFLICT (book_id) DO NOTHING",
+                         VALUES ($1, $2, $3, $4, 0, 'AVAILABLE', $5) ON CONFLICT (book_id) DO NOTHING",
                     )
                     .bind(book_id.to_string())
                     .bind(title)
@@ -60,7 +60,7 @@ impl Projection for BookCatalog {
             <BookCopy as Aggregate>::TYPE => {
                 let (book_id, availability, rental_id) = match event.decode::<RentalEvent>()? {
                     RentalEvent::BookShelved { book_id, .. } => {
-                        sqlx::query("UPDATE book_catalog SET on_shelf = TRUE, updated_at = $2 WHERE book_id = $1")
+                        sqlx::query("UPDATE book_catalog SET on_shelf = 1, updated_at = $2 WHERE book_id = $1")
                             .bind(book_id.to_string())
                             .bind(at)
                             .execute(&mut *tx)
@@ -103,10 +103,10 @@ pub async fn list(
     after: Option<&str>,
 ) -> Result<Page<CatalogBook>, sqlx::Error> {
     let rows = sqlx::query(&format!(
-        "{COLUMNS} WHERE ($1 = FALSE OR (on_shelf = TRUE AND availability = 'AVAILABLE')) AND book_id > $2 \
+        "{COLUMNS} WHERE ($1 = 0 OR (on_shelf = 1 AND availability = 'AVAILABLE')) AND book_id > $2 \
          ORDER BY book_id LIMIT $3"
     ))
-    .bind(available)
+    .bind(i64::from(available))
     .bind(after.unwrap_or(""))
     .bind(limit + 1)
     .fetch_all(pool)
@@ -121,7 +121,7 @@ fn decode(row: &AnyRow) -> Result<CatalogBook, sqlx::Error> {
         title: row.try_get("title")?,
         author: row.try_get("author")?,
         rental_fee: row.try_get("rental_fee")?,
-        on_shelf: row.try_get("on_shelf")?,
+        on_shelf: row.try_get::<i64, _>("on_shelf")? != 0,
         availability: row.try_get("availability")?,
         current_rental_id: row.try_get("current_rental_id")?,
         updated_at: row.try_get("updated_at")?,

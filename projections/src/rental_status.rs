@@ -72,7 +72,7 @@ impl Projection for RentalStatusView {
                     sqlx::query(
                         "INSERT INTO rental_status (rental_id, book_id, title, customer_id, status, overdue, payment_id, \
                          payment_status, fee, rented_at, due_at, updated_at) \
-                         VALUES ($1, $2, $3, $4, 'RENTED', FALSE, $5, 'PAID', $6, $7, $8, $9) ON CONFLICT (rental_id) DO NOTHING",
+                         VALUES ($1, $2, $3, $4, 'RENTED', 0, $5, 'PAID', $6, $7, $8, $9) ON CONFLICT (rental_id) DO NOTHING",
                     )
                     .bind(rental_id.to_string())
                     .bind(book_id.to_string())
@@ -101,7 +101,7 @@ impl Projection for RentalStatusView {
                     )
                     .bind(rental_id.to_string())
                     .bind(rfc3339(&returned_at))
-                    .bind(overdue)
+                    .bind(i64::from(overdue))
                     .bind(at)
                     .execute(&mut *tx)
                     .await?;
@@ -159,7 +159,7 @@ pub async fn list(
 fn decode(row: &AnyRow, now: DateTime<Utc>) -> Result<RentalView, sqlx::Error> {
     let status: String = row.try_get("status")?;
     let due_at: String = row.try_get("due_at")?;
-    let returned_late: bool = row.try_get("overdue")?;
+    let returned_late = row.try_get::<i64, _>("overdue")? != 0;
     let past_due = status == "RENTED" && DateTime::parse_from_rfc3339(&due_at).is_ok_and(|due| now > due);
     Ok(RentalView {
         id: row.try_get("rental_id")?,

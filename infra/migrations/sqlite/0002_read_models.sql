@@ -19,7 +19,7 @@ CREATE TABLE book_catalog
     title             text    NOT NULL,
     author            text,
     rental_fee        bigint  NOT NULL,
-    on_shelf          boolean NOT NULL,
+    on_shelf          bigint  NOT NULL, -- 0 or 1: sqlx's Any driver reads no SQLite boolean
     availability      text    NOT NULL,
     current_rental_id text,
     updated_at        text    NOT NULL
@@ -33,7 +33,7 @@ CREATE TABLE rental_status
     title          text    NOT NULL,
     customer_id    text    NOT NULL,
     status         text    NOT NULL,
-    overdue        boolean NOT NULL,
+    overdue        bigint  NOT NULL, -- 0 or 1, as on_shelf
     payment_id     text    NOT NULL,
     payment_status text    NOT NULL,
     fee            bigint  NOT NULL,

@@ -1,0 +1,123 @@
+//! `GET /queries/book-rental/...`: the book catalog and the rental status views.
+
+use axum::extract::{Path, State};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use chrono::Utc;
+use serde::Deserialize;
+use storming_domain::shared::ValidationError;
+use storming_projections::book_catalog;
+use storming_projections::rental_status::{self, RentalFilter};
+
+use super::{answer, limit, view_position, Params};
+use crate::auth::{Caller, Role};
+use crate::problem::ApiError;
+use crate::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/queries/book-rental/books", get(list_books))
+        .route("/queries/book-rental/books/{book_id}", get(get_book))
+        .route("/queries/book-rental/rentals", get(list_rentals))
+        .route("/queries/book-rental/rentals/{id}", get(get_rental))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CatalogParams {
+    available: Option<bool>,
+    min_position: Option<i64>,
+    limit: Option<i64>,
+    after: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Freshness {
+    min_position: Option<i64>,
+}
+
+/// The catalog, for every signed-in role; `?available=true` keeps only books that can be rented.
+async fn list_books(
+    State(app): State<AppState>,
+    _caller: Caller,
+    Params(params): Params<CatalogParams>,
+) -> Result<Response, ApiError> {
+    let limit = limit(params.limit)?;
+    let position = view_position(&app, book_catalog::NAME, params.min_position).await?;
+    let page = book_catalog::list(&app.db.read_side, params.available.unwrap_or(false), limit, params.after.as_deref())
+        .await?;
+    Ok(answer(position, page))
+}
+
+async fn get_book(
+    State(app): State<AppState>,
+    _caller: Caller,
+    Path(book_id): Path<String>,
+    Params(params): Params<Freshness>,
+) -> Result<Response, ApiError> {
+    let position = view_position(&app, book_catalog::NAME, params.min_position).await?;
+    let book = book_catalog::get(&app.db.read_side, &book_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("book-not-found", format!("no book {book_id}")))?;
+    Ok(answer(position, book))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RentalParams {
+    book_id: Option<String>,
+    customer_id: Option<String>,
+    status: Option<String>,
+    min_position: Option<i64>,
+    limit: Option<i64>,
+    after: Option<String>,
+}
+
+/// Rentals: a customer sees their own, a book manager all, narrowed by book, customer and status.
+async fn list_rentals(
+    State(app): State<AppState>,
+    caller: Caller,
+    Params(params): Params<RentalParams>,
+) -> Result<Response, ApiError> {
+    caller.require_any(&[Role::Customer, Role::BookManager])?;
+    let limit = limit(params.limit)?;
+    if let Some(status) = &params.status {
+        if !matches!(status.as_str(), "RENTED" | "RETURNED" | "CANCELLED") {
+            return Err(ValidationError::new("status", "must be RENTED, RETURNED or CANCELLED").into());
+        }
+    }
+    let customer_id = if caller.has(Role::BookManager) {
+        params.customer_id
+    } else {
+        match params.customer_id {
+            Some(other) if other != caller.id => {
+                return Err(ApiError::forbidden("customers see only their own rentals"))
+            }
+            _ => Some(caller.id.clone()),
+        }
+    };
+    let filter = RentalFilter { book_id: params.book_id, customer_id, status: params.status };
+    let position = view_position(&app, rental_status::NAME, params.min_position).await?;
+    let page = rental_status::list(&app.db.read_side, &filter, limit, params.after.as_deref(), Utc::now()).await?;
+    Ok(answer(position, page))
+}
+
+/// One rental, for its renter and book managers.
+async fn get_rental(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Params(params): Params<Freshness>,
+) -> Result<Response, ApiError> {
+    caller.require_any(&[Role::Customer, Role::BookManager])?;
+    let position = view_position(&app, rental_status::NAME, params.min_position).await?;
+    let rental = rental_status::get(&app.db.read_side, &id, Utc::now())
+        .await?
+        .ok_or_else(|| ApiError::not_found("rental-not-found", format!("no rental {id}")))?;
+    if rental.customer_id != caller.id && !caller.has(Role::BookManager) {
+        return Err(ApiError::forbidden("only the renter and book managers may see a rental"));
+    }
+    Ok(answer(position, rental))
+}

@@ -1,0 +1,72 @@
+//! `GET /queries/customers/me` and `GET /queries/my-page`, answered by the my_page view.
+
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use serde::{Deserialize, Serialize};
+use storming_projections::my_page::{self, MyPageItem, Profile};
+
+use super::{answer, limit, view_position, Params};
+use crate::auth::{Caller, Role};
+use crate::problem::ApiError;
+use crate::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/queries/customers/me", get(me)).route("/queries/my-page", get(my_page))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Freshness {
+    min_position: Option<i64>,
+}
+
+/// The signed-in customer's profile.
+async fn me(
+    State(app): State<AppState>,
+    caller: Caller,
+    Params(params): Params<Freshness>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Customer)?;
+    let position = view_position(&app, my_page::NAME, params.min_position).await?;
+    let profile = my_page::profile(&app.db.read_side, &caller.id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("customer-not-found", "you have not registered a profile yet"))?;
+    Ok(answer(position, profile))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MyPageParams {
+    min_position: Option<i64>,
+    limit: Option<i64>,
+    after: Option<String>,
+}
+
+/// One customer's page across every flow, newest first.
+#[derive(Debug, Serialize)]
+struct MyPageView {
+    customer_id: String,
+    profile: Option<Profile>,
+    items: Vec<MyPageItem>,
+    next: Option<String>,
+    /// The customer's latest notifications. The notification context arrives with the herb-shop
+    /// and food-delivery flows; until then this list is empty.
+    notifications: Vec<serde_json::Value>,
+}
+
+async fn my_page(
+    State(app): State<AppState>,
+    caller: Caller,
+    Params(params): Params<MyPageParams>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Customer)?;
+    let limit = limit(params.limit)?;
+    let position = view_position(&app, my_page::NAME, params.min_position).await?;
+    let profile = my_page::profile(&app.db.read_side, &caller.id).await?;
+    let page = my_page::items(&app.db.read_side, &caller.id, limit, params.after.as_deref()).await?;
+    let view =
+        MyPageView { customer_id: caller.id, profile, items: page.items, next: page.next, notifications: vec![] };
+    Ok(answer(position, view))
+}

@@ -1,0 +1,83 @@
+//! The query side of the API: `GET /queries/...` only, answered from the views.
+//!
+//! Every answer carries `X-Projection-Position`, the position the answering view has reached.
+//! `?min_position=N` (from a command's answer) waits, up to 5 s, until the view has applied the
+//! event at N — read-your-writes — or answers 503 `projection-behind`.
+
+mod book_rental;
+mod customers;
+mod payments;
+
+use std::time::Duration;
+
+use axum::extract::{FromRequestParts, Query};
+use axum::http::request::Parts;
+use axum::http::HeaderValue;
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use storming_domain::shared::ValidationError;
+use storming_projections::page::{DEFAULT_LIMIT, MAX_LIMIT};
+use storming_projections::runtime::checkpoint;
+use tokio::time::Instant;
+
+use crate::problem::ApiError;
+use crate::AppState;
+
+/// The longest a query waits for `min_position`.
+const MAX_WAIT: Duration = Duration::from_secs(5);
+const POLL: Duration = Duration::from_millis(10);
+
+pub fn router() -> Router<AppState> {
+    Router::new().merge(customers::router()).merge(book_rental::router()).merge(payments::router())
+}
+
+/// Query-string parameters, with every rejection answered as problem+json (400).
+pub struct Params<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Query(value) = Query::<T>::from_request_parts(parts, state).await?;
+        Ok(Params(value))
+    }
+}
+
+/// A list's `?limit=`, checked: 1 to 500, 50 when absent.
+pub fn limit(requested: Option<i64>) -> Result<i64, ValidationError> {
+    match requested {
+        None => Ok(DEFAULT_LIMIT),
+        Some(limit) if (1..=MAX_LIMIT).contains(&limit) => Ok(limit),
+        Some(_) => Err(ValidationError::new("limit", format!("must be between 1 and {MAX_LIMIT}"))),
+    }
+}
+
+/// The position view `name` has reached, once it has applied the event at `min_position`.
+pub async fn view_position(app: &AppState, name: &str, min_position: Option<i64>) -> Result<i64, ApiError> {
+    let deadline = Instant::now() + MAX_WAIT;
+    let wanted = min_position.filter(|position| *position > 0);
+    let mut target = None;
+    loop {
+        let reached = checkpoint(&app.db.read_side, name).await?.cursor;
+        let Some(position) = wanted else { return Ok(reached.position) };
+        if target.is_none() {
+            target = app.log.cursor_of(position).await?;
+        }
+        if target.is_some_and(|target| reached >= target) {
+            return Ok(reached.position);
+        }
+        if Instant::now() >= deadline {
+            return Err(ApiError::ProjectionBehind(position));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// A view's answer, with the position it was read at.
+pub fn answer<T: Serialize>(position: i64, body: T) -> Response {
+    let mut response = Json(body).into_response();
+    response.headers_mut().insert("x-projection-position", HeaderValue::from(position));
+    response
+}

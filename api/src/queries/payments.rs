@@ -1,0 +1,64 @@
+//! `GET /queries/payments/...`: charges, for their payer and admins.
+
+use axum::extract::{Path, State};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use serde::Deserialize;
+use storming_domain::shared::ValidationError;
+use storming_projections::page::Page;
+use storming_projections::payments;
+
+use super::{answer, view_position, Params};
+use crate::auth::{Caller, Role};
+use crate::problem::ApiError;
+use crate::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/queries/payments", get(by_reference)).route("/queries/payments/{id}", get(get_payment))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Freshness {
+    min_position: Option<i64>,
+}
+
+async fn get_payment(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Params(params): Params<Freshness>,
+) -> Result<Response, ApiError> {
+    let position = view_position(&app, payments::NAME, params.min_position).await?;
+    let payment = payments::get(&app.db.read_side, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("payment-not-found", format!("no payment {id}")))?;
+    if payment.customer_id != caller.id && !caller.has(Role::Admin) {
+        return Err(ApiError::forbidden("only the payer and admins may see a payment"));
+    }
+    Ok(answer(position, payment))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReferenceParams {
+    reference_id: Option<String>,
+    min_position: Option<i64>,
+}
+
+/// The charges for one rental, order, reservation or booking: an admin sees all of them, anyone
+/// else only their own.
+async fn by_reference(
+    State(app): State<AppState>,
+    caller: Caller,
+    Params(params): Params<ReferenceParams>,
+) -> Result<Response, ApiError> {
+    let reference_id = params.reference_id.ok_or_else(|| ValidationError::new("reference_id", "is required"))?;
+    let position = view_position(&app, payments::NAME, params.min_position).await?;
+    let mut charges = payments::by_reference(&app.db.read_side, &reference_id).await?;
+    if !caller.has(Role::Admin) {
+        charges.retain(|charge| charge.customer_id == caller.id);
+    }
+    Ok(answer(position, Page { items: charges, next: None }))
+}

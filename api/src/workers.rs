@@ -1,0 +1,120 @@
+//! The workers of this process: the four projections and the two policies, each following the
+//! global log on its own task.
+//!
+//! Policies (lilac): `BookRegistered → PutOnShelf` (rental) and `RentalCancelled → RefundPayment`
+//! (payment). Their commands are idempotent, so an event delivered again changes nothing.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use cqrs_es::Aggregate;
+use storming_domain::library::{Book, LibraryEvent};
+use storming_domain::payment::{policies::refund_cancelled_rental, PaymentError};
+use storming_domain::recorded::{LogCursor, RecordedEvent};
+use storming_domain::rental::{policies::shelve_registered_book, BookCopy, RentalEvent};
+use storming_domain::shared::EventMetadata;
+use storming_infra::commands::{CommandBus, CommandError};
+use storming_infra::log::{GlobalLog, LogFilter};
+use storming_projections::book_catalog::BookCatalog;
+use storming_projections::my_page::MyPage;
+use storming_projections::payments::PaymentsView;
+use storming_projections::rental_status::RentalStatusView;
+use storming_projections::{BoxError, EventSource, Policy, Projection, Worker, WorkerSettings};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::AppState;
+
+/// The global log as workers read it.
+pub struct LogSource(pub GlobalLog);
+
+#[async_trait]
+impl EventSource for LogSource {
+    async fn read_after(&self, cursor: LogCursor, limit: i64) -> Result<Vec<RecordedEvent>, BoxError> {
+        Ok(self.0.read_after(cursor, limit, &LogFilter::default()).await?)
+    }
+}
+
+/// The metadata of a policy's command: same business transaction, caused by `event`.
+fn caused_by(event: &RecordedEvent, policy: &str) -> EventMetadata {
+    EventMetadata {
+        correlation_id: event.metadata.correlation_id.clone(),
+        causation_id: event.event_id(),
+        actor: format!("policy/{policy}"),
+        request_id: event.metadata.request_id.clone(),
+    }
+}
+
+/// Whenever the library registers a book, the rental context puts it on its shelf.
+pub struct ShelfPolicy(pub Arc<CommandBus>);
+
+#[async_trait]
+impl Policy for ShelfPolicy {
+    fn name(&self) -> &'static str {
+        "rental.shelf_policy"
+    }
+
+    async fn react(&self, event: &RecordedEvent) -> Result<(), BoxError> {
+        if event.aggregate_type != Book::TYPE {
+            return Ok(());
+        }
+        let registered = event.decode::<LibraryEvent>()?;
+        let LibraryEvent::BookRegistered { book_id, .. } = &registered;
+        let command = shelve_registered_book(&registered);
+        self.0.shelf.execute(&book_id.to_string(), command, &caused_by(event, self.name())).await?;
+        Ok(())
+    }
+}
+
+/// Whenever a rental is cancelled, the payment context refunds it; a provider failure is retried
+/// with backoff by the worker until the refund is confirmed.
+pub struct RefundPolicy(pub Arc<CommandBus>);
+
+#[async_trait]
+impl Policy for RefundPolicy {
+    fn name(&self) -> &'static str {
+        "payment.refund_policy"
+    }
+
+    async fn react(&self, event: &RecordedEvent) -> Result<(), BoxError> {
+        if event.aggregate_type != BookCopy::TYPE {
+            return Ok(());
+        }
+        let Some((payment_id, command)) = refund_cancelled_rental(&event.decode::<RentalEvent>()?) else {
+            return Ok(());
+        };
+        match self.0.payments.execute(&payment_id.to_string(), command, &caused_by(event, self.name())).await {
+            Ok(_) => Ok(()),
+            Err(CommandError::Rejected(PaymentError::NothingToRefund)) => {
+                tracing::warn!(payment_id = %payment_id, "a cancelled rental had no approved payment to refund");
+                Ok(())
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+}
+
+/// Every projection of this build.
+pub fn projections() -> Vec<Arc<dyn Projection>> {
+    vec![Arc::new(BookCatalog), Arc::new(RentalStatusView), Arc::new(PaymentsView), Arc::new(MyPage)]
+}
+
+/// Every policy of this build.
+pub fn policies(bus: &Arc<CommandBus>) -> Vec<Arc<dyn Policy>> {
+    vec![Arc::new(ShelfPolicy(bus.clone())), Arc::new(RefundPolicy(bus.clone()))]
+}
+
+/// Starts one task per projection and policy; they stop when `stop` turns true.
+pub fn spawn_all(app: &AppState, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+    let source: Arc<dyn EventSource> = Arc::new(LogSource(app.log.clone()));
+    let pool = app.db.read_side.clone();
+    let settings = WorkerSettings::default();
+    let wake = || app.bus.signal.subscribe();
+    let projection_workers = projections()
+        .into_iter()
+        .map(|projection| Worker::projection(projection, source.clone(), pool.clone(), wake(), settings));
+    let policy_workers = policies(&app.bus)
+        .into_iter()
+        .map(|policy| Worker::policy(policy, source.clone(), pool.clone(), wake(), settings));
+    projection_workers.chain(policy_workers).map(|worker| tokio::spawn(worker.run(stop.clone()))).collect()
+}
