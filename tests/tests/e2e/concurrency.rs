@@ -1,0 +1,47 @@
+//! The shelf is the consistency boundary: customers racing for one copy end with one rental, and
+//! nobody pays for the rentals they did not get.
+
+use futures_util::future::join_all;
+use reqwest::StatusCode;
+use serde_json::json;
+use storming_api::auth::Role;
+
+use crate::on_both_backends;
+use crate::support::{TestApp, TestDb};
+
+on_both_backends!(twenty_customers_racing_for_one_book_get_one_rental);
+
+async fn twenty_customers_racing_for_one_book_get_one_rental(db: TestDb) {
+    let app = TestApp::start(&db).await;
+    let manager = app.token("librarian", &[Role::BookManager]);
+    let admin = app.token("auditor", &[Role::Admin]);
+    let book_id = app.shelved_book(&manager, "The last copy", 2000).await;
+
+    let tokens: Vec<String> = (0..20).map(|i| app.token(&format!("customer-{i}"), &[Role::Customer])).collect();
+    let attempts = tokens
+        .iter()
+        .map(|token| app.post(Some(token), "/commands/book-rental/rentals", Some(json!({"book_id": book_id}))));
+    let answers = join_all(attempts).await;
+
+    let created = answers.iter().filter(|answer| answer.status == StatusCode::CREATED).count();
+    let refused: Vec<_> = answers.iter().filter(|answer| answer.status != StatusCode::CREATED).collect();
+    assert_eq!(created, 1, "exactly one rental");
+    assert_eq!(refused.len(), 19);
+    for answer in &refused {
+        assert_eq!((answer.status, answer.code()), (StatusCode::CONFLICT, "book-not-available"), "{}", answer.body);
+    }
+
+    // One BookRented in the log for the copy.
+    let stream = app.get(&admin, &format!("/audit/streams/rental.book_copy/{book_id}")).await;
+    let rentals =
+        stream.body["items"].as_array().unwrap().iter().filter(|event| event["event_type"] == "BookRented").count();
+    assert_eq!(rentals, 1);
+
+    // Whoever was charged and lost the race got the money back before being answered.
+    let approved = app.get(&admin, "/audit/events?event_type=PaymentApproved&limit=500").await;
+    let refunded = app.get(&admin, "/audit/events?event_type=PaymentRefunded&limit=500").await;
+    let approved = approved.body["items"].as_array().unwrap().len();
+    let refunded = refunded.body["items"].as_array().unwrap().len();
+    assert_eq!(approved - refunded, 1, "only the winner keeps paying ({approved} charged, {refunded} refunded)");
+    app.stop().await;
+}

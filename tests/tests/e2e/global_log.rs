@@ -1,0 +1,137 @@
+//! The global log under concurrent writers: a follower sees every event exactly once, in an order
+//! that respects each stream's sequence — where a naive `position > last` reader loses events.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use rand::Rng;
+use storming_domain::recorded::LogCursor;
+use storming_infra::db::{Database, StorePool};
+use storming_infra::log::{GlobalLog, LogFilter};
+use tokio::time::Instant;
+
+use crate::on_both_backends;
+use crate::support::TestDb;
+
+const WRITERS: usize = 16;
+const EVENTS_PER_WRITER: i64 = 40;
+
+/// Appends one event to stream `writer` in its own transaction, holding the transaction open for
+/// `hold` after the insert so that commits interleave with other writers' inserts.
+async fn append(db: &Database, writer: usize, sequence: i64, hold: Duration) {
+    let (aggregate_id, payload) = (format!("writer-{writer}"), format!("{{\"n\": {sequence}}}"));
+    match &db.store {
+        StorePool::Postgres(pool) => {
+            let mut tx = pool.begin().await.unwrap();
+            sqlx::query(
+                "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
+                 VALUES ('test.stream', $1, $2, 'Appended', '1.0', $3::jsonb, '{}'::jsonb)",
+            )
+            .bind(&aggregate_id)
+            .bind(sequence)
+            .bind(&payload)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+            sqlx::query("SELECT pg_sleep($1)").bind(hold.as_secs_f64()).execute(&mut *tx).await.unwrap();
+            tx.commit().await.unwrap();
+        }
+        StorePool::Sqlite(pool) => {
+            let mut tx = pool.begin().await.unwrap();
+            sqlx::query(
+                "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
+                 VALUES ('test.stream', $1, $2, 'Appended', '1.0', $3, '{}')",
+            )
+            .bind(&aggregate_id)
+            .bind(sequence)
+            .bind(&payload)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+            tokio::time::sleep(hold).await;
+            tx.commit().await.unwrap();
+        }
+    }
+}
+
+on_both_backends!(a_follower_sees_every_event_once_in_stream_order_under_concurrent_writers);
+
+async fn a_follower_sees_every_event_once_in_stream_order_under_concurrent_writers(db: TestDb) {
+    let database = Database::connect(&db.url, (WRITERS + 4) as u32).await.unwrap();
+    let log = GlobalLog::new(&database);
+    let total = WRITERS * EVENTS_PER_WRITER as usize;
+
+    let writers = join_all((0..WRITERS).map(|writer| {
+        let database = database.clone();
+        async move {
+            for sequence in 1..=EVENTS_PER_WRITER {
+                let hold = Duration::from_micros(rand::thread_rng().gen_range(0..3_000));
+                append(&database, writer, sequence, hold).await;
+            }
+        }
+    }));
+    let follower = async {
+        let (mut cursor, mut seen) = (LogCursor::START, Vec::new());
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while seen.len() < total && Instant::now() < deadline {
+            let batch = log.read_after(cursor, 50, &LogFilter::default()).await.unwrap();
+            if let Some(last) = batch.last() {
+                cursor = last.cursor();
+            } else {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            seen.extend(batch);
+        }
+        seen
+    };
+    let (_, seen) = tokio::join!(writers, follower);
+
+    let positions: HashSet<i64> = seen.iter().map(|event| event.position).collect();
+    assert_eq!(positions.len(), seen.len(), "no event seen twice");
+    assert_eq!(seen.len(), total, "every event seen");
+    let mut last_sequence: HashMap<&str, i64> = HashMap::new();
+    for event in &seen {
+        let previous = last_sequence.insert(&event.aggregate_id, event.sequence).unwrap_or(0);
+        assert_eq!(event.sequence, previous + 1, "stream {} out of order", event.aggregate_id);
+    }
+    database.close().await;
+}
+
+/// The race the reader exists for, made deterministic: an event inserted first but committed last.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_a_late_commit_is_not_skipped_where_a_naive_reader_skips_it() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let database = Database::connect(&db.url, 4).await.unwrap();
+    let StorePool::Postgres(pool) = &database.store else { unreachable!("a PostgreSQL test database") };
+    let log = GlobalLog::new(&database);
+    let insert =
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
+                  VALUES ('test.stream', $1, 1, 'Appended', '1.0', '{}'::jsonb, '{}'::jsonb)";
+
+    // Transaction A takes position 1 and stays open; B takes position 2 and commits.
+    let mut slow = pool.begin().await.unwrap();
+    sqlx::query(insert).bind("slow").execute(&mut *slow).await.unwrap();
+    sqlx::query(insert).bind("fast").execute(pool).await.unwrap();
+
+    // A naive reader sees position 2 and moves its cursor past 1; ours waits for A.
+    let naive: Vec<i64> =
+        sqlx::query_scalar("SELECT global_position FROM events WHERE global_position > 0 ORDER BY global_position")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    assert_eq!(naive, [2]);
+    assert!(log.read_after(LogCursor::START, 10, &LogFilter::default()).await.unwrap().is_empty());
+
+    slow.commit().await.unwrap();
+    let naive_after: Vec<i64> =
+        sqlx::query_scalar("SELECT global_position FROM events WHERE global_position > 2 ORDER BY global_position")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    assert!(naive_after.is_empty(), "the naive reader has lost position 1 for good");
+    let ours: Vec<i64> =
+        log.read_after(LogCursor::START, 10, &LogFilter::default()).await.unwrap().iter().map(|e| e.position).collect();
+    assert_eq!(ours, [1, 2], "the gap-safe reader sees both, in commit order");
+    database.close().await;
+}

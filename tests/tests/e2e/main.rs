@@ -1,0 +1,10 @@
+//! End-to-end tests: the real server, on a real listener, against a fresh SQLite file and a fresh
+//! PostgreSQL database, driven over HTTP like a client. Views are polled with a deadline or read
+//! with `min_position`, never slept on.
+
+mod concurrency;
+mod global_log;
+mod rental_rules;
+mod rental_story;
+mod restart;
+pub mod support;
