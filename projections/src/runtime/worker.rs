@@ -48,7 +48,7 @@ impl Worker {
         wake: watch::Receiver<u64>,
         settings: WorkerSettings,
     ) -> Self {
-        Self { task: Task::Projection(projection), source, pool, wake, settings, cursor: None }
+        Self::new(Task::Projection(projection), source, pool, wake, settings)
     }
 
     pub fn policy(
@@ -58,7 +58,17 @@ impl Worker {
         wake: watch::Receiver<u64>,
         settings: WorkerSettings,
     ) -> Self {
-        Self { task: Task::Policy(policy), source, pool, wake, settings, cursor: None }
+        Self::new(Task::Policy(policy), source, pool, wake, settings)
+    }
+
+    fn new(
+        task: Task,
+        source: Arc<dyn EventSource>,
+        pool: AnyPool,
+        wake: watch::Receiver<u64>,
+        settings: WorkerSettings,
+    ) -> Self {
+        Self { task, source, pool, wake, settings, cursor: None }
     }
 
     pub fn name(&self) -> &'static str {
