@@ -22,11 +22,14 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, StatusCode};
 use axum::response::IntoResponse;
 use axum::Router;
+use storming_domain::payment::PaymentProvider;
 use storming_domain::rental::RentalTerms;
 use storming_infra::commands::{CommandBus, LogSignal};
 use storming_infra::config::{Config, JwtSecretSource, PaymentProviderKind};
 use storming_infra::db::Database;
 use storming_infra::log::GlobalLog;
+use storming_infra::payment::breaker::{CircuitBreaker, GuardedProvider};
+use storming_infra::payment::http::HttpProvider;
 use storming_infra::payment::SimulatedProvider;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -53,6 +56,8 @@ pub struct AppState {
     pub log: GlobalLog,
     pub tokens: TokenKeys,
     pub rental_terms: RentalTerms,
+    /// Serializes the requests of one idempotency key in this process.
+    pub key_locks: Arc<commands::KeyLocks>,
 }
 
 /// The whole HTTP surface.
@@ -128,6 +133,7 @@ impl Server {
 
 /// Connects, migrates and wires the command side.
 pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
+    health::prometheus();
     let (secret, source) = config.resolve_jwt_secret().context("resolving the JWT secret")?;
     match source {
         JwtSecretSource::File { path, created: true } => {
@@ -139,9 +145,14 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         JwtSecretSource::Environment => {}
     }
     let db = Database::connect(&config.database_url, config.db_pool_size).await.context("opening the database")?;
-    let provider = match config.payment_provider {
+    let provider: Arc<dyn PaymentProvider> = match &config.payment_provider {
         PaymentProviderKind::Simulated => Arc::new(SimulatedProvider::default()),
+        PaymentProviderKind::Http { url } => Arc::new(
+            HttpProvider::new(url, config.payment.timeout).context("building the payment provider's HTTP client")?,
+        ),
     };
+    let breaker = Arc::new(CircuitBreaker::new(config.payment.breaker_failures, config.payment.breaker_cooldown));
+    let provider = Arc::new(GuardedProvider::new(provider, breaker, config.payment.timeout));
     let bus = Arc::new(CommandBus::new(&db, provider, LogSignal::new()));
     Ok(AppState {
         log: GlobalLog::new(&db),
@@ -149,5 +160,6 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         bus,
         tokens: TokenKeys::new(&secret),
         rental_terms: config.rental_terms,
+        key_locks: Arc::default(),
     })
 }

@@ -2,6 +2,8 @@
 //! machine `code`. Each variant says which status it becomes. Internal failures are logged with
 //! their detail and answered with a generic message: nothing internal reaches a client.
 
+use std::time::Duration;
+
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -13,7 +15,7 @@ use storming_domain::rental::RentalError;
 use storming_domain::shared::ValidationError;
 use storming_infra::commands::CommandError;
 
-/// Seconds a client should wait before retrying after a 503.
+/// Seconds a client should wait before retrying after a 503, unless the cause knows better.
 const RETRY_AFTER_SECONDS: u64 = 1;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -45,9 +47,12 @@ pub enum ApiError {
     /// 422: a field breaks its rule.
     #[error("{0}")]
     Validation(ValidationError),
+    /// 422: the `Idempotency-Key` was first used for another request.
+    #[error("this Idempotency-Key was used for a different request")]
+    IdempotencyKeyReused,
     /// 503 + Retry-After: the payment provider is down, slow, or its breaker is open.
-    #[error("{0}")]
-    PaymentUnavailable(String),
+    #[error("{detail}")]
+    PaymentUnavailable { detail: String, retry_after: Option<Duration> },
     /// 503 + Retry-After: the view has not reached the asked position in time.
     #[error("the view has not reached position {0} yet")]
     ProjectionBehind(i64),
@@ -82,8 +87,8 @@ impl ApiError {
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::PaymentUnavailable(_) | Self::ProjectionBehind(_) | Self::Unavailable(_) => {
+            Self::Validation(_) | Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::PaymentUnavailable { .. } | Self::ProjectionBehind(_) | Self::Unavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -99,7 +104,8 @@ impl ApiError {
             Self::PayloadTooLarge => "payload-too-large",
             Self::UnsupportedMediaType => "unsupported-media-type",
             Self::Validation(_) => "validation-failed",
-            Self::PaymentUnavailable(_) => "payment-unavailable",
+            Self::IdempotencyKeyReused => "idempotency-key-reused",
+            Self::PaymentUnavailable { .. } => "payment-unavailable",
             Self::ProjectionBehind(_) => "projection-behind",
             Self::Unavailable(_) => "not-ready",
             Self::Internal(_) => "internal-error",
@@ -131,7 +137,11 @@ impl IntoResponse for ApiError {
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+            let seconds = match &self {
+                Self::PaymentUnavailable { retry_after: Some(wait), .. } => wait.as_secs_f64().ceil().max(1.0) as u64,
+                _ => RETRY_AFTER_SECONDS,
+            };
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         if status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -209,7 +219,9 @@ impl ToApiError for RentalError {
             }
             Self::NotRenter => ApiError::Forbidden(detail),
             Self::PaymentDeclined { .. } => ApiError::PaymentDeclined(detail),
-            Self::PaymentUnavailable { .. } => ApiError::PaymentUnavailable(detail),
+            Self::PaymentUnavailable { retry_after, .. } => {
+                ApiError::PaymentUnavailable { detail, retry_after: *retry_after }
+            }
         }
     }
 }
@@ -231,7 +243,9 @@ impl ToApiError for PaymentError {
         let detail = self.to_string();
         match self {
             Self::Declined { .. } => ApiError::PaymentDeclined(detail),
-            Self::ProviderUnavailable { .. } => ApiError::PaymentUnavailable(detail),
+            Self::ProviderUnavailable { retry_after, .. } => {
+                ApiError::PaymentUnavailable { detail, retry_after: *retry_after }
+            }
             Self::NothingToRefund => ApiError::NotFound { code: self.code(), detail },
             Self::PaymentIdReused => ApiError::Conflict { code: self.code(), detail },
         }

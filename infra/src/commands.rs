@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use crate::db::Database;
 use crate::event_store::{EventRepository, Store};
+use crate::idempotency::{IdempotencyKey, CALLER_ENTRY, KEY_ENTRY};
 use crate::log::{GlobalLog, LogError};
 use crate::payment::PaymentDesk;
 
@@ -89,9 +90,26 @@ where
         command: A::Command,
         metadata: &EventMetadata,
     ) -> Result<i64, CommandError<A::Error>> {
+        self.execute_once(aggregate_id, command, metadata, None).await
+    }
+
+    /// As [`Executor::execute`]; with a key, the events are stored together with the key's
+    /// completion, in one transaction.
+    pub async fn execute_once(
+        &self,
+        aggregate_id: &str,
+        command: A::Command,
+        metadata: &EventMetadata,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<i64, CommandError<A::Error>> {
+        let mut entries = metadata.to_map();
+        if let Some(key) = key {
+            entries.insert(CALLER_ENTRY.to_string(), key.caller.clone());
+            entries.insert(KEY_ENTRY.to_string(), key.key.clone());
+        }
         let mut conflicts = 0;
         loop {
-            match self.framework.execute_with_metadata(aggregate_id, command.clone(), metadata.to_map()).await {
+            match self.framework.execute_with_metadata(aggregate_id, command.clone(), entries.clone()).await {
                 Ok(()) => break,
                 Err(AggregateError::UserError(error)) => return Err(CommandError::Rejected(error)),
                 Err(AggregateError::AggregateConflict) if conflicts < CONFLICT_RETRIES => {

@@ -1,6 +1,7 @@
 //! Configuration from the environment (names in API.md), with the defaults of a dev start.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use chrono::TimeDelta;
 use rand::RngCore;
@@ -34,10 +35,31 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PaymentProviderKind {
-    /// Approves every charge and refund at once; the default for a dev start and the tests.
+    /// Approves every charge and refund at once; the default for a dev start.
     Simulated,
+    /// The provider contract of API.md at this base URL.
+    Http { url: String },
+}
+
+/// How the provider is called: the timeout of one call and the circuit breaker's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PaymentSettings {
+    pub timeout: Duration,
+    /// Consecutive failures that open the breaker.
+    pub breaker_failures: u32,
+    pub breaker_cooldown: Duration,
+}
+
+impl Default for PaymentSettings {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_millis(2000),
+            breaker_failures: 5,
+            breaker_cooldown: Duration::from_millis(10_000),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -46,6 +68,7 @@ pub struct Config {
     pub listen: String,
     pub jwt_secret: Option<Secret>,
     pub payment_provider: PaymentProviderKind,
+    pub payment: PaymentSettings,
     pub rental_terms: RentalTerms,
     /// Largest database pool per process (each backend pool and the read-side pool).
     pub db_pool_size: u32,
@@ -65,12 +88,38 @@ impl Config {
         let get = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
         let payment_provider = match get("STORMING_PAYMENT_PROVIDER").as_deref() {
             None | Some("simulated") => PaymentProviderKind::Simulated,
+            Some("http") => match get("STORMING_PAYMENT_URL") {
+                Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
+                    PaymentProviderKind::Http { url }
+                }
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        name: "STORMING_PAYMENT_URL",
+                        reason: "must be an http:// or https:// URL when STORMING_PAYMENT_PROVIDER=http".into(),
+                    })
+                }
+            },
             Some(other) => {
                 return Err(ConfigError::Invalid {
                     name: "STORMING_PAYMENT_PROVIDER",
-                    reason: format!("`{other}` is not available in this build (only `simulated`)"),
+                    reason: format!("`{other}` is not a provider (`simulated` or `http`)"),
                 })
             }
+        };
+        let milliseconds = |name: &'static str, default: Duration| -> Result<Duration, ConfigError> {
+            match get(name) {
+                Some(value) => Ok(Duration::from_millis(parse_number(name, &value, 1)? as u64)),
+                None => Ok(default),
+            }
+        };
+        let payment_defaults = PaymentSettings::default();
+        let payment = PaymentSettings {
+            timeout: milliseconds("STORMING_PAYMENT_TIMEOUT_MS", payment_defaults.timeout)?,
+            breaker_failures: match get("STORMING_PAYMENT_BREAKER_FAILURES") {
+                Some(value) => parse_number("STORMING_PAYMENT_BREAKER_FAILURES", &value, 1)? as u32,
+                None => payment_defaults.breaker_failures,
+            },
+            breaker_cooldown: milliseconds("STORMING_PAYMENT_BREAKER_COOLDOWN_MS", payment_defaults.breaker_cooldown)?,
         };
         let defaults = RentalTerms::default();
         let rental_terms = RentalTerms {
@@ -94,6 +143,7 @@ impl Config {
             listen: get("STORMING_LISTEN").unwrap_or_else(|| Self::DEFAULT_LISTEN.into()),
             jwt_secret: get("STORMING_JWT_SECRET").map(Secret::new),
             payment_provider,
+            payment,
             rental_terms,
             db_pool_size,
         })
@@ -188,6 +238,22 @@ mod tests {
     #[test]
     fn it_should_reject_a_provider_it_does_not_have() {
         assert!(matches!(config(&[("STORMING_PAYMENT_PROVIDER", "bitcoin")]), Err(ConfigError::Invalid { .. })));
+    }
+
+    #[test]
+    fn it_should_need_a_url_for_the_http_provider() {
+        assert!(config(&[("STORMING_PAYMENT_PROVIDER", "http")]).is_err());
+        let config = config(&[
+            ("STORMING_PAYMENT_PROVIDER", "http"),
+            ("STORMING_PAYMENT_URL", "http://127.0.0.1:9999"),
+            ("STORMING_PAYMENT_TIMEOUT_MS", "300"),
+            ("STORMING_PAYMENT_BREAKER_FAILURES", "2"),
+        ])
+        .unwrap();
+        assert_eq!(config.payment_provider, PaymentProviderKind::Http { url: "http://127.0.0.1:9999".into() });
+        assert_eq!(config.payment.timeout, Duration::from_millis(300));
+        assert_eq!(config.payment.breaker_failures, 2);
+        assert_eq!(config.payment.breaker_cooldown, Duration::from_secs(10));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! - [`log`]: the gap-safe global log reader, and the audit's queries over the log;
 //! - [`commands`]: the command bus — cqrs-es frameworks per aggregate, metadata, conflict retry,
 //!   the position of the last stored event, and the refund of a charge that was not recorded;
+//! - [`idempotency`]: the `Idempotency-Key` reservations;
 //! - [`payment`]: the payment provider adapters and the `Payments` port of the core contexts;
 //! - [`config`]: configuration from the environment.
 
@@ -12,5 +13,6 @@ pub mod commands;
 pub mod config;
 pub mod db;
 pub mod event_store;
+pub mod idempotency;
 pub mod log;
 pub mod payment;

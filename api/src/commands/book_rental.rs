@@ -16,7 +16,7 @@ use storming_domain::rental::{BookCopy, RentalCommand, RentalEvent};
 use storming_domain::shared::{required_text, Krw, ValidationError};
 use uuid::Uuid;
 
-use super::{created, done, metadata, path_id, Body};
+use super::{metadata, once, path_id, Body, Planned, RequestLine};
 use crate::auth::{Caller, Role};
 use crate::problem::ApiError;
 use crate::AppState;
@@ -43,20 +43,21 @@ async fn register_book(
     State(app): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
-    Body(body): Body<RegisterBookBody>,
+    body: Body<RegisterBookBody>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::BookManager)?;
-    let command = LibraryCommand::RegisterBook {
-        book_id: Uuid::now_v7(),
-        title: required_text("title", &body.title, 300)?,
-        author: body.author.map(|author| required_text("author", &author, 200)).transpose()?,
-        rental_fee: Krw::positive("rental_fee", body.rental_fee)?,
-    };
-    let LibraryCommand::RegisterBook { book_id, .. } = &command;
-    let book_id = *book_id;
-    let position =
-        app.bus.library.execute(&book_id.to_string(), command, &metadata(&caller, &headers, book_id)).await?;
-    Ok(created(format!("/queries/book-rental/books/{book_id}"), book_id, position))
+    let title = required_text("title", &body.value.title, 300)?;
+    let author = body.value.author.as_deref().map(|author| required_text("author", author, 200)).transpose()?;
+    let rental_fee = Krw::positive("rental_fee", body.value.rental_fee)?;
+    let plan = |ids: &[Uuid]| Planned::created(ids[0], format!("/queries/book-rental/books/{}", ids[0]));
+    let (app, caller, headers) = (&app, &caller, &headers);
+    once(app, caller, headers, body.request, vec![Uuid::now_v7()], plan, |ids, key| async move {
+        let book_id = ids[0];
+        let command = LibraryCommand::RegisterBook { book_id, title, author, rental_fee };
+        let metadata = metadata(caller, headers, book_id);
+        Ok(app.bus.library.execute_once(&book_id.to_string(), command, &metadata, key.as_ref()).await?)
+    })
+    .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -65,34 +66,41 @@ struct RentBookBody {
     book_id: String,
 }
 
-/// A customer rents a shelved, available book, paying its fee synchronously.
+/// A customer rents a shelved, available book, paying its fee synchronously. If the rental is
+/// not stored after all, the charge is refunded before the answer.
 #[tracing::instrument(skip_all, fields(actor = %caller.id))]
 async fn rent_book(
     State(app): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
-    Body(body): Body<RentBookBody>,
+    body: Body<RentBookBody>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Customer)?;
     let book_id =
-        Uuid::parse_str(body.book_id.trim()).map_err(|_| ValidationError::new("book_id", "must be a UUID"))?;
-    let (rental_id, payment_id) = (Uuid::now_v7(), Uuid::now_v7());
-    let metadata = metadata(&caller, &headers, rental_id);
-    let command = RentalCommand::RentBook {
-        rental_id,
-        payment_id,
-        customer_id: caller.id.clone(),
-        now: Utc::now(),
-        terms: app.rental_terms,
-        metadata: metadata.clone(),
-    };
-    let result = app.bus.shelf.execute(&book_id.to_string(), command, &metadata).await;
-    if result.is_err() {
-        app.bus.refund_unrecorded_charge(payment_id, &metadata).await;
-    }
-    let position = result?;
-    tracing::info!(rental_id = %rental_id, book_id = %book_id, "book rented");
-    Ok(created(format!("/queries/book-rental/rentals/{rental_id}"), rental_id, position))
+        Uuid::parse_str(body.value.book_id.trim()).map_err(|_| ValidationError::new("book_id", "must be a UUID"))?;
+    let plan = |ids: &[Uuid]| Planned::created(ids[0], format!("/queries/book-rental/rentals/{}", ids[0]));
+    let fresh = vec![Uuid::now_v7(), Uuid::now_v7()];
+    let (app, caller, headers) = (&app, &caller, &headers);
+    once(app, caller, headers, body.request, fresh, plan, |ids, key| async move {
+        let (rental_id, payment_id) = (ids[0], ids[1]);
+        let metadata = metadata(caller, headers, rental_id);
+        let command = RentalCommand::RentBook {
+            rental_id,
+            payment_id,
+            customer_id: caller.id.clone(),
+            now: Utc::now(),
+            terms: app.rental_terms,
+            metadata: metadata.clone(),
+        };
+        let result = app.bus.shelf.execute_once(&book_id.to_string(), command, &metadata, key.as_ref()).await;
+        if result.is_err() {
+            app.bus.refund_unrecorded_charge(payment_id, &metadata).await;
+        }
+        let position = result?;
+        tracing::info!(rental_id = %rental_id, book_id = %book_id, "book rented");
+        Ok(position)
+    })
+    .await
 }
 
 /// The renter cancels within the cancel window; the refund policy gives the fee back.
@@ -101,17 +109,30 @@ async fn cancel_rental(
     State(app): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
+    RequestLine(request): RequestLine,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let (rental_id, book_id) = renters_rental(&app, &caller, &id).await?;
-    let command = RentalCommand::CancelRental {
-        rental_id,
-        customer_id: caller.id.clone(),
-        now: Utc::now(),
-        terms: app.rental_terms,
-    };
-    let position = app.bus.shelf.execute(&book_id, command, &metadata(&caller, &headers, rental_id)).await?;
-    Ok(done(rental_id, position))
+    let (app, caller, headers) = (&app, &caller, &headers);
+    once(
+        app,
+        caller,
+        headers,
+        request,
+        vec![],
+        |_| Planned::done(rental_id),
+        |_, key| async move {
+            let command = RentalCommand::CancelRental {
+                rental_id,
+                customer_id: caller.id.clone(),
+                now: Utc::now(),
+                terms: app.rental_terms,
+            };
+            let metadata = metadata(caller, headers, rental_id);
+            Ok(app.bus.shelf.execute_once(&book_id, command, &metadata, key.as_ref()).await?)
+        },
+    )
+    .await
 }
 
 /// The renter gives the book back.
@@ -120,12 +141,25 @@ async fn return_book(
     State(app): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
+    RequestLine(request): RequestLine,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let (rental_id, book_id) = renters_rental(&app, &caller, &id).await?;
-    let command = RentalCommand::ReturnBook { rental_id, customer_id: caller.id.clone(), now: Utc::now() };
-    let position = app.bus.shelf.execute(&book_id, command, &metadata(&caller, &headers, rental_id)).await?;
-    Ok(done(rental_id, position))
+    let (app, caller, headers) = (&app, &caller, &headers);
+    once(
+        app,
+        caller,
+        headers,
+        request,
+        vec![],
+        |_| Planned::done(rental_id),
+        |_, key| async move {
+            let command = RentalCommand::ReturnBook { rental_id, customer_id: caller.id.clone(), now: Utc::now() };
+            let metadata = metadata(caller, headers, rental_id);
+            Ok(app.bus.shelf.execute_once(&book_id, command, &metadata, key.as_ref()).await?)
+        },
+    )
+    .await
 }
 
 /// Finds the book copy that holds rental `id` in the rental context's own events (strongly

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use storming_domain::customer::CustomerCommand;
 use storming_domain::shared::{required_text, ValidationError};
 
-use super::{created, metadata, Body};
+use super::{metadata, once, Body, Planned};
 use crate::auth::{Caller, Role};
 use crate::problem::ApiError;
 use crate::AppState;
@@ -31,17 +31,22 @@ async fn register_customer(
     State(app): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
-    Body(body): Body<RegisterCustomerBody>,
+    body: Body<RegisterCustomerBody>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Customer)?;
-    let name = required_text("name", &body.name, 200)?;
-    let phone = body.phone.map(|phone| required_text("phone", &phone, 40)).transpose()?;
+    let name = required_text("name", &body.value.name, 200)?;
+    let phone = body.value.phone.as_deref().map(|phone| required_text("phone", phone, 40)).transpose()?;
     if let Some(phone) = &phone {
         if !phone.chars().all(|c| c.is_ascii_digit() || matches!(c, '+' | '-' | ' ' | '(' | ')')) {
             return Err(ValidationError::new("phone", "may hold only digits, spaces and + - ( )").into());
         }
     }
-    let command = CustomerCommand::RegisterCustomer { customer_id: caller.id.clone(), name, phone };
-    let position = app.bus.customers.execute(&caller.id, command, &metadata(&caller, &headers, &caller.id)).await?;
-    Ok(created("/queries/customers/me".into(), &caller.id, position))
+    let plan = |_: &[uuid::Uuid]| Planned::created(&caller.id, "/queries/customers/me".into());
+    let (app, caller, headers) = (&app, &caller, &headers);
+    once(app, caller, headers, body.request, vec![], plan, |_, key| async move {
+        let command = CustomerCommand::RegisterCustomer { customer_id: caller.id.clone(), name, phone };
+        let metadata = metadata(caller, headers, &caller.id);
+        Ok(app.bus.customers.execute_once(&caller.id, command, &metadata, key.as_ref()).await?)
+    })
+    .await
 }

@@ -3,15 +3,18 @@
 
 mod book_rental;
 mod customers;
+mod once;
 
-use axum::extract::{FromRequest, Request};
-use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::HeaderMap;
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use storming_domain::shared::EventMetadata;
 use uuid::Uuid;
+
+pub use once::{once, KeyLocks, Planned};
 
 use crate::auth::Caller;
 use crate::problem::ApiError;
@@ -21,15 +24,35 @@ pub fn router() -> Router<AppState> {
     Router::new().merge(customers::router()).merge(book_rental::router())
 }
 
-/// A JSON body, with every rejection answered as problem+json (400, 413, 415).
-pub struct Body<T>(pub T);
+/// A command's JSON body, with every rejection answered as problem+json (400, 413, 415), and the
+/// request's fingerprint (method, path, canonical body) for idempotency keys.
+pub struct Body<T> {
+    pub value: T,
+    pub request: String,
+}
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        let Json(value) = Json::<T>::from_request(request, state).await?;
-        Ok(Body(value))
+        let line = format!("{} {}", request.method(), request.uri().path());
+        let Json(json) = Json::<serde_json::Value>::from_request(request, state).await?;
+        // serde_json's maps are ordered by key, so equal bodies print alike.
+        let request = format!("{line}\n{json}");
+        let value = serde_json::from_value(json)
+            .map_err(|error| ApiError::BadRequest { code: "invalid-body", detail: format!("invalid body: {error}") })?;
+        Ok(Self { value, request })
+    }
+}
+
+/// The fingerprint of a command without a body: its method and path.
+pub struct RequestLine(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestLine {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        Ok(Self(format!("{} {}", parts.method, parts.uri.path())))
     }
 }
 
@@ -40,17 +63,6 @@ pub struct Accepted {
     pub id: String,
     /// The global log position of the last stored event (for `?min_position=`).
     pub position: i64,
-}
-
-/// `201 Created` with the query resource in `Location`.
-pub fn created(location: String, id: impl ToString, position: i64) -> Response {
-    let body = Accepted { id: id.to_string(), position };
-    (StatusCode::CREATED, [(header::LOCATION, location)], Json(body)).into_response()
-}
-
-/// `200 OK` for a command that changed an existing resource.
-pub fn done(id: impl ToString, position: i64) -> Response {
-    (StatusCode::OK, Json(Accepted { id: id.to_string(), position })).into_response()
 }
 
 /// The metadata of a person's command: the caller acts, the request causes, and `correlation_id`

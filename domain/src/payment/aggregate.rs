@@ -95,11 +95,9 @@ impl Payment {
             amount,
             reference: reference.as_provider_reference(),
         };
-        let answer = services
-            .provider
-            .authorize(&request)
-            .await
-            .map_err(|failure| PaymentError::ProviderUnavailable { detail: failure.0 })?;
+        let answer = services.provider.authorize(&request).await.map_err(|failure| {
+            PaymentError::ProviderUnavailable { detail: failure.detail, retry_after: failure.retry_after }
+        })?;
         match answer {
             Authorization::Approved { authorization_id } => {
                 let approved =
@@ -127,11 +125,9 @@ impl Payment {
             idempotency_key: format!("refund-{}", charge.payment_id),
             amount: charge.amount,
         };
-        let confirmation = services
-            .provider
-            .refund(&request)
-            .await
-            .map_err(|failure| PaymentError::ProviderUnavailable { detail: failure.0 })?;
+        let confirmation = services.provider.refund(&request).await.map_err(|failure| {
+            PaymentError::ProviderUnavailable { detail: failure.detail, retry_after: failure.retry_after }
+        })?;
         let refunded = PaymentEvent::PaymentRefunded {
             payment_id: charge.payment_id,
             reference: charge.reference,
@@ -247,11 +243,14 @@ mod tests {
 
     #[tokio::test]
     async fn it_should_record_nothing_when_the_provider_is_unavailable() {
-        TestFramework::<Payment>::with(services(Err(ProviderFailure("connection refused".into()))))
+        TestFramework::<Payment>::with(services(Err(ProviderFailure::new("connection refused"))))
             .given_no_previous_events()
             .when_async(authorize())
             .await
-            .then_expect_error(PaymentError::ProviderUnavailable { detail: "connection refused".into() });
+            .then_expect_error(PaymentError::ProviderUnavailable {
+                detail: "connection refused".into(),
+                retry_after: None,
+            });
     }
 
     #[tokio::test]
@@ -316,7 +315,7 @@ mod tests {
         let failing = PaymentServices {
             provider: Arc::new(ScriptedProvider {
                 authorization: Ok(Authorization::Approved { authorization_id: "au-1".into() }),
-                refund: Err(ProviderFailure("timeout".into())),
+                refund: Err(ProviderFailure::new("timeout")),
                 calls: AtomicUsize::new(0),
             }),
         };
@@ -324,6 +323,6 @@ mod tests {
             .given(vec![approved()])
             .when_async(PaymentCommand::RefundPayment { reason: "rental cancelled".into() })
             .await
-            .then_expect_error(PaymentError::ProviderUnavailable { detail: "timeout".into() });
+            .then_expect_error(PaymentError::ProviderUnavailable { detail: "timeout".into(), retry_after: None });
     }
 }

@@ -5,7 +5,7 @@ pub enum PaymentError {
     #[error("the payment was declined: {reason}")]
     Declined { reason: String },
     #[error("the payment provider is unavailable: {detail}")]
-    ProviderUnavailable { detail: String },
+    ProviderUnavailable { detail: String, retry_after: Option<std::time::Duration> },
     #[error("there is no approved payment to refund")]
     NothingToRefund,
     #[error("this payment id already pays for another reference")]

@@ -1,6 +1,8 @@
 //! Ports of the payment context (pink stickies): the external provider it calls, and the
 //! synchronous call core contexts make to it. Adapters live in `storming-infra`.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use uuid::Uuid;
 
@@ -40,10 +42,21 @@ pub struct RefundConfirmation {
     pub refund_id: String,
 }
 
-/// The provider could not be asked or did not answer properly (down, slow, garbled).
+/// The provider could not be asked or did not answer properly (down, slow, garbled), or the
+/// circuit breaker in front of it is open.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("payment provider failure: {0}")]
-pub struct ProviderFailure(pub String);
+#[error("payment provider failure: {detail}")]
+pub struct ProviderFailure {
+    pub detail: String,
+    /// When it is worth asking again, if known (an open circuit breaker knows).
+    pub retry_after: Option<Duration>,
+}
+
+impl ProviderFailure {
+    pub fn new(detail: impl Into<String>) -> Self {
+        Self { detail: detail.into(), retry_after: None }
+    }
+}
 
 /// The synchronous call a core context makes to the payment context while handling its command.
 #[async_trait]
@@ -72,5 +85,5 @@ pub enum PaymentFailure {
     #[error("payment declined: {reason}")]
     Declined { reason: String },
     #[error("payment unavailable: {detail}")]
-    Unavailable { detail: String },
+    Unavailable { detail: String, retry_after: Option<Duration> },
 }

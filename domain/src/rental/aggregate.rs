@@ -150,6 +150,11 @@ impl BookCopy {
     ) -> Result<(), RentalError> {
         let book = match self {
             Self::NotShelved => return Err(RentalError::BookNotFound),
+            // The same rental asked again (a retried request): it is already done.
+            Self::Rented { rental, .. } if rental.rental_id == rental_id => return Ok(()),
+            Self::Rented { closed, .. } | Self::Available { closed, .. } if closed.contains_key(&rental_id) => {
+                return Ok(())
+            }
             Self::Rented { .. } => return Err(RentalError::BookNotAvailable),
             Self::Available { book, .. } => book.clone(),
         };
@@ -162,7 +167,9 @@ impl BookCopy {
         };
         services.payments.authorize(request).await.map_err(|failure| match failure {
             PaymentFailure::Declined { reason } => RentalError::PaymentDeclined { reason },
-            PaymentFailure::Unavailable { detail } => RentalError::PaymentUnavailable { detail },
+            PaymentFailure::Unavailable { detail, retry_after } => {
+                RentalError::PaymentUnavailable { detail, retry_after }
+            }
         })?;
         let rented = RentalEvent::BookRented {
             rental_id,
@@ -340,6 +347,16 @@ mod tests {
         }
     }
 
+    /// Another customer's attempt, with a rental id of its own.
+    fn rent_another(customer: &str) -> RentalCommand {
+        let mut command = rent(customer);
+        if let RentalCommand::RentBook { rental_id, payment_id, .. } = &mut command {
+            *rental_id = Uuid::from_u128(21);
+            *payment_id = Uuid::from_u128(31);
+        }
+        command
+    }
+
     fn cancel(customer: &str, at: DateTime<Utc>) -> RentalCommand {
         RentalCommand::CancelRental {
             rental_id: RENTAL,
@@ -403,7 +420,7 @@ mod tests {
         let payments = payments(Ok(()));
         TestFramework::<BookCopy>::with(services(payments.clone()))
             .given(vec![shelved(), rented()])
-            .when_async(rent("lee"))
+            .when_async(rent_another("lee"))
             .await
             .then_expect_error(RentalError::BookNotAvailable);
         assert!(payments.requests.lock().unwrap().is_empty(), "no charge for a book that cannot be rented");
@@ -422,22 +439,28 @@ mod tests {
 
     #[tokio::test]
     async fn it_should_not_rent_when_the_payment_is_unavailable() {
-        TestFramework::<BookCopy>::with(services(payments(Err(PaymentFailure::Unavailable {
-            detail: "breaker open".into(),
-        }))))
-        .given(vec![shelved()])
-        .when_async(rent("kim"))
-        .await
-        .then_expect_error(RentalError::PaymentUnavailable { detail: "breaker open".into() });
+        let unavailable = PaymentFailure::Unavailable { detail: "breaker open".into(), retry_after: None };
+        TestFramework::<BookCopy>::with(services(payments(Err(unavailable))))
+            .given(vec![shelved()])
+            .when_async(rent("kim"))
+            .await
+            .then_expect_error(RentalError::PaymentUnavailable { detail: "breaker open".into(), retry_after: None });
+    }
+
+    #[tokio::test]
+    async fn it_should_do_nothing_more_when_the_same_rental_is_asked_again() {
+        let payments = payments(Ok(()));
+        TestFramework::<BookCopy>::with(services(payments.clone()))
+            .given(vec![shelved(), rented()])
+            .when_async(rent("kim"))
+            .await
+            .then_expect_events(vec![]);
+        assert!(payments.requests.lock().unwrap().is_empty(), "no second charge");
     }
 
     #[tokio::test]
     async fn it_should_rent_a_returned_book_again() {
-        let mut second = rent("lee");
-        if let RentalCommand::RentBook { rental_id, payment_id, .. } = &mut second {
-            *rental_id = Uuid::from_u128(21);
-            *payment_id = Uuid::from_u128(31);
-        }
+        let second = rent_another("lee");
         let events = TestFramework::<BookCopy>::with(approving())
             .given(vec![shelved(), rented(), returned_at(t0() + TimeDelta::days(2), false)])
             .when_async(second)

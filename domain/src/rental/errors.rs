@@ -19,7 +19,7 @@ pub enum RentalError {
     #[error("the payment was declined: {reason}")]
     PaymentDeclined { reason: String },
     #[error("the payment is unavailable: {detail}")]
-    PaymentUnavailable { detail: String },
+    PaymentUnavailable { detail: String, retry_after: Option<std::time::Duration> },
 }
 
 impl RentalError {

@@ -1,5 +1,9 @@
-//! Payment adapters: the provider behind the `PaymentProvider` port, and the `Payments` port that
-//! core contexts call, implemented by running the `Payment` aggregate through the command bus.
+//! Payment adapters: the providers behind the `PaymentProvider` port (`simulated`, `http`), the
+//! circuit breaker and timeout in front of them, and the `Payments` port that core contexts call,
+//! implemented by running the `Payment` aggregate through the command bus.
+
+pub mod breaker;
+pub mod http;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -63,10 +67,10 @@ impl Payments for PaymentDesk {
         match self.payments.execute(&request.payment_id.to_string(), command, &request.metadata).await {
             Ok(_) => Ok(PaymentApproval { payment_id: request.payment_id }),
             Err(CommandError::Rejected(PaymentError::Declined { reason })) => Err(PaymentFailure::Declined { reason }),
-            Err(CommandError::Rejected(PaymentError::ProviderUnavailable { detail })) => {
-                Err(PaymentFailure::Unavailable { detail })
+            Err(CommandError::Rejected(PaymentError::ProviderUnavailable { detail, retry_after })) => {
+                Err(PaymentFailure::Unavailable { detail, retry_after })
             }
-            Err(other) => Err(PaymentFailure::Unavailable { detail: other.to_string() }),
+            Err(other) => Err(PaymentFailure::Unavailable { detail: other.to_string(), retry_after: None }),
         }
     }
 }

@@ -1,0 +1,1 @@
+../shared/0003_idempotency_keys.sql
