@@ -3,7 +3,9 @@
 //! with `min_position`, never slept on.
 
 mod concurrency;
+mod fake_provider;
 mod global_log;
+mod payment;
 mod rental_rules;
 mod rental_story;
 mod restart;

@@ -179,7 +179,15 @@ impl TestApp {
     }
 
     pub async fn post(&self, token: Option<&str>, path: &str, body: Option<Value>) -> Answer {
+        self.post_keyed(token, path, body, None).await
+    }
+
+    /// A command with an `Idempotency-Key`.
+    pub async fn post_keyed(&self, token: Option<&str>, path: &str, body: Option<Value>, key: Option<&str>) -> Answer {
         let mut request = self.http.post(format!("{}{path}", self.base));
+        if let Some(key) = key {
+            request = request.header("idempotency-key", key);
+        }
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
@@ -222,6 +230,30 @@ impl TestApp {
             assert!(Instant::now() < deadline, "timed out waiting for: {what}");
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
+    }
+
+    /// Every event of the log, read through `/audit/events` once it has reached the log's head.
+    /// (On PostgreSQL the audit, like the workers, shows a transaction only once no older one is
+    /// still running anywhere in the cluster — parallel tests included.)
+    pub async fn log_events(&self) -> Vec<Value> {
+        let admin = self.token("auditor", &[Role::Admin]);
+        let head = self.state().log.head().await.expect("the log's head");
+        self.eventually("the audit reaches the head of the log", || async {
+            let page = self.get(&admin, "/audit/events?limit=500").await;
+            let events = page.body["items"].as_array()?.clone();
+            let reached = events.last().and_then(|event| event["position"].as_i64()).unwrap_or(0);
+            (reached == head).then_some(events)
+        })
+        .await
+    }
+
+    /// The event types of the log, in order.
+    pub async fn log_types(&self) -> Vec<String> {
+        self.log_events()
+            .await
+            .iter()
+            .map(|event| event["event_type"].as_str().unwrap_or_default().to_string())
+            .collect()
     }
 
     /// Registers a book as `manager` and waits until the shelf policy has shelved it.

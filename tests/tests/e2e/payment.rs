@@ -1,0 +1,217 @@
+//! Payment never takes money for nothing, against a fake provider started by each test: a down,
+//! declining or slow provider records nothing; the breaker answers at once once open; refunds
+//! happen exactly once through failures and restarts; an idempotency key charges once.
+
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use reqwest::StatusCode;
+use serde_json::json;
+use storming_api::auth::Role;
+use storming_api::ServeOptions;
+
+use crate::fake_provider::{FakeProvider, Mode};
+use crate::on_both_backends;
+use crate::support::{config, TestApp, TestDb};
+
+async fn app_with_provider(db: &TestDb, provider: &FakeProvider, extra: &[(&str, &str)]) -> TestApp {
+    let mut settings = vec![("STORMING_PAYMENT_PROVIDER", "http"), ("STORMING_PAYMENT_URL", provider.url.as_str())];
+    settings.extend_from_slice(extra);
+    TestApp::start_with(config(db, &settings), ServeOptions { workers: true }).await
+}
+
+on_both_backends!(a_provider_that_is_down_records_nothing_and_a_retry_succeeds_once_it_is_back);
+
+async fn a_provider_that_is_down_records_nothing_and_a_retry_succeeds_once_it_is_back(db: TestDb) {
+    let provider = FakeProvider::start(Mode::Fail).await;
+    let app = app_with_provider(&db, &provider, &[]).await;
+    let manager = app.token("librarian", &[Role::BookManager]);
+    let kim = app.token("kim", &[Role::Customer]);
+    let book_id = app.shelved_book(&manager, "Dune", 1500).await;
+    let rent = json!({"book_id": book_id});
+
+    let refused =
+        app.post_keyed(Some(&kim), "/commands/book-rental/rentals", Some(rent.clone()), Some("rent-dune-1")).await;
+    assert_eq!(
+        (refused.status, refused.code()),
+        (StatusCode::SERVICE_UNAVAILABLE, "payment-unavailable"),
+        "{}",
+        refused.body
+    );
+    assert!(refused.headers.contains_key("retry-after"));
+    assert_eq!(app.log_types().await, ["BookRegistered", "BookShelved"], "no rental, payment or other event");
+    let rentals = app.get(&kim, "/queries/book-rental/rentals").await;
+    assert_eq!(rentals.body["items"].as_array().unwrap().len(), 0);
+
+    // The same request, with the same key, once the provider is back.
+    provider.set_mode(Mode::Approve);
+    let rented = app.post_keyed(Some(&kim), "/commands/book-rental/rentals", Some(rent), Some("rent-dune-1")).await;
+    assert_eq!(rented.status, StatusCode::CREATED, "{}", rented.body);
+    assert_eq!(provider.charges(), 1);
+    assert_eq!(app.log_types().await, ["BookRegistered", "BookShelved", "PaymentApproved", "BookRented"]);
+    app.stop().await;
+}
+
+on_both_backends!(a_declined_payment_is_402_and_records_nothing);
+
+async fn a_declined_payment_is_402_and_records_nothing(db: TestDb) {
+    let provider = FakeProvider::start(Mode::Decline).await;
+    let app = app_with_provider(&db, &provider, &[]).await;
+    let manager = app.token("librarian", &[Role::BookManager]);
+    let kim = app.token("kim", &[Role::Customer]);
+    let book_id = app.shelved_book(&manager, "Dune", 1500).await;
+
+    let declined = app.post(Some(&kim), "/commands/book-rental/rentals", Some(json!({"book_id": book_id}))).await;
+    assert_eq!(
+        (declined.status, declined.code()),
+        (StatusCode::PAYMENT_REQUIRED, "payment-declined"),
+        "{}",
+        declined.body
+    );
+    assert_eq!(app.log_types().await, ["BookRegistered", "BookShelved"]);
+    let book = app.get(&kim, &format!("/queries/book-rental/books/{book_id}")).await;
+    assert_eq!(book.body["availability"], "AVAILABLE");
+    app.stop().await;
+}
+
+on_both_backends!(a_slow_provider_opens_the_breaker_which_then_answers_at_once_and_closes_again);
+
+async fn a_slow_provider_opens_the_breaker_which_then_answers_at_once_and_closes_again(db: TestDb) {
+    const TIMEOUT_MS: u64 = 1000;
+    let provider = FakeProvider::start(Mode::Slow(Duration::from_secs(3))).await;
+    let settings = [
+        ("STORMING_PAYMENT_TIMEOUT_MS", "1000"),
+        ("STORMING_PAYMENT_BREAKER_FAILURES", "3"),
+        ("STORMING_PAYMENT_BREAKER_COOLDOWN_MS", "1500"),
+    ];
+    let app = app_with_provider(&db, &provider, &settings).await;
+    let manager = app.token("librarian", &[Role::BookManager]);
+    let kim = app.token("kim", &[Role::Customer]);
+    let book_id = app.shelved_book(&manager, "Dune", 1500).await;
+    let rent = || app.post(Some(&kim), "/commands/book-rental/rentals", Some(json!({"book_id": book_id})));
+
+    // Concurrent requests wait for the timeout and fail; enough of them open the breaker.
+    let slow = join_all((0..4).map(|_| rent())).await;
+    assert!(slow.iter().all(|answer| answer.status == StatusCode::SERVICE_UNAVAILABLE));
+    let calls_when_open = provider.authorization_calls();
+
+    // Open: answered at once, without calling the provider, with a Retry-After.
+    for _ in 0..5 {
+        let started = Instant::now();
+        let fast = rent().await;
+        let elapsed = started.elapsed();
+        assert_eq!((fast.status, fast.code()), (StatusCode::SERVICE_UNAVAILABLE, "payment-unavailable"));
+        assert!(elapsed < Duration::from_millis(TIMEOUT_MS / 4), "answered in {elapsed:?} with the breaker open");
+        let retry_after: u64 = fast.headers["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!((1..=2).contains(&retry_after), "Retry-After {retry_after}");
+    }
+    assert_eq!(provider.authorization_calls(), calls_when_open, "an open breaker does not call the provider");
+    let metrics = reqwest::get(format!("{}/metrics", app.base)).await.unwrap().text().await.unwrap();
+    // The recorder is one per process (tests share it), so look at the monotonic counter.
+    assert!(metrics.contains("storming_payment_breaker_transitions_total{to=\"open\"}"), "{metrics}");
+
+    // Healthy again: after the cool-down a trial call goes through and closes the breaker.
+    provider.set_mode(Mode::Approve);
+    let rented = app
+        .eventually("a trial call after the cool-down succeeds", || async {
+            let answer = rent().await;
+            (answer.status == StatusCode::CREATED).then_some(answer)
+        })
+        .await;
+    assert_eq!(rented.status, StatusCode::CREATED);
+    let other_book = app.shelved_book(&manager, "Emma", 900).await;
+    let closed = app.post(Some(&kim), "/commands/book-rental/rentals", Some(json!({"book_id": other_book}))).await;
+    assert_eq!(closed.status, StatusCode::CREATED, "the breaker is closed again");
+    app.stop().await;
+}
+
+on_both_backends!(a_cancelled_rental_is_refunded_exactly_once_through_provider_failures_and_a_restart);
+
+async fn a_cancelled_rental_is_refunded_exactly_once_through_provider_failures_and_a_restart(db: TestDb) {
+    let provider = FakeProvider::start(Mode::Approve).await;
+    let app = app_with_provider(&db, &provider, &[]).await;
+    let manager = app.token("librarian", &[Role::BookManager]);
+    let kim = app.token("kim", &[Role::Customer]);
+    let book_id = app.shelved_book(&manager, "Dune", 1500).await;
+    let rented = app.post(Some(&kim), "/commands/book-rental/rentals", Some(json!({"book_id": book_id}))).await;
+    let rental_id = rented.id();
+
+    provider.fail_next_refunds(4);
+    let cancelled = app.post(Some(&kim), &format!("/commands/book-rental/rentals/{rental_id}/cancel"), None).await;
+    assert_eq!(cancelled.status, StatusCode::OK);
+    app.eventually("the refund policy has tried and failed twice", || async {
+        (provider.refund_calls() >= 2).then_some(())
+    })
+    .await;
+    app.stop().await;
+
+    // A new process picks the refund up from its checkpoint and retries until confirmed.
+    let app = app_with_provider(&db, &provider, &[]).await;
+    app.eventually("the rental is refunded", || async {
+        let status = app.get(&kim, &format!("/queries/book-rental/rentals/{rental_id}")).await;
+        (status.body["payment_status"] == "REFUNDED").then_some(())
+    })
+    .await;
+    assert!(provider.refund_calls() >= 5, "four failures, then the refund");
+    assert_eq!(provider.refunds(), 1, "refunded once at the provider");
+    let refunds = app.log_types().await.iter().filter(|event_type| *event_type == "PaymentRefunded").count();
+    assert_eq!(refunds, 1, "one PaymentRefunded");
+    app.stop().await;
+}
+
+on_both_backends!(the_same_idempotency_key_ten_times_at_once_rents_and_charges_once);
+
+async fn the_same_idempotency_key_ten_times_at_once_rents_and_charges_once(db: TestDb) {
+    let provider = FakeProvider::start(Mode::Approve).await;
+    let app = app_with_provider(&db, &provider, &[]).await;
+    let manager = app.token("librarian", &[Role::BookManager]);
+    let kim = app.token("kim", &[Role::Customer]);
+    let book_id = app.shelved_book(&manager, "Dune", 1500).await;
+    let rent = json!({"book_id": book_id});
+
+    let answers = join_all((0..10).map(|_| {
+        app.post_keyed(Some(&kim), "/commands/book-rental/rentals", Some(rent.clone()), Some("kim-rents-dune"))
+    }))
+    .await;
+    let first = &answers[0];
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
+    for answer in &answers {
+        assert_eq!((answer.status, &answer.body), (first.status, &first.body), "identical answers");
+        assert_eq!(answer.headers.get("location"), first.headers.get("location"));
+    }
+    assert_eq!(provider.authorization_calls(), 1, "one call to the provider");
+    assert_eq!(provider.charges(), 1, "one charge");
+    let types = app.log_types().await;
+    assert_eq!(types.iter().filter(|t| *t == "BookRented").count(), 1, "one rental");
+    assert_eq!(types.iter().filter(|t| *t == "PaymentApproved").count(), 1, "one payment");
+
+    // Later, the same key and body: the first answer again, nothing written.
+    let again = app.post_keyed(Some(&kim), "/commands/book-rental/rentals", Some(rent), Some("kim-rents-dune")).await;
+    assert_eq!((again.status, &again.body), (first.status, &first.body));
+    assert_eq!(app.log_types().await, types);
+
+    // The same key for another request is refused.
+    let other = app.shelved_book(&manager, "Emma", 900).await;
+    let reused = app
+        .post_keyed(
+            Some(&kim),
+            "/commands/book-rental/rentals",
+            Some(json!({"book_id": other})),
+            Some("kim-rents-dune"),
+        )
+        .await;
+    assert_eq!((reused.status, reused.code()), (StatusCode::UNPROCESSABLE_ENTITY, "idempotency-key-reused"));
+
+    // Keys belong to their caller: another customer's same key is a request of its own.
+    let lee = app.token("lee", &[Role::Customer]);
+    let lees = app
+        .post_keyed(
+            Some(&lee),
+            "/commands/book-rental/rentals",
+            Some(json!({"book_id": other})),
+            Some("kim-rents-dune"),
+        )
+        .await;
+    assert_eq!(lees.status, StatusCode::CREATED, "{}", lees.body);
+    app.stop().await;
+}
