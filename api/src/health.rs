@@ -1,4 +1,5 @@
-//! Liveness, readiness and metrics. None of them says anything about the configuration or the data.
+//! Liveness, readiness and metrics. None of them says anything about the configuration or the
+//! business data.
 
 use std::sync::OnceLock;
 
@@ -30,9 +31,21 @@ pub fn prometheus() -> &'static PrometheusHandle {
     })
 }
 
-/// Prometheus text: the payment circuit breaker's state and transitions.
-async fn metrics() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], prometheus().render())
+/// Prometheus text: every worker's position and lag (read at scrape time, whichever process runs
+/// the workers), and the payment circuit breaker's state and transitions.
+async fn metrics(State(app): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    for worker in crate::admin::worker_views(&app).await? {
+        let name = worker.name;
+        metrics::gauge!("storming_worker_position", "worker" => name.clone()).set(worker.position as f64);
+        metrics::gauge!("storming_worker_lag_events", "worker" => name.clone()).set(worker.lag_events as f64);
+        metrics::gauge!("storming_worker_lag_ms", "worker" => name.clone()).set(worker.lag_ms as f64);
+        metrics::gauge!("storming_worker_running", "worker" => name).set(if worker.status == "RUNNING" {
+            1.0
+        } else {
+            0.0
+        });
+    }
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], prometheus().render()))
 }
 
 /// The process is alive.

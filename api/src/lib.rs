@@ -5,6 +5,7 @@
 //! [`Config`] — database, command bus, workers, router — and is what `storming serve` and the
 //! end-to-end tests run.
 
+pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod commands;
@@ -67,6 +68,7 @@ pub fn router(state: AppState) -> Router {
         .merge(commands::router())
         .merge(queries::router())
         .merge(audit::router())
+        .merge(admin::router())
         .fallback(|| async { ApiError::not_found("route-not-found", "no such endpoint") })
         .with_state(state)
         .layer(CatchPanicLayer::custom(|_| ApiError::internal("a handler panicked").into_response()))
@@ -104,7 +106,7 @@ impl Server {
             .with_context(|| format!("binding {}", config.listen))?;
         let addr = listener.local_addr().context("reading the bound address")?;
         let (shutdown, stop) = watch::channel(false);
-        let workers = if options.workers { workers::spawn_all(&state, stop.clone()) } else { vec![] };
+        let workers = if options.workers { workers::spawn(&state, None, stop.clone())? } else { vec![] };
         let mut stop_http = stop;
         let app = router(state.clone());
         let http = tokio::spawn(async move {
@@ -125,6 +127,33 @@ impl Server {
         self.http.await.context("joining the HTTP server")?.context("serving HTTP")?;
         for worker in self.workers {
             worker.await.context("joining a worker")?;
+        }
+        self.state.db.close().await;
+        Ok(())
+    }
+}
+
+/// A `storming work` process: the selected workers, without the HTTP API.
+pub struct WorkerProcess {
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    state: AppState,
+}
+
+impl WorkerProcess {
+    /// Starts the workers named in `only` (every worker when `None`).
+    pub async fn start(config: &Config, only: Option<&[String]>) -> anyhow::Result<Self> {
+        let state = build_state(config).await?;
+        let (shutdown, stop) = watch::channel(false);
+        let tasks = workers::spawn(&state, only, stop)?;
+        Ok(Self { shutdown, tasks, state })
+    }
+
+    /// Lets every worker finish its batch and give up its lease.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            task.await.context("joining a worker")?;
         }
         self.state.db.close().await;
         Ok(())

@@ -1,11 +1,11 @@
-//! The `storming` binary: `serve`, `migrate`, `token`, `events`.
+//! The `storming` binary: `serve`, `work`, `migrate`, `token`, `events`.
 
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use storming_api::auth::{Role, TokenKeys};
-use storming_api::{ServeOptions, Server};
+use storming_api::{ServeOptions, Server, WorkerProcess};
 use storming_domain::recorded::LogCursor;
 use storming_infra::config::Config;
 use storming_infra::db::Database;
@@ -27,6 +27,12 @@ enum Command {
         /// Run the API only; workers run elsewhere.
         #[arg(long)]
         no_workers: bool,
+    },
+    /// Run workers without the HTTP API (one process per supporting context, or replicas).
+    Work {
+        /// Only these workers, comma-separated (see `GET /admin/projections` for the names).
+        #[arg(long, value_delimiter = ',')]
+        only: Option<Vec<String>>,
     },
     /// Create the database if needed and apply pending migrations, then exit.
     Migrate,
@@ -62,6 +68,12 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::from_env().context("reading the configuration")?;
     match cli.command {
         Command::Serve { no_workers } => serve(&config, ServeOptions { workers: !no_workers }).await,
+        Command::Work { only } => {
+            let workers = WorkerProcess::start(&config, only.as_deref()).await?;
+            tracing::info!("workers running; SIGTERM or Ctrl-C stops them");
+            shutdown_signal().await;
+            workers.shutdown().await
+        }
         Command::Migrate => {
             Database::connect(&config.database_url, 1).await.context("migrating the database")?.close().await;
             tracing::info!("the database is migrated");

@@ -1,19 +1,24 @@
-//! The workers of this process: the four projections and the two policies, each following the
-//! global log on its own task.
+//! The workers: the four projections and the two policies, each following the global log on its
+//! own task, in `storming serve` or in `storming work` processes.
 //!
 //! Policies (lilac): `BookRegistered → PutOnShelf` (rental) and `RentalCancelled → RefundPayment`
-//! (payment). Their commands are idempotent, so an event delivered again changes nothing.
+//! (payment). Their commands are idempotent by the state they act on — a book already on the
+//! shelf is not shelved again, a refunded payment is not refunded again (and the provider is asked
+//! with the payment's refund key) — so an event delivered again changes nothing.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use cqrs_es::Aggregate;
+use sqlx::postgres::PgListener;
 use storming_domain::library::{Book, LibraryEvent};
 use storming_domain::payment::{policies::refund_cancelled_rental, PaymentError};
 use storming_domain::recorded::{LogCursor, RecordedEvent};
 use storming_domain::rental::{policies::shelve_registered_book, BookCopy, RentalEvent};
 use storming_domain::shared::EventMetadata;
-use storming_infra::commands::{CommandBus, CommandError};
+use storming_infra::commands::{CommandBus, CommandError, LogSignal};
+use storming_infra::db::StorePool;
 use storming_infra::log::{GlobalLog, LogFilter};
 use storming_projections::book_catalog::BookCatalog;
 use storming_projections::my_page::MyPage;
@@ -24,6 +29,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::AppState;
+
+/// The PostgreSQL channel the events table notifies on commit (migration 0005).
+const EVENTS_CHANNEL: &str = "storming_events";
 
 /// The global log as workers read it.
 pub struct LogSource(pub GlobalLog);
@@ -104,17 +112,70 @@ pub fn policies(bus: &Arc<CommandBus>) -> Vec<Arc<dyn Policy>> {
     vec![Arc::new(ShelfPolicy(bus.clone())), Arc::new(RefundPolicy(bus.clone()))]
 }
 
-/// Starts one task per projection and policy; they stop when `stop` turns true.
-pub fn spawn_all(app: &AppState, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+/// The names of every worker, projections first.
+pub fn names(bus: &Arc<CommandBus>) -> Vec<&'static str> {
+    let projections = projections().into_iter().map(|projection| projection.name());
+    projections.chain(policies(bus).into_iter().map(|policy| policy.name())).collect()
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("no worker is named {unknown:?}; the workers are: {known}")]
+pub struct UnknownWorker {
+    pub unknown: String,
+    pub known: String,
+}
+
+/// Starts one task per selected worker (all when `only` is `None`), and on PostgreSQL a listener
+/// that wakes them when another process stores events. They stop when `stop` turns true.
+pub fn spawn(
+    app: &AppState,
+    only: Option<&[String]>,
+    stop: watch::Receiver<bool>,
+) -> Result<Vec<JoinHandle<()>>, UnknownWorker> {
+    let known = names(&app.bus);
+    if let Some(unknown) = only.into_iter().flatten().find(|name| !known.contains(&name.as_str())) {
+        return Err(UnknownWorker { unknown: unknown.clone(), known: known.join(", ") });
+    }
+    let selected = |name: &str| only.is_none_or(|only| only.iter().any(|wanted| wanted == name));
     let source: Arc<dyn EventSource> = Arc::new(LogSource(app.log.clone()));
     let pool = app.db.read_side.clone();
     let settings = WorkerSettings::default();
     let wake = || app.bus.signal.subscribe();
     let projection_workers = projections()
         .into_iter()
+        .filter(|projection| selected(projection.name()))
         .map(|projection| Worker::projection(projection, source.clone(), pool.clone(), wake(), settings));
     let policy_workers = policies(&app.bus)
         .into_iter()
+        .filter(|policy| selected(policy.name()))
         .map(|policy| Worker::policy(policy, source.clone(), pool.clone(), wake(), settings));
-    projection_workers.chain(policy_workers).map(|worker| tokio::spawn(worker.run(stop.clone()))).collect()
+    let mut tasks: Vec<JoinHandle<()>> =
+        projection_workers.chain(policy_workers).map(|worker| tokio::spawn(worker.run(stop.clone()))).collect();
+    if let StorePool::Postgres(pool) = &app.db.store {
+        tasks.push(tokio::spawn(relay_notifications(pool.clone(), app.bus.signal.clone(), stop)));
+    }
+    Ok(tasks)
+}
+
+/// Turns `NOTIFY storming_events` (an event committed by any process) into a wake-up of this
+/// process's workers. Should the connection fail, the workers' slow poll covers the gap.
+async fn relay_notifications(pool: sqlx::PgPool, signal: Arc<LogSignal>, mut stop: watch::Receiver<bool>) {
+    while !*stop.borrow() {
+        let listening = async {
+            let mut listener = PgListener::connect_with(&pool).await?;
+            listener.listen(EVENTS_CHANNEL).await?;
+            loop {
+                listener.recv().await?;
+                signal.notify();
+            }
+        };
+        tokio::select! {
+            result = listening => {
+                let error: sqlx::Error = match result { Ok(()) => continue, Err(error) => error };
+                tracing::warn!(error = %error, "LISTEN storming_events failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            _ = stop.changed() => {}
+        }
+    }
 }

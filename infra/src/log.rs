@@ -47,6 +47,7 @@ struct LogSql {
     head: &'static str,
     cursor_of: &'static str,
     last_position_of_stream: &'static str,
+    lag: &'static str,
 }
 
 macro_rules! columns {
@@ -80,6 +81,7 @@ static SQLITE: LogSql = LogSql {
     cursor_of: "SELECT 0 FROM events WHERE position = $1",
     last_position_of_stream:
         "SELECT COALESCE(MAX(position), 0) FROM events WHERE aggregate_type = $1 AND aggregate_id = $2",
+    lag: "SELECT COUNT(*) AS behind, MIN(recorded_at) AS oldest FROM events WHERE position > $1",
 };
 
 static POSTGRES: LogSql = LogSql {
@@ -101,6 +103,9 @@ static POSTGRES: LogSql = LogSql {
     cursor_of: "SELECT transaction_id::text::bigint FROM events WHERE global_position = $1",
     last_position_of_stream:
         "SELECT COALESCE(MAX(global_position), 0) FROM events WHERE aggregate_type = $1 AND aggregate_id = $2",
+    lag: "SELECT COUNT(*) AS behind, \
+          to_char(MIN(recorded_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS oldest \
+          FROM events WHERE (transaction_id, global_position) > ($2::text::xid8, $1)",
 };
 
 impl GlobalLog {
@@ -179,6 +184,27 @@ impl GlobalLog {
             .fetch_one(&self.pool)
             .await?;
         Ok(position)
+    }
+}
+
+/// How far a reader at some cursor is behind the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lag {
+    /// Events stored after the cursor.
+    pub events: i64,
+    /// When the oldest of them was stored.
+    pub oldest_recorded_at: Option<String>,
+}
+
+impl GlobalLog {
+    /// The events a reader at `cursor` has not seen yet.
+    pub async fn lag(&self, cursor: LogCursor) -> Result<Lag, LogError> {
+        let row = sqlx::query(self.sql.lag)
+            .bind(cursor.position)
+            .bind(cursor.transaction_id.to_string())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(Lag { events: row.try_get("behind")?, oldest_recorded_at: row.try_get("oldest")? })
     }
 }
 

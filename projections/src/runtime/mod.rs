@@ -6,14 +6,19 @@
 //! causing event) and then advances the checkpoint, so a crash in between re-delivers events that
 //! change nothing the second time.
 //!
-//! Workers wake on an in-process signal when a command stores events, and poll slowly as a
-//! fallback for events written by other processes.
+//! Only the holder of a worker's lease runs it; every checkpoint write renews the lease and fails
+//! if another owner has taken it (fencing), so replicas in other processes stand by and take over
+//! when the owner dies.
+//!
+//! Workers wake on an in-process signal when a command stores events (and, on PostgreSQL, on
+//! `NOTIFY` from other processes), and poll slowly as a fallback.
 
 mod checkpoint;
+pub mod lease;
 mod worker;
 
 pub use checkpoint::{checkpoint, Checkpoint};
-pub use worker::{Worker, WorkerSettings};
+pub use worker::{process_owner, Step, Worker, WorkerSettings};
 
 use async_trait::async_trait;
 use sqlx::AnyConnection;

@@ -1,13 +1,16 @@
-//! One worker: follows the log for one projection or policy until shut down.
+//! One worker: follows the log for one projection or policy until shut down, while it holds the
+//! worker's lease; stands by while another process holds it.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use sqlx::AnyPool;
 use storming_domain::recorded::{LogCursor, RecordedEvent};
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use super::checkpoint::{advance, checkpoint};
+use super::lease::{try_acquire, Lease, LeaseLost};
 use super::{BoxError, EventSource, Policy, Projection};
 
 #[derive(Debug, Clone, Copy)]
@@ -18,12 +21,30 @@ pub struct WorkerSettings {
     pub poll_interval: Duration,
     /// The longest pause between retries after a failure.
     pub max_backoff: Duration,
+    /// How long a lease lasts without renewal: a dead owner's worker is taken over after this.
+    pub lease_ttl: Duration,
 }
 
 impl Default for WorkerSettings {
     fn default() -> Self {
-        Self { batch_size: 500, poll_interval: Duration::from_millis(500), max_backoff: Duration::from_secs(30) }
+        Self {
+            batch_size: 500,
+            poll_interval: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(30),
+            lease_ttl: Duration::from_secs(5),
+        }
     }
+}
+
+/// What one step did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Applied this many events.
+    Applied(usize),
+    /// Nothing new in the log.
+    CaughtUp,
+    /// Another owner holds the lease.
+    Standby,
 }
 
 enum Task {
@@ -37,7 +58,19 @@ pub struct Worker {
     pool: AnyPool,
     wake: watch::Receiver<u64>,
     settings: WorkerSettings,
+    owner: String,
+    lease: Option<Lease>,
+    renewed: Instant,
     cursor: Option<LogCursor>,
+}
+
+/// This process's owner name: host, process id and a random part (pids are reused).
+pub fn process_owner() -> &'static str {
+    static OWNER: OnceLock<String> = OnceLock::new();
+    OWNER.get_or_init(|| {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
+        format!("{host}:{}:{:08x}", std::process::id(), rand::random::<u32>())
+    })
 }
 
 impl Worker {
@@ -68,7 +101,14 @@ impl Worker {
         wake: watch::Receiver<u64>,
         settings: WorkerSettings,
     ) -> Self {
-        Self { task, source, pool, wake, settings, cursor: None }
+        let owner = process_owner().to_string();
+        Self { task, source, pool, wake, settings, owner, lease: None, renewed: Instant::now(), cursor: None }
+    }
+
+    /// Names the owner explicitly (two replicas inside one test process).
+    pub fn with_owner(mut self, owner: impl Into<String>) -> Self {
+        self.owner = owner.into();
+        self
     }
 
     pub fn name(&self) -> &'static str {
@@ -78,18 +118,20 @@ impl Worker {
         }
     }
 
-    /// Follows the log until `shutdown` turns true; a batch under way is finished first.
+    /// Follows the log until `shutdown` turns true; a batch under way is finished first, and the
+    /// lease is given up so that a stand-by takes over at once.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let name = self.name();
-        tracing::info!(worker = name, "worker started");
+        tracing::info!(worker = name, owner = %self.owner, "worker started");
         let mut backoff = Duration::from_millis(100);
         while !*shutdown.borrow() {
             let pause = match self.step().await {
-                Ok(0) => self.settings.poll_interval,
-                Ok(_) => {
+                Ok(Step::Applied(_)) => {
                     backoff = Duration::from_millis(100);
                     continue;
                 }
+                Ok(Step::CaughtUp) => self.settings.poll_interval.min(self.settings.lease_ttl / 3),
+                Ok(Step::Standby) => self.settings.lease_ttl / 3,
                 Err(error) => {
                     tracing::error!(worker = name, error = %error, retry_in_ms = backoff.as_millis() as u64, "worker batch failed");
                     let pause = backoff;
@@ -103,42 +145,93 @@ impl Worker {
                 _ = shutdown.changed() => {}
             }
         }
+        if let Some(lease) = self.lease.take() {
+            if let Err(error) = lease.release(&self.pool).await {
+                tracing::warn!(worker = name, error = %error, "could not release the lease; it will expire");
+            }
+        }
         tracing::info!(worker = name, "worker stopped");
     }
 
-    /// Reads and applies one batch; returns how many events it applied (0: caught up).
-    pub async fn step(&mut self) -> Result<usize, BoxError> {
+    /// Takes or keeps the lease, then reads and applies one batch.
+    pub async fn step(&mut self) -> Result<Step, BoxError> {
+        let Some(lease) = self.hold_lease().await? else { return Ok(Step::Standby) };
         let cursor = match self.cursor {
             Some(cursor) => cursor,
             None => checkpoint(&self.pool, self.name()).await?.cursor,
         };
         self.cursor = Some(cursor);
         let events = self.source.read_after(cursor, self.settings.batch_size).await?;
-        if events.is_empty() {
-            return Ok(0);
+        let outcome = if events.is_empty() {
+            self.renew_when_due(&lease).await.map(|()| Step::CaughtUp)
+        } else {
+            let applied = match &self.task {
+                Task::Projection(projection) => self.apply_batch(&lease, projection.clone(), &events).await,
+                Task::Policy(policy) => self.react_to_batch(&lease, policy.clone(), &events).await,
+            };
+            applied.map(|()| Step::Applied(events.len()))
+        };
+        if outcome.as_ref().is_err_and(|error| error.is::<LeaseLost>()) {
+            tracing::warn!(worker = self.name(), owner = %self.owner, "lost the lease; standing by");
+            self.lease = None;
+            self.cursor = None;
+            return Ok(Step::Standby);
         }
-        match &self.task {
-            Task::Projection(projection) => self.apply_batch(projection.clone(), &events).await?,
-            Task::Policy(policy) => self.react_to_batch(policy.clone(), &events).await?,
-        }
-        Ok(events.len())
+        outcome
     }
 
-    async fn apply_batch(&mut self, projection: Arc<dyn Projection>, events: &[RecordedEvent]) -> Result<(), BoxError> {
+    async fn hold_lease(&mut self) -> Result<Option<Lease>, BoxError> {
+        if self.lease.is_none() {
+            self.lease = try_acquire(&self.pool, self.name(), &self.owner, self.settings.lease_ttl).await?;
+            if let Some(lease) = &self.lease {
+                tracing::info!(worker = self.name(), owner = %self.owner, token = lease.token, "took the lease");
+                self.renewed = Instant::now();
+                self.cursor = None; // another owner may have moved the checkpoint
+            }
+        }
+        Ok(self.lease.clone())
+    }
+
+    /// An idle owner renews its lease a few times per lease length, so that it keeps it.
+    async fn renew_when_due(&mut self, lease: &Lease) -> Result<(), BoxError> {
+        if self.renewed.elapsed() < self.settings.lease_ttl / 3 {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        lease.renew(&mut tx, self.settings.lease_ttl).await?;
+        tx.commit().await?;
+        self.renewed = Instant::now();
+        Ok(())
+    }
+
+    async fn apply_batch(
+        &mut self,
+        lease: &Lease,
+        projection: Arc<dyn Projection>,
+        events: &[RecordedEvent],
+    ) -> Result<(), BoxError> {
         let last = events.last().map(RecordedEvent::cursor).unwrap_or_default();
         let mut tx = self.pool.begin().await?;
-        // The checkpoint is written first: on SQLite that takes the write lock at once, so the
-        // transaction never has to upgrade from reader to writer (which SQLite may refuse).
+        // The lease is renewed first: it fences a stale owner out, and on SQLite the first write
+        // takes the write lock at once, so the transaction never has to upgrade from reader to
+        // writer (which SQLite may refuse).
+        lease.renew(&mut tx, self.settings.lease_ttl).await?;
         advance(&mut tx, projection.name(), last).await?;
         for event in events {
             projection.apply(&mut tx, event).await.map_err(|error| at_position(event, error))?;
         }
         tx.commit().await?;
+        self.renewed = Instant::now();
         self.cursor = Some(last);
         Ok(())
     }
 
-    async fn react_to_batch(&mut self, policy: Arc<dyn Policy>, events: &[RecordedEvent]) -> Result<(), BoxError> {
+    async fn react_to_batch(
+        &mut self,
+        lease: &Lease,
+        policy: Arc<dyn Policy>,
+        events: &[RecordedEvent],
+    ) -> Result<(), BoxError> {
         // No transaction is held while the policy's commands run: they write to the same database.
         let mut done = None;
         let mut failure = None;
@@ -153,8 +246,10 @@ impl Worker {
         }
         if let Some(cursor) = done {
             let mut tx = self.pool.begin().await?;
+            lease.renew(&mut tx, self.settings.lease_ttl).await?;
             advance(&mut tx, policy.name(), cursor).await?;
             tx.commit().await?;
+            self.renewed = Instant::now();
             self.cursor = Some(cursor);
         }
         failure.map_or(Ok(()), Err)
