@@ -32,6 +32,7 @@ use storming_infra::log::GlobalLog;
 use storming_infra::payment::breaker::{CircuitBreaker, GuardedProvider};
 use storming_infra::payment::http::HttpProvider;
 use storming_infra::payment::SimulatedProvider;
+use storming_projections::WorkerSettings;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -59,6 +60,7 @@ pub struct AppState {
     pub rental_terms: RentalTerms,
     /// Serializes the requests of one idempotency key in this process.
     pub key_locks: Arc<commands::KeyLocks>,
+    pub worker_settings: WorkerSettings,
 }
 
 /// The whole HTTP surface.
@@ -149,6 +151,18 @@ impl WorkerProcess {
         Ok(Self { shutdown, tasks, state })
     }
 
+    /// Stops as a `kill -9` would: batches are cut off uncommitted, leases are not given up, and
+    /// the database connections close (which rolls back what was open). For fault-injection tests.
+    pub async fn kill(self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        self.state.db.close().await;
+    }
+
     /// Lets every worker finish its batch and give up its lease.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(true);
@@ -190,5 +204,6 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         tokens: TokenKeys::new(&secret),
         rental_terms: config.rental_terms,
         key_locks: Arc::default(),
+        worker_settings: WorkerSettings { lease_ttl: config.worker_lease, ..WorkerSettings::default() },
     })
 }

@@ -24,7 +24,7 @@ use storming_projections::book_catalog::BookCatalog;
 use storming_projections::my_page::MyPage;
 use storming_projections::payments::PaymentsView;
 use storming_projections::rental_status::RentalStatusView;
-use storming_projections::{BoxError, EventSource, Policy, Projection, Worker, WorkerSettings};
+use storming_projections::{BoxError, EventSource, Policy, Projection, Worker};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -139,7 +139,7 @@ pub fn spawn(
     let selected = |name: &str| only.is_none_or(|only| only.iter().any(|wanted| wanted == name));
     let source: Arc<dyn EventSource> = Arc::new(LogSource(app.log.clone()));
     let pool = app.db.read_side.clone();
-    let settings = WorkerSettings::default();
+    let settings = app.worker_settings;
     let wake = || app.bus.signal.subscribe();
     let projection_workers = projections()
         .into_iter()

@@ -72,6 +72,8 @@ pub struct Config {
     pub rental_terms: RentalTerms,
     /// Largest database pool per process (each backend pool and the read-side pool).
     pub db_pool_size: u32,
+    /// How long a worker's lease lasts unrenewed: a dead owner is replaced after this.
+    pub worker_lease: Duration,
 }
 
 impl Config {
@@ -144,6 +146,7 @@ impl Config {
             jwt_secret: get("STORMING_JWT_SECRET").map(Secret::new),
             payment_provider,
             payment,
+            worker_lease: milliseconds("STORMING_WORKER_LEASE_MS", Duration::from_secs(5))?,
             rental_terms,
             db_pool_size,
         })

@@ -10,3 +10,4 @@ mod rental_rules;
 mod rental_story;
 mod restart;
 pub mod support;
+mod workers;

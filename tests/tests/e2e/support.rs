@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 const JWT_SECRET: &str = "end-to-end-test-secret";
 /// How long a test waits for an eventually consistent view before it fails.
-const EVENTUALLY: Duration = Duration::from_secs(15);
+const EVENTUALLY: Duration = Duration::from_secs(60);
 
 /// Runs a scenario `async fn(TestDb)` once on SQLite and once on PostgreSQL.
 #[macro_export]
@@ -218,6 +218,15 @@ impl TestApp {
 
     /// Polls `probe` until it yields a value, failing the test after a deadline.
     pub async fn eventually<T, F, Fut>(&self, what: &str, probe: F) -> T
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Option<T>>,
+    {
+        Self::eventually_without_app(what, probe).await
+    }
+
+    /// [`TestApp::eventually`], for tests without a server.
+    pub async fn eventually_without_app<T, F, Fut>(what: &str, probe: F) -> T
     where
         F: Fn() -> Fut,
         Fut: Future<Output = Option<T>>,

@@ -1,0 +1,279 @@
+//! Workers you can stop, scale out and trust: a core that keeps working while a worker process is
+//! dead, catch-up on return, one live owner per worker (with fencing) among replicas, and no
+//! partial batch after a crash.
+//!
+//! "Processes" here are separate `WorkerProcess`es (own pools, own leases) in the test process;
+//! `kill` aborts one mid-batch without giving its leases up and closes its connections, which is
+//! what the database sees of a `kill -9`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sqlx::{AnyConnection, Row};
+use storming_api::auth::Role;
+use storming_api::workers::LogSource;
+use storming_api::{ServeOptions, WorkerProcess};
+use storming_domain::recorded::RecordedEvent;
+use storming_infra::db::{Database, StorePool};
+use storming_infra::log::GlobalLog;
+use storming_projections::runtime::lease;
+use storming_projections::{BoxError, Projection, Step, Worker, WorkerSettings};
+use tokio::sync::watch;
+
+use crate::on_both_backends;
+use crate::support::{config, TestApp, TestDb};
+
+const LEASE_MS: &str = "1000";
+
+fn worker<'a>(views: &'a Value, name: &str) -> &'a Value {
+    views["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|view| view["name"] == name)
+        .unwrap_or_else(|| panic!("no worker {name}"))
+}
+
+on_both_backends!(with_the_worker_process_dead_the_core_keeps_renting_and_every_missed_event_is_applied_on_return);
+
+async fn with_the_worker_process_dead_the_core_keeps_renting_and_every_missed_event_is_applied_on_return(db: TestDb) {
+    let settings = [("STORMING_WORKER_LEASE_MS", LEASE_MS)];
+    let api = TestApp::start_with(config(&db, &settings), ServeOptions { workers: false }).await;
+    let workers = WorkerProcess::start(&config(&db, &settings), None).await.unwrap();
+    let manager = api.token("librarian", &[Role::BookManager]);
+    let kim = api.token("kim", &[Role::Customer]);
+    let admin = api.token("auditor", &[Role::Admin]);
+    let dune = api.shelved_book(&manager, "Dune", 1000).await;
+    let emma = api.shelved_book(&manager, "Emma", 900).await;
+
+    workers.kill().await;
+
+    // The core goes on taking rentals of shelved books.
+    let first = api.post(Some(&kim), "/commands/book-rental/rentals", Some(json!({"book_id": dune}))).await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
+    let lag_after_one =
+        worker(&api.get(&admin, "/admin/projections").await.body, "rental_status")["lag_events"].as_i64().unwrap();
+    let returned = api.post(Some(&kim), &format!("/commands/book-rental/rentals/{}/return", first.id()), None).await;
+    assert_eq!(returned.status, StatusCode::OK);
+    let second = api.post(Some(&kim), "/commands/book-rental/rentals", Some(json!({"book_id": emma}))).await;
+    assert_eq!(second.status, StatusCode::CREATED);
+    let cancelled = api.post(Some(&kim), &format!("/commands/book-rental/rentals/{}/cancel", second.id()), None).await;
+    assert_eq!(cancelled.status, StatusCode::OK);
+
+    // ... while the views stand still and the lag rises.
+    let status = api.get(&kim, &format!("/queries/book-rental/rentals/{}", first.id())).await;
+    assert_eq!(status.status, StatusCode::NOT_FOUND, "the view has not moved");
+    let views = api.get(&admin, "/admin/projections").await.body;
+    assert!(worker(&views, "rental_status")["lag_events"].as_i64().unwrap() > lag_after_one, "{views}");
+    api.eventually("the dead owner's leases expire", || async {
+        let views = api.get(&admin, "/admin/projections").await.body;
+        (worker(&views, "rental_status")["status"] == "STOPPED").then_some(())
+    })
+    .await;
+
+    // Back: everything missed is applied, once.
+    let workers = WorkerProcess::start(&config(&db, &settings), None).await.unwrap();
+    api.eventually("every worker caught up", || async {
+        let views = api.get(&admin, "/admin/projections").await.body;
+        let items = views["items"].as_array()?.clone();
+        items.iter().all(|view| view["lag_events"] == 0 && view["status"] == "RUNNING").then_some(())
+    })
+    .await;
+    let first_status = api.get(&kim, &format!("/queries/book-rental/rentals/{}", first.id())).await;
+    assert_eq!(first_status.body["status"], "RETURNED");
+    let second_status = api.get(&kim, &format!("/queries/book-rental/rentals/{}", second.id())).await;
+    assert_eq!(
+        (&second_status.body["status"], &second_status.body["payment_status"]),
+        (&json!("CANCELLED"), &json!("REFUNDED"))
+    );
+    let page = api.get(&kim, "/queries/my-page").await;
+    assert_eq!(page.body["items"].as_array().unwrap().len(), 2, "one row per rental: {}", page.body);
+    let types = api.log_types().await;
+    assert_eq!(types.iter().filter(|t| *t == "PaymentRefunded").count(), 1, "refunded once");
+    let metrics = reqwest::get(format!("{}/metrics", api.base)).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("storming_worker_lag_events{worker=\"rental_status\"} 0"), "{metrics}");
+    workers.shutdown().await.unwrap();
+    api.stop().await;
+}
+
+/// Counts how often each event is applied: the proof of exactly-once.
+struct Counter {
+    /// Fails once, on this position, before the batch commits: a crash mid-batch.
+    crash_at: Option<i64>,
+    crashed: AtomicBool,
+}
+
+impl Counter {
+    fn new() -> Arc<Self> {
+        Arc::new(Self { crash_at: None, crashed: AtomicBool::new(false) })
+    }
+}
+
+#[async_trait]
+impl Projection for Counter {
+    fn name(&self) -> &'static str {
+        "test.counter"
+    }
+
+    async fn apply(&self, tx: &mut AnyConnection, event: &RecordedEvent) -> Result<(), BoxError> {
+        sqlx::query(
+            "INSERT INTO applied_events (position, times) VALUES ($1, 1) \
+             ON CONFLICT (position) DO UPDATE SET times = applied_events.times + 1",
+        )
+        .bind(event.position)
+        .execute(tx)
+        .await?;
+        if self.crash_at == Some(event.position) && !self.crashed.swap(true, Ordering::SeqCst) {
+            return Err("crashed before the batch committed".into());
+        }
+        Ok(())
+    }
+}
+
+/// A migrated database with `count` events in 100-event streams and the counter's table.
+async fn log_with_events(db: &TestDb, count: i64) -> Database {
+    let database = Database::connect(&db.url, 4).await.unwrap();
+    sqlx::query("CREATE TABLE applied_events (position bigint PRIMARY KEY, times bigint NOT NULL)")
+        .execute(&database.read_side)
+        .await
+        .unwrap();
+    let insert = |json: &'static str| {
+        format!(
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
+             VALUES ('test.stream', $1, $2, 'Counted', '1.0', {json}, {json})"
+        )
+    };
+    macro_rules! append {
+        ($pool:expr, $sql:expr) => {{
+            let mut tx = $pool.begin().await.unwrap();
+            for n in 0..count {
+                sqlx::query(&$sql)
+                    .bind(format!("stream-{}", n / 100))
+                    .bind(n % 100 + 1)
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+            }
+            tx.commit().await.unwrap();
+        }};
+    }
+    match &database.store {
+        StorePool::Sqlite(pool) => append!(pool, insert("'{}'")),
+        StorePool::Postgres(pool) => append!(pool, insert("'{}'::jsonb")),
+    }
+    database
+}
+
+async fn times_applied(database: &Database) -> (i64, i64) {
+    let row = sqlx::query("SELECT COUNT(*) AS applied, COALESCE(SUM(CASE WHEN times = 1 THEN 0 ELSE 1 END), 0) AS twice FROM applied_events")
+        .fetch_one(&database.read_side)
+        .await
+        .unwrap();
+    (row.try_get("applied").unwrap(), row.try_get("twice").unwrap())
+}
+
+fn counter_worker(database: &Database, counter: Arc<Counter>, owner: &str, settings: WorkerSettings) -> Worker {
+    let source = Arc::new(LogSource(GlobalLog::new(database)));
+    let (_, wake) = watch::channel(0);
+    Worker::projection(counter, source, database.read_side.clone(), wake, settings).with_owner(owner)
+}
+
+const TEN_THOUSAND: i64 = 10_000;
+
+on_both_backends!(two_replicas_apply_every_event_exactly_once_through_the_death_of_the_owner);
+
+async fn two_replicas_apply_every_event_exactly_once_through_the_death_of_the_owner(db: TestDb) {
+    let shared = log_with_events(&db, TEN_THOUSAND).await;
+    let settings = WorkerSettings {
+        batch_size: 20,
+        poll_interval: Duration::from_millis(20),
+        lease_ttl: Duration::from_millis(1000),
+        ..WorkerSettings::default()
+    };
+    // Each replica has its own pool, as it would in its own process.
+    let mut replicas = Vec::new();
+    for owner in ["replica-a", "replica-b"] {
+        let database = Database::connect(&db.url, 2).await.unwrap();
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(counter_worker(&database, Counter::new(), owner, settings).run(stopped));
+        replicas.push((owner, database, stop, task));
+    }
+    TestApp::eventually_without_app("a third of the events applied", || async {
+        (times_applied(&shared).await.0 >= TEN_THOUSAND / 3).then_some(())
+    })
+    .await;
+
+    // kill -9 the owner: its batch is cut off, its lease is not given up.
+    let (owner, _) = lease::holder(&shared.read_side, "test.counter").await.unwrap().expect("an owner");
+    let index = replicas.iter().position(|(name, ..)| *name == owner).expect("the owner is a replica");
+    let (_, dead, _, task) = replicas.remove(index);
+    task.abort();
+    let _ = task.await;
+    dead.close().await;
+    let applied_by_the_dead = times_applied(&shared).await.0;
+    assert!(applied_by_the_dead < TEN_THOUSAND, "the owner was killed mid-run ({applied_by_the_dead} applied)");
+
+    TestApp::eventually_without_app("the stand-by applies the rest", || async {
+        (times_applied(&shared).await.0 == TEN_THOUSAND).then_some(())
+    })
+    .await;
+    let (applied, twice) = times_applied(&shared).await;
+    assert_eq!((applied, twice), (TEN_THOUSAND, 0), "every event applied exactly once");
+    let (survivor, ..) = &replicas[0];
+    assert_eq!(lease::holder(&shared.read_side, "test.counter").await.unwrap().unwrap().0, *survivor);
+    for (_, database, stop, task) in replicas {
+        stop.send(true).unwrap();
+        task.await.unwrap();
+        database.close().await;
+    }
+    shared.close().await;
+}
+
+on_both_backends!(a_paused_owner_cannot_write_a_stale_checkpoint);
+
+async fn a_paused_owner_cannot_write_a_stale_checkpoint(db: TestDb) {
+    let database = log_with_events(&db, 500).await;
+    let settings = WorkerSettings { batch_size: 100, lease_ttl: Duration::from_secs(60), ..WorkerSettings::default() };
+    let mut first = counter_worker(&database, Counter::new(), "first", settings);
+    let mut second = counter_worker(&database, Counter::new(), "second", settings);
+    assert_eq!(first.step().await.unwrap(), Step::Applied(100));
+    assert_eq!(second.step().await.unwrap(), Step::Standby, "one live owner");
+
+    // The first owner stalls past its lease (a long GC pause, a frozen VM): the second takes over.
+    sqlx::query("UPDATE worker_leases SET expires_at = 0 WHERE name = 'test.counter'")
+        .execute(&database.read_side)
+        .await
+        .unwrap();
+    assert_eq!(second.step().await.unwrap(), Step::Applied(100), "resumes from the first owner's checkpoint");
+    assert_eq!(first.step().await.unwrap(), Step::Standby, "the stale owner is fenced out");
+    while second.step().await.unwrap() != Step::CaughtUp {}
+    assert_eq!(times_applied(&database).await, (500, 0));
+    database.close().await;
+}
+
+on_both_backends!(a_crash_mid_batch_leaves_nothing_of_the_batch_and_it_is_applied_once_after);
+
+async fn a_crash_mid_batch_leaves_nothing_of_the_batch_and_it_is_applied_once_after(db: TestDb) {
+    let database = log_with_events(&db, 300).await;
+    let counter = Arc::new(Counter { crash_at: Some(150), crashed: AtomicBool::new(false) });
+    let settings = WorkerSettings { batch_size: 100, ..WorkerSettings::default() };
+    let mut worker = counter_worker(&database, counter, "only", settings);
+    assert_eq!(worker.step().await.unwrap(), Step::Applied(100));
+    assert!(worker.step().await.is_err(), "the second batch crashes at position 150");
+    assert_eq!(times_applied(&database).await, (100, 0), "nothing of the crashed batch is visible");
+
+    // A new worker (the restarted process) resumes from the checkpoint.
+    let mut restarted = counter_worker(
+        &database,
+        Arc::new(Counter { crash_at: None, crashed: AtomicBool::new(true) }),
+        "only",
+        settings,
+    );
+    while restarted.step().await.unwrap() != Step::CaughtUp {}
+    assert_eq!(times_applied(&database).await, (300, 0), "the batch applied once after the restart");
+    database.close().await;
+}
