@@ -1,15 +1,18 @@
-//! Operations (admins): every worker's position, lag, owner and state.
+//! Operations (admins): every worker's position, lag, owner and state; rebuilding a view.
 //!
 //! Read from the database (checkpoints, leases, the log), so that any API process can tell, whatever
 //! process runs the workers.
 
-use axum::extract::State;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use serde_json::json;
 use storming_projections::page::Page;
+use storming_projections::runtime::generations::{self, worker_key, RebuildError};
 use storming_projections::runtime::{checkpoint, lease};
 
 use crate::auth::{Caller, Role};
@@ -17,7 +20,16 @@ use crate::problem::ApiError;
 use crate::{workers, AppState};
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/admin/projections", get(list))
+    Router::new().route("/admin/projections", get(list)).route("/admin/projections/{name}/rebuild", post(rebuild))
+}
+
+/// A generation being rebuilt beside the active one.
+#[derive(Debug, Clone, Serialize)]
+pub struct RebuildView {
+    pub generation: i64,
+    pub version: i64,
+    pub position: i64,
+    pub lag_events: i64,
 }
 
 /// One worker as operators see it.
@@ -26,7 +38,10 @@ pub struct WorkerView {
     pub name: String,
     /// `projection` or `policy`.
     pub kind: &'static str,
+    /// The code version of the view the active generation was built by (1 for a policy).
     pub version: i64,
+    /// The active generation of a projection's tables (0 for a policy).
+    pub generation: i64,
     /// The position of the last event it applied.
     pub position: i64,
     /// Events stored that it has not applied yet.
@@ -37,6 +52,8 @@ pub struct WorkerView {
     pub status: &'static str,
     pub owner: Option<String>,
     pub checkpoint_updated_at: Option<String>,
+    /// The generation being rebuilt, if any.
+    pub rebuilding: Option<RebuildView>,
 }
 
 /// Every worker of this build.
@@ -46,26 +63,43 @@ pub async fn worker_views(app: &AppState) -> Result<Vec<WorkerView>, ApiError> {
     let now = Utc::now();
     let mut views = Vec::new();
     for (name, kind) in projections.chain(policies) {
-        let checkpoint = checkpoint(&app.db.read_side, name).await?;
+        let registry = generations::load(&app.db.read_side, name).await?;
+        let key = match &registry {
+            Some(registry) => worker_key(name, registry.active),
+            None => name.to_string(),
+        };
+        let mut rebuilding = None;
+        if let Some(building) = registry.as_ref().and_then(|registry| registry.building) {
+            let cursor = checkpoint(&app.db.read_side, &worker_key(name, building)).await?.cursor;
+            rebuilding = Some(RebuildView {
+                generation: building,
+                version: registry.as_ref().and_then(|registry| registry.building_version).unwrap_or(1),
+                position: cursor.position,
+                lag_events: app.log.lag(cursor).await?.events,
+            });
+        }
+        let checkpoint = checkpoint(&app.db.read_side, &key).await?;
         let lag = app.log.lag(checkpoint.cursor).await?;
         let lag_ms = lag
             .oldest_recorded_at
             .as_deref()
             .and_then(|at| DateTime::parse_from_rfc3339(at).ok())
             .map_or(0, |oldest| (now - oldest.with_timezone(&Utc)).num_milliseconds().max(0));
-        let holder = lease::holder(&app.db.read_side, name).await?;
+        let holder = lease::holder(&app.db.read_side, &key).await?;
         let live =
             holder.as_ref().filter(|(owner, expires_at)| !owner.is_empty() && *expires_at > now.timestamp_millis());
         views.push(WorkerView {
             name: name.to_string(),
             kind,
-            version: 1,
+            version: registry.as_ref().map_or(1, |registry| registry.active_version),
+            generation: registry.as_ref().map_or(0, |registry| registry.active),
             position: checkpoint.cursor.position,
             lag_events: lag.events,
             lag_ms,
             status: if live.is_some() { "RUNNING" } else { "STOPPED" },
             owner: live.map(|(owner, _)| owner.clone()),
             checkpoint_updated_at: (!checkpoint.updated_at.is_empty()).then_some(checkpoint.updated_at),
+            rebuilding,
         });
     }
     Ok(views)
@@ -74,4 +108,24 @@ pub async fn worker_views(app: &AppState) -> Result<Vec<WorkerView>, ApiError> {
 async fn list(State(app): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
     caller.require(Role::Admin)?;
     Ok(Json(Page { items: worker_views(&app).await?, next: None }).into_response())
+}
+
+/// Rebuilds a view from position 0 into a new generation while the current one keeps answering;
+/// the two are switched once the new one has caught up. Policies are never rebuilt.
+async fn rebuild(State(app): State<AppState>, caller: Caller, Path(name): Path<String>) -> Result<Response, ApiError> {
+    caller.require(Role::Admin)?;
+    let projection = workers::projections()
+        .into_iter()
+        .find(|projection| projection.name() == name)
+        .ok_or_else(|| ApiError::not_found("projection-not-found", format!("no projection {name}")))?;
+    match generations::start_rebuild(&app.db.read_side, projection.as_ref()).await {
+        Ok(generation) => {
+            Ok((StatusCode::ACCEPTED, Json(json!({ "name": name, "generation": generation }))).into_response())
+        }
+        Err(RebuildError::InProgress(generation)) => Err(ApiError::Conflict {
+            code: "rebuild-in-progress",
+            detail: format!("generation {generation} of {name} is being built"),
+        }),
+        Err(RebuildError::Database(error)) => Err(error.into()),
+    }
 }

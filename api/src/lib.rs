@@ -174,6 +174,40 @@ impl WorkerProcess {
     }
 }
 
+/// `storming replay NAME`: rebuilds view `name` into a new generation from position 0 (or joins a
+/// rebuild under way), runs it here until it has caught up and been switched in, and returns the
+/// new active generation. Other processes keep answering from the old one meanwhile.
+pub async fn replay(config: &Config, name: &str) -> anyhow::Result<i64> {
+    use storming_projections::runtime::generations::{self, RebuildError};
+    let state = build_state(config).await?;
+    let projection = workers::projections()
+        .into_iter()
+        .find(|projection| projection.name() == name)
+        .with_context(|| format!("no projection is named {name}"))?;
+    let generation = match generations::start_rebuild(&state.db.read_side, projection.as_ref()).await {
+        Ok(generation) | Err(RebuildError::InProgress(generation)) => generation,
+        Err(RebuildError::Database(error)) => return Err(error).context("starting the rebuild"),
+    };
+    tracing::info!(projection = name, generation, "rebuilding");
+    let (shutdown, stop) = watch::channel(false);
+    let source = Arc::new(workers::LogSource(state.log.clone()));
+    let supervisor = storming_projections::Supervisor {
+        projection,
+        source,
+        pool: state.db.read_side.clone(),
+        wake: state.bus.signal.subscribe(),
+        settings: state.worker_settings,
+    };
+    let task = tokio::spawn(supervisor.run(stop));
+    while generations::active(&state.db.read_side, name).await? < generation {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let _ = shutdown.send(true);
+    task.await.context("joining the rebuild")?;
+    state.db.close().await;
+    Ok(generation)
+}
+
 /// Connects, migrates and wires the command side.
 pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
     health::prometheus();
@@ -197,7 +231,7 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
     let breaker = Arc::new(CircuitBreaker::new(config.payment.breaker_failures, config.payment.breaker_cooldown));
     let provider = Arc::new(GuardedProvider::new(provider, breaker, config.payment.timeout));
     let bus = Arc::new(CommandBus::new(&db, provider, LogSignal::new()));
-    Ok(AppState {
+    let state = AppState {
         log: GlobalLog::new(&db),
         db,
         bus,
@@ -205,5 +239,10 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         rental_terms: config.rental_terms,
         key_locks: Arc::default(),
         worker_settings: WorkerSettings { lease_ttl: config.worker_lease, ..WorkerSettings::default() },
-    })
+    };
+    workers::ensure_projections(&state)
+        .await
+        .map_err(|error| anyhow::anyhow!(error))
+        .context("setting the projections up")?;
+    Ok(state)
 }

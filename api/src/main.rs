@@ -1,4 +1,4 @@
-//! The `storming` binary: `serve`, `work`, `migrate`, `token`, `events`.
+//! The `storming` binary: `serve`, `work`, `replay`, `migrate`, `token`, `events`.
 
 use std::time::Duration;
 
@@ -33,6 +33,12 @@ enum Command {
         /// Only these workers, comma-separated (see `GET /admin/projections` for the names).
         #[arg(long, value_delimiter = ',')]
         only: Option<Vec<String>>,
+    },
+    /// Rebuild a view from the log into a new generation while the current one keeps answering,
+    /// and switch to it once it has caught up.
+    Replay {
+        /// The projection: book_catalog, rental_status, payments or my_page.
+        name: String,
     },
     /// Create the database if needed and apply pending migrations, then exit.
     Migrate,
@@ -73,6 +79,11 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!("workers running; SIGTERM or Ctrl-C stops them");
             shutdown_signal().await;
             workers.shutdown().await
+        }
+        Command::Replay { name } => {
+            let generation = storming_api::replay(&config, &name).await?;
+            tracing::info!(projection = %name, generation, "rebuilt; the new generation is active");
+            Ok(())
         }
         Command::Migrate => {
             Database::connect(&config.database_url, 1).await.context("migrating the database")?.close().await;

@@ -24,7 +24,8 @@ use storming_projections::book_catalog::BookCatalog;
 use storming_projections::my_page::MyPage;
 use storming_projections::payments::PaymentsView;
 use storming_projections::rental_status::RentalStatusView;
-use storming_projections::{BoxError, EventSource, Policy, Projection, Worker};
+use storming_projections::runtime::generations;
+use storming_projections::{BoxError, EventSource, Policy, Projection, Supervisor, Worker};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -125,8 +126,18 @@ pub struct UnknownWorker {
     pub known: String,
 }
 
-/// Starts one task per selected worker (all when `only` is `None`), and on PostgreSQL a listener
-/// that wakes them when another process stores events. They stop when `stop` turns true.
+/// Sets every projection up (its first generation on first start; a rebuild when its version
+/// changed). Every process does it before it serves or works.
+pub async fn ensure_projections(app: &AppState) -> Result<(), BoxError> {
+    for projection in projections() {
+        generations::ensure(&app.db.read_side, projection.as_ref()).await?;
+    }
+    Ok(())
+}
+
+/// Starts one task per selected worker (all when `only` is `None`) — for a projection, the
+/// supervisor of its generations — and on PostgreSQL a listener that wakes them when another
+/// process stores events. They stop when `stop` turns true.
 pub fn spawn(
     app: &AppState,
     only: Option<&[String]>,
@@ -141,16 +152,15 @@ pub fn spawn(
     let pool = app.db.read_side.clone();
     let settings = app.worker_settings;
     let wake = || app.bus.signal.subscribe();
-    let projection_workers = projections()
-        .into_iter()
-        .filter(|projection| selected(projection.name()))
-        .map(|projection| Worker::projection(projection, source.clone(), pool.clone(), wake(), settings));
-    let policy_workers = policies(&app.bus)
-        .into_iter()
-        .filter(|policy| selected(policy.name()))
-        .map(|policy| Worker::policy(policy, source.clone(), pool.clone(), wake(), settings));
-    let mut tasks: Vec<JoinHandle<()>> =
-        projection_workers.chain(policy_workers).map(|worker| tokio::spawn(worker.run(stop.clone()))).collect();
+    let mut tasks: Vec<JoinHandle<()>> = Vec::new();
+    for projection in projections().into_iter().filter(|projection| selected(projection.name())) {
+        let supervisor = Supervisor { projection, source: source.clone(), pool: pool.clone(), wake: wake(), settings };
+        tasks.push(tokio::spawn(supervisor.run(stop.clone())));
+    }
+    for policy in policies(&app.bus).into_iter().filter(|policy| selected(policy.name())) {
+        let worker = Worker::policy(policy, source.clone(), pool.clone(), wake(), settings);
+        tasks.push(tokio::spawn(worker.run(stop.clone())));
+    }
     if let StorePool::Postgres(pool) = &app.db.store {
         tasks.push(tokio::spawn(relay_notifications(pool.clone(), app.bus.signal.clone(), stop)));
     }

@@ -13,6 +13,7 @@ use storming_domain::recorded::RecordedEvent;
 use storming_domain::rental::{BookCopy, RentalEvent};
 
 use crate::page::Page;
+use crate::runtime::generations::table;
 use crate::runtime::{BoxError, Projection};
 
 pub const NAME: &str = "book_catalog";
@@ -39,15 +40,24 @@ impl Projection for BookCatalog {
         NAME
     }
 
-    async fn apply(&self, tx: &mut AnyConnection, event: &RecordedEvent) -> Result<(), BoxError> {
+    fn schema(&self) -> &'static str {
+        include_str!("../sql/book_catalog.sql")
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["book_catalog"]
+    }
+
+    async fn apply(&self, tx: &mut AnyConnection, event: &RecordedEvent, generation: i64) -> Result<(), BoxError> {
         let at = &event.recorded_at;
+        let catalog = table("book_catalog", generation);
         match event.aggregate_type.as_str() {
             <Book as Aggregate>::TYPE => match event.decode::<LibraryEvent>()? {
                 LibraryEvent::BookRegistered { book_id, title, author, rental_fee } => {
-                    sqlx::query(
-                        "INSERT INTO book_catalog (book_id, title, author, rental_fee, on_shelf, availability, updated_at) \
-                         VALUES ($1, $2, $3, $4, 0, 'AVAILABLE', $5) ON CONFLICT (book_id) DO NOTHING",
-                    )
+                    sqlx::query(&format!(
+                        "INSERT INTO {catalog} (book_id, title, author, rental_fee, on_shelf, availability, updated_at) \
+                         VALUES ($1, $2, $3, $4, 0, 'AVAILABLE', $5) ON CONFLICT (book_id) DO NOTHING"
+                    ))
                     .bind(book_id.to_string())
                     .bind(title)
                     .bind(author)
@@ -60,7 +70,7 @@ impl Projection for BookCatalog {
             <BookCopy as Aggregate>::TYPE => {
                 let (book_id, availability, rental_id) = match event.decode::<RentalEvent>()? {
                     RentalEvent::BookShelved { book_id, .. } => {
-                        sqlx::query("UPDATE book_catalog SET on_shelf = 1, updated_at = $2 WHERE book_id = $1")
+                        sqlx::query(&format!("UPDATE {catalog} SET on_shelf = 1, updated_at = $2 WHERE book_id = $1"))
                             .bind(book_id.to_string())
                             .bind(at)
                             .execute(&mut *tx)
@@ -74,13 +84,15 @@ impl Projection for BookCatalog {
                         (book_id, "AVAILABLE", None)
                     }
                 };
-                sqlx::query("UPDATE book_catalog SET availability = $2, current_rental_id = $3, updated_at = $4 WHERE book_id = $1")
-                    .bind(book_id.to_string())
-                    .bind(availability)
-                    .bind(rental_id)
-                    .bind(at)
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(&format!(
+                    "UPDATE {catalog} SET availability = $2, current_rental_id = $3, updated_at = $4 WHERE book_id = $1"
+                ))
+                .bind(book_id.to_string())
+                .bind(availability)
+                .bind(rental_id)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
             }
             _ => {}
         }
@@ -88,23 +100,30 @@ impl Projection for BookCatalog {
     }
 }
 
-const COLUMNS: &str = "SELECT book_id, title, author, rental_fee, on_shelf, availability, current_rental_id, updated_at FROM book_catalog";
+/// The columns of generation `generation`, for its queries.
+fn select(generation: i64) -> String {
+    let catalog = table("book_catalog", generation);
+    format!("SELECT book_id, title, author, rental_fee, on_shelf, availability, current_rental_id, updated_at FROM {catalog}")
+}
 
-pub async fn get(pool: &AnyPool, book_id: &str) -> Result<Option<CatalogBook>, sqlx::Error> {
-    let row = sqlx::query(&format!("{COLUMNS} WHERE book_id = $1")).bind(book_id).fetch_optional(pool).await?;
+pub async fn get(pool: &AnyPool, generation: i64, book_id: &str) -> Result<Option<CatalogBook>, sqlx::Error> {
+    let row =
+        sqlx::query(&format!("{} WHERE book_id = $1", select(generation))).bind(book_id).fetch_optional(pool).await?;
     row.as_ref().map(decode).transpose()
 }
 
 /// Books in id order (registration order), after the cursor; only rentable ones if `available`.
 pub async fn list(
     pool: &AnyPool,
+    generation: i64,
     available: bool,
     limit: i64,
     after: Option<&str>,
 ) -> Result<Page<CatalogBook>, sqlx::Error> {
     let rows = sqlx::query(&format!(
-        "{COLUMNS} WHERE ($1 = 0 OR (on_shelf = 1 AND availability = 'AVAILABLE')) AND book_id > $2 \
-         ORDER BY book_id LIMIT $3"
+        "{} WHERE ($1 = 0 OR (on_shelf = 1 AND availability = 'AVAILABLE')) AND book_id > $2 \
+         ORDER BY book_id LIMIT $3",
+        select(generation)
     ))
     .bind(i64::from(available))
     .bind(after.unwrap_or(""))

@@ -15,6 +15,7 @@ use storming_domain::recorded::RecordedEvent;
 use storming_domain::rental::{self, BookCopy, RentalEvent};
 
 use crate::page::Page;
+use crate::runtime::generations::table;
 use crate::runtime::{BoxError, Projection};
 
 pub const NAME: &str = "my_page";
@@ -47,15 +48,24 @@ impl Projection for MyPage {
         NAME
     }
 
-    async fn apply(&self, tx: &mut AnyConnection, event: &RecordedEvent) -> Result<(), BoxError> {
+    fn schema(&self) -> &'static str {
+        include_str!("../sql/my_page.sql")
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["my_page_profiles", "my_page_items"]
+    }
+
+    async fn apply(&self, tx: &mut AnyConnection, event: &RecordedEvent, generation: i64) -> Result<(), BoxError> {
         let at = &event.recorded_at;
+        let (profiles, items) = (table("my_page_profiles", generation), table("my_page_items", generation));
         match event.aggregate_type.as_str() {
             <Customer as Aggregate>::TYPE => {
                 let CustomerEvent::CustomerRegistered { customer_id, name, phone } = event.decode()?;
-                sqlx::query(
-                    "INSERT INTO my_page_profiles (customer_id, name, phone, registered_at) VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT (customer_id) DO NOTHING",
-                )
+                sqlx::query(&format!(
+                    "INSERT INTO {profiles} (customer_id, name, phone, registered_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (customer_id) DO NOTHING"
+                ))
                 .bind(customer_id)
                 .bind(name)
                 .bind(phone)
@@ -67,11 +77,11 @@ impl Projection for MyPage {
                 let (rental_id, status) = match event.decode::<RentalEvent>()? {
                     RentalEvent::BookShelved { .. } => return Ok(()),
                     RentalEvent::BookRented { rental_id, title, customer_id, fee, .. } => {
-                        sqlx::query(
-                            "INSERT INTO my_page_items (customer_id, flow, item_id, title, status, payment_status, amount, \
+                        sqlx::query(&format!(
+                            "INSERT INTO {items} (customer_id, flow, item_id, title, status, payment_status, amount, \
                              updated_at) VALUES ($1, $2, $3, $4, 'RENTED', 'PAID', $5, $6) \
-                             ON CONFLICT (customer_id, item_id) DO NOTHING",
-                        )
+                             ON CONFLICT (customer_id, item_id) DO NOTHING"
+                        ))
                         .bind(customer_id)
                         .bind(rental::FLOW)
                         .bind(rental_id.to_string())
@@ -85,7 +95,7 @@ impl Projection for MyPage {
                     RentalEvent::BookReturned { rental_id, .. } => (rental_id, "RETURNED"),
                     RentalEvent::RentalCancelled { rental_id, .. } => (rental_id, "CANCELLED"),
                 };
-                sqlx::query("UPDATE my_page_items SET status = $2, updated_at = $3 WHERE item_id = $1")
+                sqlx::query(&format!("UPDATE {items} SET status = $2, updated_at = $3 WHERE item_id = $1"))
                     .bind(rental_id.to_string())
                     .bind(status)
                     .bind(at)
@@ -94,10 +104,10 @@ impl Projection for MyPage {
             }
             <Payment as Aggregate>::TYPE => {
                 if let PaymentEvent::PaymentRefunded { reference, customer_id, .. } = event.decode::<PaymentEvent>()? {
-                    sqlx::query(
-                        "UPDATE my_page_items SET payment_status = 'REFUNDED', updated_at = $3 \
-                         WHERE customer_id = $1 AND item_id = $2",
-                    )
+                    sqlx::query(&format!(
+                        "UPDATE {items} SET payment_status = 'REFUNDED', updated_at = $3 \
+                         WHERE customer_id = $1 AND item_id = $2"
+                    ))
                     .bind(customer_id)
                     .bind(reference.id.to_string())
                     .bind(at)
@@ -111,9 +121,10 @@ impl Projection for MyPage {
     }
 }
 
-pub async fn profile(pool: &AnyPool, customer_id: &str) -> Result<Option<Profile>, sqlx::Error> {
+pub async fn profile(pool: &AnyPool, generation: i64, customer_id: &str) -> Result<Option<Profile>, sqlx::Error> {
+    let profiles = table("my_page_profiles", generation);
     let row =
-        sqlx::query("SELECT customer_id, name, phone, registered_at FROM my_page_profiles WHERE customer_id = $1")
+        sqlx::query(&format!("SELECT customer_id, name, phone, registered_at FROM {profiles} WHERE customer_id = $1"))
             .bind(customer_id)
             .fetch_optional(pool)
             .await?;
@@ -131,14 +142,16 @@ pub async fn profile(pool: &AnyPool, customer_id: &str) -> Result<Option<Profile
 /// The customer's rows, newest first (ids are UUID v7, so id order is creation order).
 pub async fn items(
     pool: &AnyPool,
+    generation: i64,
     customer_id: &str,
     limit: i64,
     before: Option<&str>,
 ) -> Result<Page<MyPageItem>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT flow, item_id, title, status, payment_status, amount, updated_at FROM my_page_items \
-         WHERE customer_id = $1 AND ($2 IS NULL OR item_id < $2) ORDER BY item_id DESC LIMIT $3",
-    )
+    let items = table("my_page_items", generation);
+    let rows = sqlx::query(&format!(
+        "SELECT flow, item_id, title, status, payment_status, amount, updated_at FROM {items} \
+         WHERE customer_id = $1 AND ($2 IS NULL OR item_id < $2) ORDER BY item_id DESC LIMIT $3"
+    ))
     .bind(customer_id)
     .bind(before)
     .bind(limit + 1)

@@ -10,6 +10,7 @@ use sqlx::{AnyConnection, AnyPool, Row};
 use storming_domain::payment::{Payment, PaymentEvent};
 use storming_domain::recorded::RecordedEvent;
 
+use crate::runtime::generations::table;
 use crate::runtime::{BoxError, Projection};
 
 pub const NAME: &str = "payments";
@@ -42,17 +43,26 @@ impl Projection for PaymentsView {
         NAME
     }
 
-    async fn apply(&self, tx: &mut AnyConnection, event: &RecordedEvent) -> Result<(), BoxError> {
+    fn schema(&self) -> &'static str {
+        include_str!("../sql/payments.sql")
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["payments"]
+    }
+
+    async fn apply(&self, tx: &mut AnyConnection, event: &RecordedEvent, generation: i64) -> Result<(), BoxError> {
         if event.aggregate_type != <Payment as Aggregate>::TYPE {
             return Ok(());
         }
+        let payments = table("payments", generation);
         match event.decode::<PaymentEvent>()? {
             PaymentEvent::PaymentApproved { payment_id, reference, customer_id, amount, authorization_id } => {
-                sqlx::query(
-                    "INSERT INTO payments (payment_id, reference_flow, reference_kind, reference_id, customer_id, amount, \
-                     status, authorization_id, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 'APPROVED', $7, $8) \
-                     ON CONFLICT (payment_id) DO NOTHING",
-                )
+                sqlx::query(&format!(
+                    "INSERT INTO {payments} (payment_id, reference_flow, reference_kind, reference_id, customer_id, \
+                     amount, status, authorization_id, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 'APPROVED', $7, $8) \
+                     ON CONFLICT (payment_id) DO NOTHING"
+                ))
                 .bind(payment_id.to_string())
                 .bind(reference.flow)
                 .bind(reference.kind)
@@ -65,9 +75,9 @@ impl Projection for PaymentsView {
                 .await?;
             }
             PaymentEvent::PaymentRefunded { payment_id, refund_id, .. } => {
-                sqlx::query(
-                    "UPDATE payments SET status = 'REFUNDED', refund_id = $2, updated_at = $3 WHERE payment_id = $1",
-                )
+                sqlx::query(&format!(
+                    "UPDATE {payments} SET status = 'REFUNDED', refund_id = $2, updated_at = $3 WHERE payment_id = $1"
+                ))
                 .bind(payment_id.to_string())
                 .bind(refund_id)
                 .bind(&event.recorded_at)
@@ -79,17 +89,30 @@ impl Projection for PaymentsView {
     }
 }
 
-const COLUMNS: &str = "SELECT payment_id, reference_flow, reference_kind, reference_id, customer_id, amount, status, \
-                       authorization_id, refund_id, updated_at FROM payments";
+/// The columns of generation `generation`, for its queries.
+fn select(generation: i64) -> String {
+    let payments = table("payments", generation);
+    format!(
+        "SELECT payment_id, reference_flow, reference_kind, reference_id, customer_id, amount, status, \
+         authorization_id, refund_id, updated_at FROM {payments}"
+    )
+}
 
-pub async fn get(pool: &AnyPool, payment_id: &str) -> Result<Option<PaymentView>, sqlx::Error> {
-    let row = sqlx::query(&format!("{COLUMNS} WHERE payment_id = $1")).bind(payment_id).fetch_optional(pool).await?;
+pub async fn get(pool: &AnyPool, generation: i64, payment_id: &str) -> Result<Option<PaymentView>, sqlx::Error> {
+    let row = sqlx::query(&format!("{} WHERE payment_id = $1", select(generation)))
+        .bind(payment_id)
+        .fetch_optional(pool)
+        .await?;
     row.as_ref().map(decode).transpose()
 }
 
 /// The charges for one rental, order, reservation or booking.
-pub async fn by_reference(pool: &AnyPool, reference_id: &str) -> Result<Vec<PaymentView>, sqlx::Error> {
-    let rows = sqlx::query(&format!("{COLUMNS} WHERE reference_id = $1 ORDER BY payment_id"))
+pub async fn by_reference(
+    pool: &AnyPool,
+    generation: i64,
+    reference_id: &str,
+) -> Result<Vec<PaymentView>, sqlx::Error> {
+    let rows = sqlx::query(&format!("{} WHERE reference_id = $1 ORDER BY payment_id", select(generation)))
         .bind(reference_id)
         .fetch_all(pool)
         .await?;

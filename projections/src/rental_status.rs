@@ -15,6 +15,7 @@ use storming_domain::rental::{BookCopy, RentalEvent};
 
 use crate::page::Page;
 use crate::rfc3339;
+use crate::runtime::generations::table;
 use crate::runtime::{BoxError, Projection};
 
 pub const NAME: &str = "rental_status";
@@ -54,8 +55,17 @@ impl Projection for RentalStatusView {
         NAME
     }
 
-    async fn apply(&self, tx: &mut AnyConnection, event: &RecordedEvent) -> Result<(), BoxError> {
+    fn schema(&self) -> &'static str {
+        include_str!("../sql/rental_status.sql")
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["rental_status"]
+    }
+
+    async fn apply(&self, tx: &mut AnyConnection, event: &RecordedEvent, generation: i64) -> Result<(), BoxError> {
         let at = &event.recorded_at;
+        let rentals = table("rental_status", generation);
         match event.aggregate_type.as_str() {
             <BookCopy as Aggregate>::TYPE => match event.decode::<RentalEvent>()? {
                 RentalEvent::BookShelved { .. } => {}
@@ -69,11 +79,11 @@ impl Projection for RentalStatusView {
                     rented_at,
                     due_at,
                 } => {
-                    sqlx::query(
-                        "INSERT INTO rental_status (rental_id, book_id, title, customer_id, status, overdue, payment_id, \
+                    sqlx::query(&format!(
+                        "INSERT INTO {rentals} (rental_id, book_id, title, customer_id, status, overdue, payment_id, \
                          payment_status, fee, rented_at, due_at, updated_at) \
-                         VALUES ($1, $2, $3, $4, 'RENTED', 0, $5, 'PAID', $6, $7, $8, $9) ON CONFLICT (rental_id) DO NOTHING",
-                    )
+                         VALUES ($1, $2, $3, $4, 'RENTED', 0, $5, 'PAID', $6, $7, $8, $9) ON CONFLICT (rental_id) DO NOTHING"
+                    ))
                     .bind(rental_id.to_string())
                     .bind(book_id.to_string())
                     .bind(title)
@@ -87,7 +97,7 @@ impl Projection for RentalStatusView {
                     .await?;
                 }
                 RentalEvent::RentalCancelled { rental_id, cancelled_at, .. } => {
-                    sqlx::query("UPDATE rental_status SET status = 'CANCELLED', cancelled_at = $2, updated_at = $3 WHERE rental_id = $1")
+                    sqlx::query(&format!("UPDATE {rentals} SET status = 'CANCELLED', cancelled_at = $2, updated_at = $3 WHERE rental_id = $1"))
                         .bind(rental_id.to_string())
                         .bind(rfc3339(&cancelled_at))
                         .bind(at)
@@ -95,10 +105,10 @@ impl Projection for RentalStatusView {
                         .await?;
                 }
                 RentalEvent::BookReturned { rental_id, returned_at, overdue, .. } => {
-                    sqlx::query(
-                        "UPDATE rental_status SET status = 'RETURNED', returned_at = $2, overdue = $3, updated_at = $4 \
-                         WHERE rental_id = $1",
-                    )
+                    sqlx::query(&format!(
+                        "UPDATE {rentals} SET status = 'RETURNED', returned_at = $2, overdue = $3, updated_at = $4 \
+                         WHERE rental_id = $1"
+                    ))
                     .bind(rental_id.to_string())
                     .bind(rfc3339(&returned_at))
                     .bind(i64::from(overdue))
@@ -109,9 +119,9 @@ impl Projection for RentalStatusView {
             },
             <Payment as Aggregate>::TYPE => {
                 if let PaymentEvent::PaymentRefunded { payment_id, .. } = event.decode::<PaymentEvent>()? {
-                    sqlx::query(
-                        "UPDATE rental_status SET payment_status = 'REFUNDED', updated_at = $2 WHERE payment_id = $1",
-                    )
+                    sqlx::query(&format!(
+                        "UPDATE {rentals} SET payment_status = 'REFUNDED', updated_at = $2 WHERE payment_id = $1"
+                    ))
                     .bind(payment_id.to_string())
                     .bind(at)
                     .execute(&mut *tx)
@@ -124,26 +134,41 @@ impl Projection for RentalStatusView {
     }
 }
 
-const COLUMNS: &str =
-    "SELECT rental_id, book_id, title, customer_id, status, overdue, payment_id, payment_status, fee, \
-                       rented_at, due_at, returned_at, cancelled_at, updated_at FROM rental_status";
+/// The columns of generation `generation`, for its queries.
+fn select(generation: i64) -> String {
+    let rentals = table("rental_status", generation);
+    format!(
+        "SELECT rental_id, book_id, title, customer_id, status, overdue, payment_id, payment_status, fee, rented_at, \
+         due_at, returned_at, cancelled_at, updated_at FROM {rentals}"
+    )
+}
 
-pub async fn get(pool: &AnyPool, rental_id: &str, now: DateTime<Utc>) -> Result<Option<RentalView>, sqlx::Error> {
-    let row = sqlx::query(&format!("{COLUMNS} WHERE rental_id = $1")).bind(rental_id).fetch_optional(pool).await?;
+pub async fn get(
+    pool: &AnyPool,
+    generation: i64,
+    rental_id: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<RentalView>, sqlx::Error> {
+    let row = sqlx::query(&format!("{} WHERE rental_id = $1", select(generation)))
+        .bind(rental_id)
+        .fetch_optional(pool)
+        .await?;
     row.as_ref().map(|row| decode(row, now)).transpose()
 }
 
 /// Rentals in id (time) order after the cursor, narrowed by the filter.
 pub async fn list(
     pool: &AnyPool,
+    generation: i64,
     filter: &RentalFilter,
     limit: i64,
     after: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<Page<RentalView>, sqlx::Error> {
     let rows = sqlx::query(&format!(
-        "{COLUMNS} WHERE ($1 IS NULL OR book_id = $1) AND ($2 IS NULL OR customer_id = $2) \
-         AND ($3 IS NULL OR status = $3) AND rental_id > $4 ORDER BY rental_id LIMIT $5"
+        "{} WHERE ($1 IS NULL OR book_id = $1) AND ($2 IS NULL OR customer_id = $2) \
+         AND ($3 IS NULL OR status = $3) AND rental_id > $4 ORDER BY rental_id LIMIT $5",
+        select(generation)
     ))
     .bind(filter.book_id.clone())
     .bind(filter.customer_id.clone())

@@ -45,10 +45,16 @@ async fn list_books(
     Params(params): Params<CatalogParams>,
 ) -> Result<Response, ApiError> {
     let limit = limit(params.limit)?;
-    let position = view_position(&app, book_catalog::NAME, params.min_position).await?;
-    let page = book_catalog::list(&app.db.read_side, params.available.unwrap_or(false), limit, params.after.as_deref())
-        .await?;
-    Ok(answer(position, page))
+    let view = view_position(&app, book_catalog::NAME, params.min_position).await?;
+    let page = book_catalog::list(
+        &app.db.read_side,
+        view.generation,
+        params.available.unwrap_or(false),
+        limit,
+        params.after.as_deref(),
+    )
+    .await?;
+    Ok(answer(view, page))
 }
 
 async fn get_book(
@@ -57,11 +63,11 @@ async fn get_book(
     Path(book_id): Path<String>,
     Params(params): Params<Freshness>,
 ) -> Result<Response, ApiError> {
-    let position = view_position(&app, book_catalog::NAME, params.min_position).await?;
-    let book = book_catalog::get(&app.db.read_side, &book_id)
+    let view = view_position(&app, book_catalog::NAME, params.min_position).await?;
+    let book = book_catalog::get(&app.db.read_side, view.generation, &book_id)
         .await?
         .ok_or_else(|| ApiError::not_found("book-not-found", format!("no book {book_id}")))?;
-    Ok(answer(position, book))
+    Ok(answer(view, book))
 }
 
 #[derive(Debug, Deserialize)]
@@ -99,9 +105,11 @@ async fn list_rentals(
         }
     };
     let filter = RentalFilter { book_id: params.book_id, customer_id, status: params.status };
-    let position = view_position(&app, rental_status::NAME, params.min_position).await?;
-    let page = rental_status::list(&app.db.read_side, &filter, limit, params.after.as_deref(), Utc::now()).await?;
-    Ok(answer(position, page))
+    let view = view_position(&app, rental_status::NAME, params.min_position).await?;
+    let page =
+        rental_status::list(&app.db.read_side, view.generation, &filter, limit, params.after.as_deref(), Utc::now())
+            .await?;
+    Ok(answer(view, page))
 }
 
 /// One rental, for its renter and book managers.
@@ -112,12 +120,12 @@ async fn get_rental(
     Params(params): Params<Freshness>,
 ) -> Result<Response, ApiError> {
     caller.require_any(&[Role::Customer, Role::BookManager])?;
-    let position = view_position(&app, rental_status::NAME, params.min_position).await?;
-    let rental = rental_status::get(&app.db.read_side, &id, Utc::now())
+    let view = view_position(&app, rental_status::NAME, params.min_position).await?;
+    let rental = rental_status::get(&app.db.read_side, view.generation, &id, Utc::now())
         .await?
         .ok_or_else(|| ApiError::not_found("rental-not-found", format!("no rental {id}")))?;
     if rental.customer_id != caller.id && !caller.has(Role::BookManager) {
         return Err(ApiError::forbidden("only the renter and book managers may see a rental"));
     }
-    Ok(answer(position, rental))
+    Ok(answer(view, rental))
 }

@@ -29,11 +29,11 @@ async fn me(
     Params(params): Params<Freshness>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Customer)?;
-    let position = view_position(&app, my_page::NAME, params.min_position).await?;
-    let profile = my_page::profile(&app.db.read_side, &caller.id)
+    let view = view_position(&app, my_page::NAME, params.min_position).await?;
+    let profile = my_page::profile(&app.db.read_side, view.generation, &caller.id)
         .await?
         .ok_or_else(|| ApiError::not_found("customer-not-found", "you have not registered a profile yet"))?;
-    Ok(answer(position, profile))
+    Ok(answer(view, profile))
 }
 
 #[derive(Debug, Deserialize)]
@@ -63,10 +63,10 @@ async fn my_page(
 ) -> Result<Response, ApiError> {
     caller.require(Role::Customer)?;
     let limit = limit(params.limit)?;
-    let position = view_position(&app, my_page::NAME, params.min_position).await?;
-    let profile = my_page::profile(&app.db.read_side, &caller.id).await?;
-    let page = my_page::items(&app.db.read_side, &caller.id, limit, params.after.as_deref()).await?;
-    let view =
+    let view = view_position(&app, my_page::NAME, params.min_position).await?;
+    let profile = my_page::profile(&app.db.read_side, view.generation, &caller.id).await?;
+    let page = my_page::items(&app.db.read_side, view.generation, &caller.id, limit, params.after.as_deref()).await?;
+    let body =
         MyPageView { customer_id: caller.id, profile, items: page.items, next: page.next, notifications: vec![] };
-    Ok(answer(position, view))
+    Ok(answer(view, body))
 }

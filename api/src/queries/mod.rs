@@ -20,6 +20,7 @@ use serde::Serialize;
 use storming_domain::shared::ValidationError;
 use storming_projections::page::{DEFAULT_LIMIT, MAX_LIMIT};
 use storming_projections::runtime::checkpoint;
+use storming_projections::runtime::generations::{self, worker_key};
 use tokio::time::Instant;
 
 use crate::problem::ApiError;
@@ -54,19 +55,29 @@ pub fn limit(requested: Option<i64>) -> Result<i64, ValidationError> {
     }
 }
 
-/// The position view `name` has reached, once it has applied the event at `min_position`.
-pub async fn view_position(app: &AppState, name: &str, min_position: Option<i64>) -> Result<i64, ApiError> {
+/// The generation of a view that answers a query, and the position it has reached.
+#[derive(Debug, Clone, Copy)]
+pub struct ViewAt {
+    pub generation: i64,
+    pub position: i64,
+}
+
+/// The active generation of view `name`, once it has applied the event at `min_position`.
+pub async fn view_position(app: &AppState, name: &str, min_position: Option<i64>) -> Result<ViewAt, ApiError> {
     let deadline = Instant::now() + MAX_WAIT;
     let wanted = min_position.filter(|position| *position > 0);
+    let generation = generations::active(&app.db.read_side, name).await?;
+    let key = worker_key(name, generation);
     let mut target = None;
     loop {
-        let reached = checkpoint(&app.db.read_side, name).await?.cursor;
-        let Some(position) = wanted else { return Ok(reached.position) };
+        let reached = checkpoint(&app.db.read_side, &key).await?.cursor;
+        let view = ViewAt { generation, position: reached.position };
+        let Some(position) = wanted else { return Ok(view) };
         if target.is_none() {
             target = app.log.cursor_of(position).await?;
         }
         if target.is_some_and(|target| reached >= target) {
-            return Ok(reached.position);
+            return Ok(view);
         }
         if Instant::now() >= deadline {
             return Err(ApiError::ProjectionBehind(position));
@@ -76,8 +87,8 @@ pub async fn view_position(app: &AppState, name: &str, min_position: Option<i64>
 }
 
 /// A view's answer, with the position it was read at.
-pub fn answer<T: Serialize>(position: i64, body: T) -> Response {
+pub fn answer<T: Serialize>(view: ViewAt, body: T) -> Response {
     let mut response = Json(body).into_response();
-    response.headers_mut().insert("x-projection-position", HeaderValue::from(position));
+    response.headers_mut().insert("x-projection-position", HeaderValue::from(view.position));
     response
 }

@@ -30,14 +30,14 @@ async fn get_payment(
     Path(id): Path<String>,
     Params(params): Params<Freshness>,
 ) -> Result<Response, ApiError> {
-    let position = view_position(&app, payments::NAME, params.min_position).await?;
-    let payment = payments::get(&app.db.read_side, &id)
+    let view = view_position(&app, payments::NAME, params.min_position).await?;
+    let payment = payments::get(&app.db.read_side, view.generation, &id)
         .await?
         .ok_or_else(|| ApiError::not_found("payment-not-found", format!("no payment {id}")))?;
     if payment.customer_id != caller.id && !caller.has(Role::Admin) {
         return Err(ApiError::forbidden("only the payer and admins may see a payment"));
     }
-    Ok(answer(position, payment))
+    Ok(answer(view, payment))
 }
 
 #[derive(Debug, Deserialize)]
@@ -55,10 +55,10 @@ async fn by_reference(
     Params(params): Params<ReferenceParams>,
 ) -> Result<Response, ApiError> {
     let reference_id = params.reference_id.ok_or_else(|| ValidationError::new("reference_id", "is required"))?;
-    let position = view_position(&app, payments::NAME, params.min_position).await?;
-    let mut charges = payments::by_reference(&app.db.read_side, &reference_id).await?;
+    let view = view_position(&app, payments::NAME, params.min_position).await?;
+    let mut charges = payments::by_reference(&app.db.read_side, view.generation, &reference_id).await?;
     if !caller.has(Role::Admin) {
         charges.retain(|charge| charge.customer_id == caller.id);
     }
-    Ok(answer(position, Page { items: charges, next: None }))
+    Ok(answer(view, Page { items: charges, next: None }))
 }

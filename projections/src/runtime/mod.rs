@@ -14,10 +14,12 @@
 //! `NOTIFY` from other processes), and poll slowly as a fallback.
 
 mod checkpoint;
+pub mod generations;
 pub mod lease;
 mod worker;
 
 pub use checkpoint::{checkpoint, Checkpoint};
+pub use generations::Supervisor;
 pub use worker::{process_owner, Step, Worker, WorkerSettings};
 
 use async_trait::async_trait;
@@ -32,12 +34,22 @@ pub trait EventSource: Send + Sync {
     async fn read_after(&self, cursor: LogCursor, limit: i64) -> Result<Vec<RecordedEvent>, BoxError>;
 }
 
-/// A read model: applies each event to its tables inside the worker's transaction.
+/// A read model: applies each event to its tables inside the worker's transaction. Its tables
+/// exist per generation (see [`generations`]), so that it can be rebuilt beside the live one.
 #[async_trait]
 pub trait Projection: Send + Sync {
-    /// The worker's permanent name (its checkpoint row, its entry in `/admin/projections`).
+    /// The permanent name (its registry row, its entry in `/admin/projections`).
     fn name(&self) -> &'static str;
-    async fn apply(&self, tx: &mut AnyConnection, event: &RecordedEvent) -> Result<(), BoxError>;
+    /// Bumped when the view's tables or meaning change: a new generation is then rebuilt from the
+    /// log on start, while the old one keeps answering.
+    fn version(&self) -> i64 {
+        1
+    }
+    /// The DDL of its tables, with `{g}` where the generation goes.
+    fn schema(&self) -> &'static str;
+    /// The base names of its tables.
+    fn tables(&self) -> &'static [&'static str];
+    async fn apply(&self, tx: &mut AnyConnection, event: &RecordedEvent, generation: i64) -> Result<(), BoxError>;
 }
 
 /// A policy: "whenever <event>, then <command>". Its commands must be idempotent.

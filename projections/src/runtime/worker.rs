@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::checkpoint::{advance, checkpoint};
+use super::generations::worker_key;
 use super::lease::{try_acquire, Lease, LeaseLost};
 use super::{BoxError, EventSource, Policy, Projection};
 
@@ -48,7 +49,8 @@ pub enum Step {
 }
 
 enum Task {
-    Projection(Arc<dyn Projection>),
+    /// A projection filling one generation of its tables.
+    Projection(Arc<dyn Projection>, i64),
     Policy(Arc<dyn Policy>),
 }
 
@@ -58,6 +60,8 @@ pub struct Worker {
     pool: AnyPool,
     wake: watch::Receiver<u64>,
     settings: WorkerSettings,
+    /// The name of its checkpoint and lease.
+    key: String,
     owner: String,
     lease: Option<Lease>,
     renewed: Instant,
@@ -74,14 +78,17 @@ pub fn process_owner() -> &'static str {
 }
 
 impl Worker {
-    pub fn projection(
+    /// The worker that fills `generation` of `projection`'s tables.
+    pub fn projection_generation(
         projection: Arc<dyn Projection>,
+        generation: i64,
         source: Arc<dyn EventSource>,
         pool: AnyPool,
         wake: watch::Receiver<u64>,
         settings: WorkerSettings,
     ) -> Self {
-        Self::new(Task::Projection(projection), source, pool, wake, settings)
+        let key = worker_key(projection.name(), generation);
+        Self::new(Task::Projection(projection, generation), key, source, pool, wake, settings)
     }
 
     pub fn policy(
@@ -91,18 +98,20 @@ impl Worker {
         wake: watch::Receiver<u64>,
         settings: WorkerSettings,
     ) -> Self {
-        Self::new(Task::Policy(policy), source, pool, wake, settings)
+        let key = policy.name().to_string();
+        Self::new(Task::Policy(policy), key, source, pool, wake, settings)
     }
 
     fn new(
         task: Task,
+        key: String,
         source: Arc<dyn EventSource>,
         pool: AnyPool,
         wake: watch::Receiver<u64>,
         settings: WorkerSettings,
     ) -> Self {
         let owner = process_owner().to_string();
-        Self { task, source, pool, wake, settings, owner, lease: None, renewed: Instant::now(), cursor: None }
+        Self { task, source, pool, wake, settings, key, owner, lease: None, renewed: Instant::now(), cursor: None }
     }
 
     /// Names the owner explicitly (two replicas inside one test process).
@@ -113,9 +122,14 @@ impl Worker {
 
     pub fn name(&self) -> &'static str {
         match &self.task {
-            Task::Projection(projection) => projection.name(),
+            Task::Projection(projection, _) => projection.name(),
             Task::Policy(policy) => policy.name(),
         }
+    }
+
+    /// The name of its checkpoint and lease (`name@gN` for a projection's generation).
+    pub fn key(&self) -> &str {
+        &self.key
     }
 
     /// Follows the log until `shutdown` turns true; a batch under way is finished first, and the
@@ -158,7 +172,7 @@ impl Worker {
         let Some(lease) = self.hold_lease().await? else { return Ok(Step::Standby) };
         let cursor = match self.cursor {
             Some(cursor) => cursor,
-            None => checkpoint(&self.pool, self.name()).await?.cursor,
+            None => checkpoint(&self.pool, &self.key).await?.cursor,
         };
         self.cursor = Some(cursor);
         let events = self.source.read_after(cursor, self.settings.batch_size).await?;
@@ -166,7 +180,9 @@ impl Worker {
             self.renew_when_due(&lease).await.map(|()| Step::CaughtUp)
         } else {
             let applied = match &self.task {
-                Task::Projection(projection) => self.apply_batch(&lease, projection.clone(), &events).await,
+                Task::Projection(projection, generation) => {
+                    self.apply_batch(&lease, projection.clone(), *generation, &events).await
+                }
                 Task::Policy(policy) => self.react_to_batch(&lease, policy.clone(), &events).await,
             };
             applied.map(|()| Step::Applied(events.len()))
@@ -182,7 +198,7 @@ impl Worker {
 
     async fn hold_lease(&mut self) -> Result<Option<Lease>, BoxError> {
         if self.lease.is_none() {
-            self.lease = try_acquire(&self.pool, self.name(), &self.owner, self.settings.lease_ttl).await?;
+            self.lease = try_acquire(&self.pool, &self.key, &self.owner, self.settings.lease_ttl).await?;
             if let Some(lease) = &self.lease {
                 tracing::info!(worker = self.name(), owner = %self.owner, token = lease.token, "took the lease");
                 self.renewed = Instant::now();
@@ -208,6 +224,7 @@ impl Worker {
         &mut self,
         lease: &Lease,
         projection: Arc<dyn Projection>,
+        generation: i64,
         events: &[RecordedEvent],
     ) -> Result<(), BoxError> {
         let last = events.last().map(RecordedEvent::cursor).unwrap_or_default();
@@ -216,9 +233,9 @@ impl Worker {
         // takes the write lock at once, so the transaction never has to upgrade from reader to
         // writer (which SQLite may refuse).
         lease.renew(&mut tx, self.settings.lease_ttl).await?;
-        advance(&mut tx, projection.name(), last).await?;
+        advance(&mut tx, &self.key, last).await?;
         for event in events {
-            projection.apply(&mut tx, event).await.map_err(|error| at_position(event, error))?;
+            projection.apply(&mut tx, event, generation).await.map_err(|error| at_position(event, error))?;
         }
         tx.commit().await?;
         self.renewed = Instant::now();
@@ -247,7 +264,7 @@ impl Worker {
         if let Some(cursor) = done {
             let mut tx = self.pool.begin().await?;
             lease.renew(&mut tx, self.settings.lease_ttl).await?;
-            advance(&mut tx, policy.name(), cursor).await?;
+            advance(&mut tx, &self.key, cursor).await?;
             tx.commit().await?;
             self.renewed = Instant::now();
             self.cursor = Some(cursor);

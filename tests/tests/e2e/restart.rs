@@ -5,6 +5,7 @@ use serde_json::json;
 use storming_api::auth::Role;
 use storming_api::workers;
 use storming_projections::runtime::checkpoint;
+use storming_projections::runtime::generations::worker_key;
 
 use crate::on_both_backends;
 use crate::support::{TestApp, TestDb};
@@ -25,7 +26,8 @@ async fn a_restart_resumes_every_worker_where_it_stopped(db: TestDb) {
     let names: Vec<&str> = workers::projections().iter().map(|projection| projection.name()).collect();
     for name in &names {
         app.eventually("every view reached the head", || async {
-            (checkpoint(&app.state().db.read_side, name).await.unwrap().cursor.position == head).then_some(())
+            (checkpoint(&app.state().db.read_side, &worker_key(name, 1)).await.unwrap().cursor.position == head)
+                .then_some(())
         })
         .await;
     }
@@ -34,7 +36,11 @@ async fn a_restart_resumes_every_worker_where_it_stopped(db: TestDb) {
     let app = TestApp::start(&db).await;
     // Before anything new happens: the same checkpoints, the same view.
     for name in &names {
-        assert_eq!(checkpoint(&app.state().db.read_side, name).await.unwrap().cursor.position, head, "{name} resumed");
+        assert_eq!(
+            checkpoint(&app.state().db.read_side, &worker_key(name, 1)).await.unwrap().cursor.position,
+            head,
+            "{name} resumed"
+        );
     }
     let after = app.get(&kim, &format!("/queries/book-rental/rentals/{rental_id}")).await;
     assert_eq!(after.body, before.body);

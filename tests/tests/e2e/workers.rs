@@ -119,7 +119,15 @@ impl Projection for Counter {
         "test.counter"
     }
 
-    async fn apply(&self, tx: &mut AnyConnection, event: &RecordedEvent) -> Result<(), BoxError> {
+    fn schema(&self) -> &'static str {
+        "" // the test creates `applied_events` itself
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    async fn apply(&self, tx: &mut AnyConnection, event: &RecordedEvent, _generation: i64) -> Result<(), BoxError> {
         sqlx::query(
             "INSERT INTO applied_events (position, times) VALUES ($1, 1) \
              ON CONFLICT (position) DO UPDATE SET times = applied_events.times + 1",
@@ -179,10 +187,12 @@ async fn times_applied(database: &Database) -> (i64, i64) {
 fn counter_worker(database: &Database, counter: Arc<Counter>, owner: &str, settings: WorkerSettings) -> Worker {
     let source = Arc::new(LogSource(GlobalLog::new(database)));
     let (_, wake) = watch::channel(0);
-    Worker::projection(counter, source, database.read_side.clone(), wake, settings).with_owner(owner)
+    Worker::projection_generation(counter, 1, source, database.read_side.clone(), wake, settings).with_owner(owner)
 }
 
 const TEN_THOUSAND: i64 = 10_000;
+/// The counter's checkpoint and lease name (generation 1).
+const COUNTER_KEY: &str = "test.counter@g1";
 
 on_both_backends!(two_replicas_apply_every_event_exactly_once_through_the_death_of_the_owner);
 
@@ -208,7 +218,7 @@ async fn two_replicas_apply_every_event_exactly_once_through_the_death_of_the_ow
     .await;
 
     // kill -9 the owner: its batch is cut off, its lease is not given up.
-    let (owner, _) = lease::holder(&shared.read_side, "test.counter").await.unwrap().expect("an owner");
+    let (owner, _) = lease::holder(&shared.read_side, COUNTER_KEY).await.unwrap().expect("an owner");
     let index = replicas.iter().position(|(name, ..)| *name == owner).expect("the owner is a replica");
     let (_, dead, _, task) = replicas.remove(index);
     task.abort();
@@ -224,7 +234,7 @@ async fn two_replicas_apply_every_event_exactly_once_through_the_death_of_the_ow
     let (applied, twice) = times_applied(&shared).await;
     assert_eq!((applied, twice), (TEN_THOUSAND, 0), "every event applied exactly once");
     let (survivor, ..) = &replicas[0];
-    assert_eq!(lease::holder(&shared.read_side, "test.counter").await.unwrap().unwrap().0, *survivor);
+    assert_eq!(lease::holder(&shared.read_side, COUNTER_KEY).await.unwrap().unwrap().0, *survivor);
     for (_, database, stop, task) in replicas {
         stop.send(true).unwrap();
         task.await.unwrap();
@@ -244,7 +254,7 @@ async fn a_paused_owner_cannot_write_a_stale_checkpoint(db: TestDb) {
     assert_eq!(second.step().await.unwrap(), Step::Standby, "one live owner");
 
     // The first owner stalls past its lease (a long GC pause, a frozen VM): the second takes over.
-    sqlx::query("UPDATE worker_leases SET expires_at = 0 WHERE name = 'test.counter'")
+    sqlx::query("UPDATE worker_leases SET expires_at = 0 WHERE name = 'test.counter@g1'")
         .execute(&database.read_side)
         .await
         .unwrap();

@@ -1,0 +1,268 @@
+//! Projection generations (migration 0006): the tables of each projection exist per generation;
+//! queries read the active one while a rebuild fills the next from position 0; the two are
+//! switched in one guarded UPDATE once the new one has caught up.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::{AnyConnection, AnyPool, Row};
+
+use super::{BoxError, Projection};
+
+/// The name of table `base` in `generation`.
+pub fn table(base: &str, generation: i64) -> String {
+    format!("{base}_g{generation}")
+}
+
+/// The checkpoint and lease name of the worker that builds `generation` of projection `name`.
+pub fn worker_key(name: &str, generation: i64) -> String {
+    format!("{name}@g{generation}")
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Generations {
+    pub active: i64,
+    pub active_version: i64,
+    pub building: Option<i64>,
+    pub building_version: Option<i64>,
+    pub retired: Option<i64>,
+    pub retired_at_ms: Option<i64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RebuildError {
+    #[error("generation {0} is already being built")]
+    InProgress(i64),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+pub async fn load(pool: &AnyPool, name: &str) -> Result<Option<Generations>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT active, active_version, building, building_version, retired, retired_at_ms \
+         FROM projection_generations WHERE name = $1",
+    )
+    .bind(name)
+    .fetch_optional(pool)
+    .await?;
+    row.map(|row| {
+        Ok(Generations {
+            active: row.try_get("active")?,
+            active_version: row.try_get("active_version")?,
+            building: row.try_get("building")?,
+            building_version: row.try_get("building_version")?,
+            retired: row.try_get("retired")?,
+            retired_at_ms: row.try_get("retired_at_ms")?,
+        })
+    })
+    .transpose()
+}
+
+/// The generation queries read (1 until the projection was first set up).
+pub async fn active(pool: &AnyPool, name: &str) -> Result<i64, sqlx::Error> {
+    Ok(load(pool, name).await?.map_or(1, |generations| generations.active))
+}
+
+/// Sets the projection up on first start (generation 1), and starts a rebuild when the code's
+/// version of the projection is not the active one's.
+pub async fn ensure(pool: &AnyPool, projection: &dyn Projection) -> Result<Generations, BoxError> {
+    let mut tx = pool.begin().await?;
+    let created = sqlx::query(
+        "INSERT INTO projection_generations (name, active, active_version) VALUES ($1, 1, $2) ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(projection.name())
+    .bind(projection.version())
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if created == 1 {
+        create_tables(&mut tx, projection, 1).await?;
+    }
+    tx.commit().await?;
+    let generations = load(pool, projection.name()).await?.ok_or("the projection's registry row vanished")?;
+    if generations.active_version != projection.version() && generations.building.is_none() {
+        tracing::info!(
+            projection = projection.name(),
+            from = generations.active_version,
+            to = projection.version(),
+            "the projection's version changed: rebuilding it"
+        );
+        match start_rebuild(pool, projection).await {
+            Ok(_) | Err(RebuildError::InProgress(_)) => {}
+            Err(RebuildError::Database(error)) => return Err(error.into()),
+        }
+        return Ok(load(pool, projection.name()).await?.ok_or("the projection's registry row vanished")?);
+    }
+    Ok(generations)
+}
+
+/// Starts building the next generation from position 0; queries keep reading the active one.
+pub async fn start_rebuild(pool: &AnyPool, projection: &dyn Projection) -> Result<i64, RebuildError> {
+    let mut tx = pool.begin().await?;
+    let claimed = sqlx::query(
+        "UPDATE projection_generations \
+         SET building = (CASE WHEN COALESCE(retired, 0) > active THEN retired ELSE active END) + 1, building_version = $2 \
+         WHERE name = $1 AND building IS NULL",
+    )
+    .bind(projection.name())
+    .bind(projection.version())
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    let building: Option<i64> = sqlx::query("SELECT building FROM projection_generations WHERE name = $1")
+        .bind(projection.name())
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("building")?;
+    let building = building.ok_or(sqlx::Error::RowNotFound)?;
+    if claimed == 0 {
+        return Err(RebuildError::InProgress(building));
+    }
+    drop_tables(&mut tx, projection, building).await?; // leftovers of an earlier attempt, if any
+    create_tables(&mut tx, projection, building).await?;
+    tx.commit().await?;
+    tracing::info!(projection = projection.name(), generation = building, "rebuild started");
+    Ok(building)
+}
+
+/// Makes `building` the active generation; the previous one is retired. Guarded: only one
+/// process switches, and only the generation that is being built.
+async fn switch(pool: &AnyPool, name: &str, building: i64) -> Result<bool, sqlx::Error> {
+    let switched = sqlx::query(
+        "UPDATE projection_generations SET retired = active, retired_at_ms = $3, active = building, \
+         active_version = building_version, building = NULL, building_version = NULL \
+         WHERE name = $1 AND building = $2 AND retired IS NULL",
+    )
+    .bind(name)
+    .bind(building)
+    .bind(chrono::Utc::now().timestamp_millis())
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(switched == 1)
+}
+
+/// Drops the retired generation once `grace` has passed since the switch (or at once if `grace`
+/// is zero), with its checkpoint and lease.
+async fn drop_retired(pool: &AnyPool, projection: &dyn Projection, grace: Duration) -> Result<(), BoxError> {
+    let Some(generations) = load(pool, projection.name()).await? else { return Ok(()) };
+    let (Some(retired), Some(at)) = (generations.retired, generations.retired_at_ms) else { return Ok(()) };
+    if chrono::Utc::now().timestamp_millis() - at < i64::try_from(grace.as_millis()).unwrap_or(i64::MAX) {
+        return Ok(());
+    }
+    let mut tx = pool.begin().await?;
+    let cleared = sqlx::query(
+        "UPDATE projection_generations SET retired = NULL, retired_at_ms = NULL WHERE name = $1 AND retired = $2",
+    )
+    .bind(projection.name())
+    .bind(retired)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if cleared == 1 {
+        drop_tables(&mut tx, projection, retired).await?;
+        let key = worker_key(projection.name(), retired);
+        sqlx::query("DELETE FROM checkpoints WHERE name = $1").bind(&key).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM worker_leases WHERE name = $1").bind(&key).execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn create_tables(
+    tx: &mut AnyConnection,
+    projection: &dyn Projection,
+    generation: i64,
+) -> Result<(), sqlx::Error> {
+    let schema = projection.schema().replace("{g}", &generation.to_string());
+    for statement in schema.split(';') {
+        let code: Vec<&str> = statement.lines().filter(|line| !line.trim_start().starts_with("--")).collect();
+        if code.iter().any(|line| !line.trim().is_empty()) {
+            sqlx::query(&code.join("\n")).execute(&mut *tx).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn drop_tables(tx: &mut AnyConnection, projection: &dyn Projection, generation: i64) -> Result<(), sqlx::Error> {
+    for base in projection.tables() {
+        sqlx::query(&format!("DROP TABLE IF EXISTS {}", table(base, generation))).execute(&mut *tx).await?;
+    }
+    Ok(())
+}
+
+/// How long a retired generation's tables stay for the queries that were reading them.
+pub const RETIRED_GRACE: Duration = Duration::from_secs(30);
+
+/// Keeps a projection's generations moving: runs a worker for the active generation and one for
+/// the generation being built, switches once the new one has caught up, and drops retired tables.
+pub struct Supervisor {
+    pub projection: Arc<dyn Projection>,
+    pub source: Arc<dyn super::EventSource>,
+    pub pool: AnyPool,
+    pub wake: tokio::sync::watch::Receiver<u64>,
+    pub settings: super::WorkerSettings,
+}
+
+impl Supervisor {
+    pub async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let name = self.projection.name();
+        let mut workers: Vec<(i64, tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>)> = Vec::new();
+        while !*stop.borrow() {
+            if let Err(error) = self.supervise(&mut workers).await {
+                tracing::error!(projection = name, error = %error, "supervising the projection's generations failed");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.settings.poll_interval) => {}
+                _ = stop.changed() => {}
+            }
+        }
+        for (_, stop_worker, handle) in workers {
+            let _ = stop_worker.send(true);
+            let _ = handle.await;
+        }
+    }
+
+    async fn supervise(
+        &self,
+        workers: &mut Vec<(i64, tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>)>,
+    ) -> Result<(), BoxError> {
+        let Some(generations) = load(&self.pool, self.projection.name()).await? else { return Ok(()) };
+        let wanted: Vec<i64> = std::iter::once(generations.active).chain(generations.building).collect();
+        for (generation, stop_worker, _) in workers.iter() {
+            if !wanted.contains(generation) {
+                let _ = stop_worker.send(true);
+            }
+        }
+        workers.retain(|(generation, _, handle)| wanted.contains(generation) || !handle.is_finished());
+        for generation in &wanted {
+            if !workers.iter().any(|(running, ..)| running == generation) {
+                let (stop_worker, stopped) = tokio::sync::watch::channel(false);
+                let worker = super::Worker::projection_generation(
+                    self.projection.clone(),
+                    *generation,
+                    self.source.clone(),
+                    self.pool.clone(),
+                    self.wake.clone(),
+                    self.settings,
+                );
+                workers.push((*generation, stop_worker, tokio::spawn(worker.run(stopped))));
+            }
+        }
+        if let Some(building) = generations.building {
+            let cursor = super::checkpoint(&self.pool, &worker_key(self.projection.name(), building)).await?.cursor;
+            let caught_up = self.source.read_after(cursor, 1).await?.is_empty();
+            if caught_up {
+                drop_retired(&self.pool, self.projection.as_ref(), Duration::ZERO).await?;
+                if switch(&self.pool, self.projection.name(), building).await? {
+                    tracing::info!(
+                        projection = self.projection.name(),
+                        generation = building,
+                        "rebuilt generation is now active"
+                    );
+                }
+            }
+        }
+        drop_retired(&self.pool, self.projection.as_ref(), RETIRED_GRACE).await
+    }
+}
