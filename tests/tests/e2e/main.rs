@@ -6,6 +6,7 @@ mod concurrency;
 mod fake_provider;
 mod global_log;
 mod payment;
+mod rebuild;
 mod rental_rules;
 mod rental_story;
 mod restart;

@@ -1,0 +1,194 @@
+//! Zero-downtime rebuilds: a view rebuilt from the log into a new generation is identical, row
+//! for row, to the one built incrementally; queries answer throughout; policies do not act again.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sqlx::Row;
+use storming_api::auth::Role;
+use storming_api::{workers, ServeOptions};
+use storming_projections::runtime::generations::table;
+
+use crate::on_both_backends;
+use crate::support::{config, TestApp, TestDb};
+
+/// Books, customers and rentals in every state, so that every view has rows to rebuild.
+async fn a_busy_shop(app: &TestApp) -> Vec<String> {
+    let manager = app.token("librarian", &[Role::BookManager]);
+    let kim = app.token("kim", &[Role::Customer]);
+    let lee = app.token("lee", &[Role::Customer]);
+    app.post(Some(&kim), "/commands/customers", Some(json!({"name": "Kim"}))).await;
+    let mut rentals = Vec::new();
+    for (title, fee) in [("Dune", 1500), ("Emma", 900), ("Ulysses", 2100)] {
+        let book_id = app.shelved_book(&manager, title, fee).await;
+        let rented = app.post(Some(&kim), "/commands/book-rental/rentals", Some(json!({"book_id": book_id}))).await;
+        rentals.push(rented.id());
+        let action = if title == "Emma" { "cancel" } else { "return" };
+        app.post(Some(&kim), &format!("/commands/book-rental/rentals/{}/{action}", rented.id()), None).await;
+        let again = app.post(Some(&lee), "/commands/book-rental/rentals", Some(json!({"book_id": book_id}))).await;
+        rentals.push(again.id());
+    }
+    rentals
+}
+
+async fn caught_up(app: &TestApp) {
+    let admin = app.token("auditor", &[Role::Admin]);
+    app.eventually("every worker caught up and no rebuild under way", || async {
+        let views = app.get(&admin, "/admin/projections").await.body;
+        let items = views["items"].as_array()?.clone();
+        items.iter().all(|view| view["lag_events"] == 0 && view["rebuilding"].is_null()).then_some(())
+    })
+    .await;
+}
+
+/// What the views answer, through the API.
+async fn answers(app: &TestApp, rentals: &[String]) -> Vec<Value> {
+    let manager = app.token("librarian", &[Role::BookManager]);
+    let admin = app.token("auditor", &[Role::Admin]);
+    let mut answers = vec![
+        app.get(&manager, "/queries/book-rental/books?limit=500").await.body,
+        app.get(&manager, "/queries/book-rental/rentals?limit=500").await.body,
+        app.get(&app.token("kim", &[Role::Customer]), "/queries/my-page").await.body,
+        app.get(&app.token("lee", &[Role::Customer]), "/queries/my-page").await.body,
+    ];
+    for rental in rentals {
+        answers.push(app.get(&admin, &format!("/queries/payments?reference_id={rental}")).await.body);
+    }
+    answers
+}
+
+on_both_backends!(a_rebuilt_view_equals_the_incremental_one_and_queries_answer_throughout);
+
+async fn a_rebuilt_view_equals_the_incremental_one_and_queries_answer_throughout(db: TestDb) {
+    let app = TestApp::start(&db).await;
+    let admin = app.token("auditor", &[Role::Admin]);
+    let rentals = a_busy_shop(&app).await;
+    caught_up(&app).await;
+    let before = answers(&app, &rentals).await;
+    let head = app.state().log.head().await.unwrap();
+
+    // Queries keep coming while the views are rebuilt.
+    let done = Arc::new(AtomicBool::new(false));
+    let (asked, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let traffic = {
+        let (base, done, asked, failed) = (app.base.clone(), done.clone(), asked.clone(), failed.clone());
+        let token = app.token("librarian", &[Role::BookManager]);
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            while !done.load(Ordering::SeqCst) {
+                for path in ["/queries/book-rental/books", "/queries/book-rental/rentals"] {
+                    let status =
+                        client.get(format!("{base}{path}")).bearer_auth(&token).send().await.map(|r| r.status());
+                    asked.fetch_add(1, Ordering::SeqCst);
+                    if status.ok() != Some(StatusCode::OK) {
+                        failed.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            }
+        })
+    };
+
+    let names: Vec<&str> = workers::projections().iter().map(|projection| projection.name()).collect();
+    for name in &names {
+        let started = app.post(Some(&admin), &format!("/admin/projections/{name}/rebuild"), None).await;
+        assert_eq!(started.status, StatusCode::ACCEPTED, "{}", started.body);
+        assert_eq!(started.body["generation"], 2);
+    }
+    let again = app.post(Some(&admin), "/admin/projections/rental_status/rebuild", None).await;
+    assert!(
+        again.status == StatusCode::CONFLICT || again.status == StatusCode::ACCEPTED,
+        "either still building (409) or already switched (a new rebuild): {}",
+        again.body
+    );
+    app.eventually("every view switched to its rebuilt generation", || async {
+        let views = app.get(&admin, "/admin/projections").await.body;
+        let items = views["items"].as_array()?.clone();
+        let projections = items.iter().filter(|view| view["kind"] == "projection");
+        projections
+            .clone()
+            .all(|view| view["generation"].as_i64() >= Some(2) && view["rebuilding"].is_null())
+            .then_some(())
+    })
+    .await;
+    caught_up(&app).await;
+    done.store(true, Ordering::SeqCst);
+    traffic.await.unwrap();
+    assert!(asked.load(Ordering::SeqCst) > 0);
+    assert_eq!(failed.load(Ordering::SeqCst), 0, "no query failed during the rebuild");
+
+    // Row for row: generation 1 (kept for a grace period) equals generation 2.
+    let pool = &app.state().db.read_side;
+    for projection in workers::projections() {
+        for base in projection.tables() {
+            let (old, new) = (table(base, 1), table(base, 2));
+            for (left, right) in [(&old, &new), (&new, &old)] {
+                let sql = format!(
+                    "SELECT COUNT(*) AS differing FROM (SELECT * FROM {left} EXCEPT SELECT * FROM {right}) AS diff"
+                );
+                let differing: i64 = sqlx::query(&sql).fetch_one(pool).await.unwrap().try_get("differing").unwrap();
+                assert_eq!(differing, 0, "{left} and {right} differ");
+            }
+            let count = |name: String| async move {
+                sqlx::query(&format!("SELECT COUNT(*) AS n FROM {name}"))
+                    .fetch_one(pool)
+                    .await
+                    .unwrap()
+                    .try_get::<i64, _>("n")
+                    .unwrap()
+            };
+            let rows = count(new.clone()).await;
+            assert!(rows > 0, "{new} has rows");
+            assert_eq!(count(old.clone()).await, rows);
+        }
+    }
+    assert_eq!(answers(&app, &rentals).await, before, "the API answers as before");
+    assert_eq!(app.state().log.head().await.unwrap(), head, "no policy acted again: not one event was written");
+    app.stop().await;
+}
+
+on_both_backends!(a_new_version_of_a_view_is_rebuilt_on_start);
+
+async fn a_new_version_of_a_view_is_rebuilt_on_start(db: TestDb) {
+    let app = TestApp::start(&db).await;
+    let rentals = a_busy_shop(&app).await;
+    caught_up(&app).await;
+    let before = answers(&app, &rentals).await;
+    // As if generation 1 had been built by an older version of the code.
+    sqlx::query("UPDATE projection_generations SET active_version = 0 WHERE name = 'rental_status'")
+        .execute(&app.state().db.read_side)
+        .await
+        .unwrap();
+    app.stop().await;
+
+    let app = TestApp::start(&db).await;
+    let admin = app.token("auditor", &[Role::Admin]);
+    app.eventually("rental_status is rebuilt at version 1", || async {
+        let views = app.get(&admin, "/admin/projections").await.body;
+        let items = views["items"].as_array()?.clone();
+        let rentals = items.into_iter().find(|view| view["name"] == "rental_status")?;
+        (rentals["generation"] == 2 && rentals["version"] == 1 && rentals["rebuilding"].is_null()).then_some(())
+    })
+    .await;
+    caught_up(&app).await;
+    assert_eq!(answers(&app, &rentals).await, before);
+    app.stop().await;
+}
+
+on_both_backends!(storming_replay_rebuilds_a_view_and_returns_once_it_is_active);
+
+async fn storming_replay_rebuilds_a_view_and_returns_once_it_is_active(db: TestDb) {
+    let app = TestApp::start(&db).await;
+    let rentals = a_busy_shop(&app).await;
+    caught_up(&app).await;
+    let before = answers(&app, &rentals).await;
+    app.stop().await;
+
+    // Queries are served by an API without workers; `replay` runs the rebuild itself.
+    let api = TestApp::start_with(config(&db, &[]), ServeOptions { workers: false }).await;
+    let generation = storming_api::replay(&config(&db, &[]), "my_page").await.unwrap();
+    assert_eq!(generation, 2);
+    assert_eq!(answers(&api, &rentals).await, before);
+    api.stop().await;
+}
