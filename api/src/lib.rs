@@ -238,7 +238,11 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         tokens: TokenKeys::new(&secret),
         rental_terms: config.rental_terms,
         key_locks: Arc::default(),
-        worker_settings: WorkerSettings { lease_ttl: config.worker_lease, ..WorkerSettings::default() },
+        worker_settings: WorkerSettings {
+            lease_ttl: config.worker_lease,
+            poll_interval: config.worker_poll,
+            ..WorkerSettings::default()
+        },
     };
     workers::ensure_projections(&state)
         .await

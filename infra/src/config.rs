@@ -74,6 +74,8 @@ pub struct Config {
     pub db_pool_size: u32,
     /// How long a worker's lease lasts unrenewed: a dead owner is replaced after this.
     pub worker_lease: Duration,
+    /// How often an idle worker looks at the log when nothing woke it.
+    pub worker_poll: Duration,
 }
 
 impl Config {
@@ -147,6 +149,7 @@ impl Config {
             payment_provider,
             payment,
             worker_lease: milliseconds("STORMING_WORKER_LEASE_MS", Duration::from_secs(5))?,
+            worker_poll: milliseconds("STORMING_WORKER_POLL_MS", Duration::from_millis(500))?,
             rental_terms,
             db_pool_size,
         })

@@ -100,6 +100,29 @@ async fn with_the_worker_process_dead_the_core_keeps_renting_and_every_missed_ev
     api.stop().await;
 }
 
+/// On PostgreSQL a worker in another process is woken by `NOTIFY` when a command commits: with its
+/// poll and lease set to an hour, nothing else could wake it in time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_a_worker_process_is_woken_by_notify() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let hour = [("STORMING_WORKER_POLL_MS", "3600000"), ("STORMING_WORKER_LEASE_MS", "3600000")];
+    let api = TestApp::start_with(config(&db, &hour), ServeOptions { workers: false }).await;
+    let workers = WorkerProcess::start(&config(&db, &hour), None).await.unwrap();
+    let manager = api.token("librarian", &[Role::BookManager]);
+    let admin = api.token("auditor", &[Role::Admin]);
+    // Every worker has taken its lease: it read the (empty) log and went to sleep for an hour.
+    api.eventually("every worker holds its lease", || async {
+        let views = api.get(&admin, "/admin/projections").await.body;
+        views["items"].as_array()?.iter().all(|view| view["status"] == "RUNNING").then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await; // from taking the lease to waiting: microseconds
+                                                          // Registering (API), then shelving (a policy) and the catalog (a projection), in the worker process.
+    api.shelved_book(&manager, "Dune", 1000).await;
+    workers.shutdown().await.unwrap();
+    api.stop().await;
+}
+
 /// Counts how often each event is applied: the proof of exactly-once.
 struct Counter {
     /// Fails once, on this position, before the batch commits: a crash mid-batch.
