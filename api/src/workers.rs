@@ -42,6 +42,10 @@ impl EventSource for LogSource {
     async fn read_after(&self, cursor: LogCursor, limit: i64) -> Result<Vec<RecordedEvent>, BoxError> {
         Ok(self.0.read_after(cursor, limit, &LogFilter::default()).await?)
     }
+
+    async fn has_unreadable(&self, cursor: LogCursor) -> Result<bool, BoxError> {
+        Ok(self.0.lag(cursor).await?.events > 0)
+    }
 }
 
 /// The metadata of a policy's command: same business transaction, caused by `event`.

@@ -32,6 +32,13 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 #[async_trait]
 pub trait EventSource: Send + Sync {
     async fn read_after(&self, cursor: LogCursor, limit: i64) -> Result<Vec<RecordedEvent>, BoxError>;
+
+    /// Whether events are stored after `cursor` that `read_after` does not return yet (on
+    /// PostgreSQL: committed behind a transaction that is still running). A worker then looks
+    /// again shortly instead of sleeping until its next poll.
+    async fn has_unreadable(&self, _cursor: LogCursor) -> Result<bool, BoxError> {
+        Ok(false)
+    }
 }
 
 /// A read model: applies each event to its tables inside the worker's transaction. Its tables

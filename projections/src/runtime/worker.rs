@@ -14,6 +14,9 @@ use super::generations::worker_key;
 use super::lease::{try_acquire, Lease, LeaseLost};
 use super::{BoxError, EventSource, Policy, Projection};
 
+/// How soon a worker looks again at events it could not read yet.
+const HORIZON_RETRY: Duration = Duration::from_millis(10);
+
 #[derive(Debug, Clone, Copy)]
 pub struct WorkerSettings {
     /// Events read and applied per transaction.
@@ -44,6 +47,8 @@ pub enum Step {
     Applied(usize),
     /// Nothing new in the log.
     CaughtUp,
+    /// Events are stored but cannot be read safely yet (an older transaction is still running).
+    Waiting,
     /// Another owner holds the lease.
     Standby,
 }
@@ -145,6 +150,7 @@ impl Worker {
                     continue;
                 }
                 Ok(Step::CaughtUp) => self.settings.poll_interval.min(self.settings.lease_ttl / 3),
+                Ok(Step::Waiting) => HORIZON_RETRY,
                 Ok(Step::Standby) => self.settings.lease_ttl / 3,
                 Err(error) => {
                     tracing::error!(worker = name, error = %error, retry_in_ms = backoff.as_millis() as u64, "worker batch failed");
@@ -177,7 +183,8 @@ impl Worker {
         self.cursor = Some(cursor);
         let events = self.source.read_after(cursor, self.settings.batch_size).await?;
         let outcome = if events.is_empty() {
-            self.renew_when_due(&lease).await.map(|()| Step::CaughtUp)
+            let waiting = self.source.has_unreadable(cursor).await?;
+            self.renew_when_due(&lease).await.map(|()| if waiting { Step::Waiting } else { Step::CaughtUp })
         } else {
             let applied = match &self.task {
                 Task::Projection(projection, generation) => {
