@@ -6,25 +6,27 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::json;
 use storming_projections::page::Page;
 use storming_projections::runtime::generations::{self, worker_key, RebuildError};
 use storming_projections::runtime::{checkpoint, lease};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::{Caller, Role};
+use crate::openapi::{CommandErrors, QueryErrors};
 use crate::problem::ApiError;
 use crate::{workers, AppState};
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/admin/projections", get(list)).route("/admin/projections/{name}/rebuild", post(rebuild))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list)).routes(routes!(rebuild))
 }
 
 /// A generation being rebuilt beside the active one.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct RebuildView {
     pub generation: i64,
     pub version: i64,
@@ -33,7 +35,7 @@ pub struct RebuildView {
 }
 
 /// One worker as operators see it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct WorkerView {
     pub name: String,
     /// `projection` or `policy`.
@@ -105,13 +107,37 @@ pub async fn worker_views(app: &AppState) -> Result<Vec<WorkerView>, ApiError> {
     Ok(views)
 }
 
+#[allow(dead_code)] // the document's description of the list
+#[derive(Serialize, ToSchema)]
+struct WorkerPage {
+    items: Vec<WorkerView>,
+    next: Option<String>,
+}
+
+/// Every worker: position, lag, owner, state, and any rebuild under way.
+#[utoipa::path(
+    get, path = "/admin/projections", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, body = WorkerPage), QueryErrors)
+)]
 async fn list(State(app): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
     caller.require(Role::Admin)?;
     Ok(Json(Page { items: worker_views(&app).await?, next: None }).into_response())
 }
 
+/// A rebuild under way.
+#[derive(Debug, Serialize, ToSchema)]
+struct RebuildStarted {
+    name: String,
+    generation: i64,
+}
+
 /// Rebuilds a view from position 0 into a new generation while the current one keeps answering;
 /// the two are switched once the new one has caught up. Policies are never rebuilt.
+#[utoipa::path(
+    post, path = "/admin/projections/{name}/rebuild", tag = "admin", security(("bearer" = [])),
+    params(("name" = String, Path, description = "book_catalog, rental_status, payments or my_page")),
+    responses((status = 202, body = RebuildStarted), CommandErrors)
+)]
 async fn rebuild(State(app): State<AppState>, caller: Caller, Path(name): Path<String>) -> Result<Response, ApiError> {
     caller.require(Role::Admin)?;
     let projection = workers::projections()
@@ -119,9 +145,7 @@ async fn rebuild(State(app): State<AppState>, caller: Caller, Path(name): Path<S
         .find(|projection| projection.name() == name)
         .ok_or_else(|| ApiError::not_found("projection-not-found", format!("no projection {name}")))?;
     match generations::start_rebuild(&app.db.read_side, projection.as_ref()).await {
-        Ok(generation) => {
-            Ok((StatusCode::ACCEPTED, Json(json!({ "name": name, "generation": generation }))).into_response())
-        }
+        Ok(generation) => Ok((StatusCode::ACCEPTED, Json(RebuildStarted { name, generation })).into_response()),
         Err(RebuildError::InProgress(generation)) => Err(ApiError::Conflict {
             code: "rebuild-in-progress",
             detail: format!("generation {generation} of {name} is being built"),

@@ -4,12 +4,13 @@
 //! `/audit/streams/{type}/{id}` is one aggregate's history and `.../state?version=N` its state
 //! after event N; `/audit/correlations/{id}` is every event of one business transaction.
 
+use crate::openapi::QueryErrors;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use cqrs_es::Aggregate;
 use serde::Deserialize;
+use serde::Serialize;
 use serde_json::{json, Value};
 use storming_domain::customer::Customer;
 use storming_domain::library::Book;
@@ -19,21 +20,76 @@ use storming_domain::rental::BookCopy;
 use storming_domain::shared::ValidationError;
 use storming_infra::log::LogFilter;
 use storming_projections::page::Page;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::{Caller, Role};
 use crate::problem::ApiError;
 use crate::queries::{limit, Params};
 use crate::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/audit/events", get(events))
-        .route("/audit/streams/{aggregate_type}/{aggregate_id}", get(stream))
-        .route("/audit/streams/{aggregate_type}/{aggregate_id}/state", get(state))
-        .route("/audit/correlations/{correlation_id}", get(correlation))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(events))
+        .routes(routes!(stream))
+        .routes(routes!(state))
+        .routes(routes!(correlation))
 }
 
-#[derive(Debug, Deserialize)]
+/// Who, why and in which business transaction: stored with every event.
+#[allow(dead_code)] // the document's description of `EventMetadata`
+#[derive(Serialize, ToSchema)]
+struct AuditMetadata {
+    correlation_id: String,
+    causation_id: String,
+    actor: String,
+    request_id: String,
+}
+
+/// One event of the log.
+#[allow(dead_code)] // the document's description of `RecordedEvent`
+#[derive(Serialize, ToSchema)]
+struct AuditEntry {
+    position: i64,
+    recorded_at: String,
+    aggregate_type: String,
+    aggregate_id: String,
+    sequence: i64,
+    event_type: String,
+    event_version: String,
+    #[schema(value_type = Object)]
+    payload: serde_json::Value,
+    metadata: AuditMetadata,
+}
+
+#[allow(dead_code)] // the document's description of a page of events
+#[derive(Serialize, ToSchema)]
+struct AuditPage {
+    items: Vec<AuditEntry>,
+    next: Option<String>,
+}
+
+#[allow(dead_code)] // the document's description of a correlation
+#[derive(Serialize, ToSchema)]
+struct CorrelationView {
+    correlation_id: String,
+    items: Vec<AuditEntry>,
+}
+
+/// An aggregate's state after one of its events.
+#[allow(dead_code)] // the document's description of the state answer
+#[derive(Serialize, ToSchema)]
+struct StateView {
+    aggregate_type: String,
+    aggregate_id: String,
+    version: i64,
+    #[schema(value_type = Object)]
+    state: serde_json::Value,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct EventsParams {
     after: Option<String>,
@@ -43,7 +99,11 @@ struct EventsParams {
     correlation_id: Option<String>,
 }
 
-/// The global log, filtered, in pages. The cursor is opaque to clients.
+/// The global log, filtered, in pages, in the order workers apply it. The cursor is opaque.
+#[utoipa::path(
+    get, path = "/audit/events", tag = "audit", security(("bearer" = [])), params(EventsParams),
+    responses((status = 200, body = AuditPage), QueryErrors)
+)]
 async fn events(
     State(app): State<AppState>,
     caller: Caller,
@@ -75,6 +135,11 @@ fn parse_cursor(raw: &str) -> Result<LogCursor, ValidationError> {
 }
 
 /// One aggregate's events, in sequence order.
+#[utoipa::path(
+    get, path = "/audit/streams/{aggregate_type}/{aggregate_id}", tag = "audit", security(("bearer" = [])),
+    params(("aggregate_type" = String, Path), ("aggregate_id" = String, Path)),
+    responses((status = 200, body = AuditPage), QueryErrors)
+)]
 async fn stream(
     State(app): State<AppState>,
     caller: Caller,
@@ -88,13 +153,19 @@ async fn stream(
     Ok(Json(Page { items: events, next: None }).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct StateParams {
     version: Option<i64>,
 }
 
 /// The aggregate's state after event `version` (the latest when absent), rebuilt from its events.
+#[utoipa::path(
+    get, path = "/audit/streams/{aggregate_type}/{aggregate_id}/state", tag = "audit", security(("bearer" = [])),
+    params(("aggregate_type" = String, Path), ("aggregate_id" = String, Path), StateParams),
+    responses((status = 200, body = StateView), QueryErrors)
+)]
 async fn state(
     State(app): State<AppState>,
     caller: Caller,
@@ -136,6 +207,11 @@ fn replay<A: Aggregate>(events: &[RecordedEvent]) -> Result<Value, ApiError> {
 }
 
 /// Every event of one business transaction, in any context, in log order.
+#[utoipa::path(
+    get, path = "/audit/correlations/{correlation_id}", tag = "audit", security(("bearer" = [])),
+    params(("correlation_id" = String, Path)),
+    responses((status = 200, body = CorrelationView), QueryErrors)
+)]
 async fn correlation(
     State(app): State<AppState>,
     caller: Caller,

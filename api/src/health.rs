@@ -6,16 +6,18 @@ use std::sync::OnceLock;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use serde_json::{json, Value};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::problem::ApiError;
 use crate::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(readyz)).routes(routes!(metrics))
 }
 
 /// The process-wide Prometheus recorder, installed on first use (before anything records).
@@ -31,6 +33,13 @@ pub fn prometheus() -> &'static PrometheusHandle {
     })
 }
 
+#[utoipa::path(
+    get, path = "/metrics", tag = "operations",
+    responses(
+        (status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"),
+        (status = 503, body = crate::openapi::Problem, content_type = "application/problem+json")
+    )
+)]
 /// Prometheus text: every worker's position and lag (read at scrape time, whichever process runs
 /// the workers), and the payment circuit breaker's state and transitions.
 async fn metrics(State(app): State<AppState>) -> Result<impl IntoResponse, ApiError> {
@@ -48,15 +57,26 @@ async fn metrics(State(app): State<AppState>) -> Result<impl IntoResponse, ApiEr
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], prometheus().render()))
 }
 
+#[derive(Debug, Serialize, ToSchema)]
+struct Health {
+    #[schema(example = "ok")]
+    status: &'static str,
+}
+
 /// The process is alive.
-async fn healthz() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Health)))]
+async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
 }
 
 /// The database answers and is migrated to this build's schema.
-async fn readyz(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(
+    get, path = "/readyz", tag = "operations",
+    responses((status = 200, body = Health), (status = 503, body = crate::openapi::Problem, content_type = "application/problem+json"))
+)]
+async fn readyz(State(app): State<AppState>) -> Result<Json<Health>, ApiError> {
     if app.db.is_ready().await {
-        Ok(Json(json!({ "status": "ready" })))
+        Ok(Json(Health { status: "ready" }))
     } else {
         Err(ApiError::Unavailable("the database is unreachable or not migrated".into()))
     }

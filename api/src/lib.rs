@@ -10,6 +10,7 @@ pub mod audit;
 pub mod auth;
 pub mod commands;
 pub mod health;
+pub mod openapi;
 pub mod problem;
 pub mod queries;
 pub mod workers;
@@ -39,6 +40,9 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_swagger_ui::SwaggerUi;
 
 use crate::auth::TokenKeys;
 use crate::problem::ApiError;
@@ -63,14 +67,22 @@ pub struct AppState {
     pub worker_settings: WorkerSettings,
 }
 
-/// The whole HTTP surface.
-pub fn router(state: AppState) -> Router {
-    Router::new()
+/// Every documented route, and the OpenAPI document that describes them.
+pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(health::router())
         .merge(commands::router())
         .merge(queries::router())
         .merge(audit::router())
         .merge(admin::router())
+        .split_for_parts()
+}
+
+/// The whole HTTP surface: the documented routes, `/openapi.json` and the docs at `/docs`.
+pub fn router(state: AppState) -> Router {
+    let (routes, api) = routes();
+    routes
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", api))
         .fallback(|| async { ApiError::not_found("route-not-found", "no such endpoint") })
         .with_state(state)
         .layer(CatchPanicLayer::custom(|_| ApiError::internal("a handler panicked").into_response()))

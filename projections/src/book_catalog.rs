@@ -19,7 +19,7 @@ use crate::runtime::{BoxError, Projection};
 pub const NAME: &str = "book_catalog";
 
 /// A book as the catalog shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct CatalogBook {
     pub id: String,
     pub title: String,

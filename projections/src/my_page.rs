@@ -20,7 +20,7 @@ use crate::runtime::{BoxError, Projection};
 
 pub const NAME: &str = "my_page";
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Profile {
     pub customer_id: String,
     pub name: String,
@@ -29,7 +29,7 @@ pub struct Profile {
 }
 
 /// One rental, order, reservation or booking of the customer.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct MyPageItem {
     pub flow: String,
     pub id: String,

@@ -15,7 +15,7 @@ use crate::runtime::{BoxError, Projection};
 
 pub const NAME: &str = "payments";
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ReferenceView {
     pub flow: String,
     pub kind: String,
@@ -23,7 +23,7 @@ pub struct ReferenceView {
 }
 
 /// A charge as its payer and admins see it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct PaymentView {
     pub id: String,
     pub reference: ReferenceView,

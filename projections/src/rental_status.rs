@@ -21,7 +21,7 @@ use crate::runtime::{BoxError, Projection};
 pub const NAME: &str = "rental_status";
 
 /// A rental as its renter and the book managers see it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct RentalView {
     pub id: String,
     pub book_id: String,

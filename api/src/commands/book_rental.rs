@@ -6,30 +6,32 @@
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use axum::routing::post;
-use axum::Router;
 use chrono::Utc;
 use cqrs_es::Aggregate;
 use serde::Deserialize;
 use storming_domain::library::LibraryCommand;
 use storming_domain::rental::{BookCopy, RentalCommand, RentalEvent};
 use storming_domain::shared::{required_text, Krw, ValidationError};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::{metadata, once, path_id, Body, Planned, RequestLine};
+use super::{metadata, once, path_id, Accepted, Body, Planned, RequestLine};
 use crate::auth::{Caller, Role};
+use crate::openapi::CommandErrors;
 use crate::problem::ApiError;
 use crate::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/commands/book-rental/books", post(register_book))
-        .route("/commands/book-rental/rentals", post(rent_book))
-        .route("/commands/book-rental/rentals/{id}/cancel", post(cancel_rental))
-        .route("/commands/book-rental/rentals/{id}/return", post(return_book))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(register_book))
+        .routes(routes!(rent_book))
+        .routes(routes!(cancel_rental))
+        .routes(routes!(return_book))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RegisterBookBody {
     title: String,
@@ -38,6 +40,12 @@ struct RegisterBookBody {
 }
 
 /// A book manager adds a book to the library; the shelf policy then puts it on the rental shelf.
+#[utoipa::path(
+    post, path = "/commands/book-rental/books", tag = "commands", security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Send again with the same key: answered as the first time, nothing written")),
+    request_body = RegisterBookBody,
+    responses((status = 201, body = Accepted, headers(("Location" = String))), CommandErrors)
+)]
 #[tracing::instrument(skip_all, fields(actor = %caller.id))]
 async fn register_book(
     State(app): State<AppState>,
@@ -60,7 +68,7 @@ async fn register_book(
     .await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RentBookBody {
     book_id: String,
@@ -68,6 +76,12 @@ struct RentBookBody {
 
 /// A customer rents a shelved, available book, paying its fee synchronously. If the rental is
 /// not stored after all, the charge is refunded before the answer.
+#[utoipa::path(
+    post, path = "/commands/book-rental/rentals", tag = "commands", security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Send again with the same key: answered as the first time, nothing written")),
+    request_body = RentBookBody,
+    responses((status = 201, body = Accepted, headers(("Location" = String))), CommandErrors)
+)]
 #[tracing::instrument(skip_all, fields(actor = %caller.id))]
 async fn rent_book(
     State(app): State<AppState>,
@@ -104,6 +118,14 @@ async fn rent_book(
 }
 
 /// The renter cancels within the cancel window; the refund policy gives the fee back.
+#[utoipa::path(
+    post, path = "/commands/book-rental/rentals/{id}/cancel", tag = "commands", security(("bearer" = [])),
+    params(
+        ("id" = String, Path, description = "The rental id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Send again with the same key: answered as the first time, nothing written")
+    ),
+    responses((status = 200, body = Accepted), CommandErrors)
+)]
 #[tracing::instrument(skip_all, fields(actor = %caller.id, rental_id = %id))]
 async fn cancel_rental(
     State(app): State<AppState>,
@@ -136,6 +158,14 @@ async fn cancel_rental(
 }
 
 /// The renter gives the book back.
+#[utoipa::path(
+    post, path = "/commands/book-rental/rentals/{id}/return", tag = "commands", security(("bearer" = [])),
+    params(
+        ("id" = String, Path, description = "The rental id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Send again with the same key: answered as the first time, nothing written")
+    ),
+    responses((status = 200, body = Accepted), CommandErrors)
+)]
 #[tracing::instrument(skip_all, fields(actor = %caller.id, rental_id = %id))]
 async fn return_book(
     State(app): State<AppState>,

@@ -3,22 +3,24 @@
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
-use axum::routing::post;
-use axum::Router;
 use serde::Deserialize;
 use storming_domain::customer::CustomerCommand;
 use storming_domain::shared::{required_text, ValidationError};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::{metadata, once, Body, Planned};
+use super::{metadata, once, Accepted, Body, Planned};
 use crate::auth::{Caller, Role};
+use crate::openapi::CommandErrors;
 use crate::problem::ApiError;
 use crate::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/commands/customers", post(register_customer))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(register_customer))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RegisterCustomerBody {
     name: String,
@@ -26,6 +28,12 @@ struct RegisterCustomerBody {
 }
 
 /// The signed-in customer gives their profile (once).
+#[utoipa::path(
+    post, path = "/commands/customers", tag = "commands", security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Send again with the same key: answered as the first time, nothing written")),
+    request_body = RegisterCustomerBody,
+    responses((status = 201, body = Accepted, headers(("Location" = String))), CommandErrors)
+)]
 #[tracing::instrument(skip_all, fields(customer_id = %caller.id))]
 async fn register_customer(
     State(app): State<AppState>,

@@ -8,10 +8,12 @@ mod once;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
-use axum::{Json, Router};
+use axum::Json;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use storming_domain::shared::EventMetadata;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
 use uuid::Uuid;
 
 pub use once::{once, KeyLocks, Planned};
@@ -20,8 +22,8 @@ use crate::auth::Caller;
 use crate::problem::ApiError;
 use crate::{AppState, REQUEST_ID};
 
-pub fn router() -> Router<AppState> {
-    Router::new().merge(customers::router()).merge(book_rental::router())
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().merge(customers::router()).merge(book_rental::router())
 }
 
 /// A command's JSON body, with every rejection answered as problem+json (400, 413, 415), and the
@@ -57,7 +59,7 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestLine {
 }
 
 /// What a command answers.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Accepted {
     /// The aggregate or business transaction the command acted on.
     pub id: String,

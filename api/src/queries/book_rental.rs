@@ -2,28 +2,33 @@
 
 use axum::extract::{Path, State};
 use axum::response::Response;
-use axum::routing::get;
-use axum::Router;
 use chrono::Utc;
 use serde::Deserialize;
 use storming_domain::shared::ValidationError;
-use storming_projections::book_catalog;
+use storming_projections::book_catalog::{self, CatalogBook};
+use storming_projections::page::Page;
+use storming_projections::rental_status::RentalView;
 use storming_projections::rental_status::{self, RentalFilter};
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{answer, limit, view_position, Params};
 use crate::auth::{Caller, Role};
+use crate::openapi::QueryErrors;
 use crate::problem::ApiError;
 use crate::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/queries/book-rental/books", get(list_books))
-        .route("/queries/book-rental/books/{book_id}", get(get_book))
-        .route("/queries/book-rental/rentals", get(list_rentals))
-        .route("/queries/book-rental/rentals/{id}", get(get_rental))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_books))
+        .routes(routes!(get_book))
+        .routes(routes!(list_rentals))
+        .routes(routes!(get_rental))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct CatalogParams {
     available: Option<bool>,
@@ -32,13 +37,18 @@ struct CatalogParams {
     after: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct Freshness {
     min_position: Option<i64>,
 }
 
 /// The catalog, for every signed-in role; `?available=true` keeps only books that can be rented.
+#[utoipa::path(
+    get, path = "/queries/book-rental/books", tag = "queries", security(("bearer" = [])), params(CatalogParams),
+    responses((status = 200, body = Page<CatalogBook>, headers(("X-Projection-Position" = i64, description = "The log position the view has reached"))), QueryErrors)
+)]
 async fn list_books(
     State(app): State<AppState>,
     _caller: Caller,
@@ -57,6 +67,12 @@ async fn list_books(
     Ok(answer(view, page))
 }
 
+/// One book of the catalog.
+#[utoipa::path(
+    get, path = "/queries/book-rental/books/{book_id}", tag = "queries", security(("bearer" = [])),
+    params(("book_id" = String, Path), Freshness),
+    responses((status = 200, body = CatalogBook, headers(("X-Projection-Position" = i64, description = "The log position the view has reached"))), QueryErrors)
+)]
 async fn get_book(
     State(app): State<AppState>,
     _caller: Caller,
@@ -70,7 +86,8 @@ async fn get_book(
     Ok(answer(view, book))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct RentalParams {
     book_id: Option<String>,
@@ -82,6 +99,10 @@ struct RentalParams {
 }
 
 /// Rentals: a customer sees their own, a book manager all, narrowed by book, customer and status.
+#[utoipa::path(
+    get, path = "/queries/book-rental/rentals", tag = "queries", security(("bearer" = [])), params(RentalParams),
+    responses((status = 200, body = Page<RentalView>, headers(("X-Projection-Position" = i64, description = "The log position the view has reached"))), QueryErrors)
+)]
 async fn list_rentals(
     State(app): State<AppState>,
     caller: Caller,
@@ -113,6 +134,11 @@ async fn list_rentals(
 }
 
 /// One rental, for its renter and book managers.
+#[utoipa::path(
+    get, path = "/queries/book-rental/rentals/{id}", tag = "queries", security(("bearer" = [])),
+    params(("id" = String, Path), Freshness),
+    responses((status = 200, body = RentalView, headers(("X-Projection-Position" = i64, description = "The log position the view has reached"))), QueryErrors)
+)]
 async fn get_rental(
     State(app): State<AppState>,
     caller: Caller,

@@ -2,27 +2,34 @@
 
 use axum::extract::State;
 use axum::response::Response;
-use axum::routing::get;
-use axum::Router;
 use serde::{Deserialize, Serialize};
 use storming_projections::my_page::{self, MyPageItem, Profile};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{answer, limit, view_position, Params};
 use crate::auth::{Caller, Role};
+use crate::openapi::QueryErrors;
 use crate::problem::ApiError;
 use crate::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/queries/customers/me", get(me)).route("/queries/my-page", get(my_page))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(me)).routes(routes!(my_page))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct Freshness {
     min_position: Option<i64>,
 }
 
 /// The signed-in customer's profile.
+#[utoipa::path(
+    get, path = "/queries/customers/me", tag = "queries", security(("bearer" = [])), params(Freshness),
+    responses((status = 200, body = Profile, headers(("X-Projection-Position" = i64, description = "The log position the view has reached"))), QueryErrors)
+)]
 async fn me(
     State(app): State<AppState>,
     caller: Caller,
@@ -36,7 +43,8 @@ async fn me(
     Ok(answer(view, profile))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct MyPageParams {
     min_position: Option<i64>,
@@ -45,7 +53,7 @@ struct MyPageParams {
 }
 
 /// One customer's page across every flow, newest first.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct MyPageView {
     customer_id: String,
     profile: Option<Profile>,
@@ -53,9 +61,15 @@ struct MyPageView {
     next: Option<String>,
     /// The customer's latest notifications. The notification context arrives with the herb-shop
     /// and food-delivery flows; until then this list is empty.
+    #[schema(value_type = Vec<Object>)]
     notifications: Vec<serde_json::Value>,
 }
 
+/// The signed-in customer's page: profile and rows of every flow, newest first.
+#[utoipa::path(
+    get, path = "/queries/my-page", tag = "queries", security(("bearer" = [])), params(MyPageParams),
+    responses((status = 200, body = MyPageView, headers(("X-Projection-Position" = i64, description = "The log position the view has reached"))), QueryErrors)
+)]
 async fn my_page(
     State(app): State<AppState>,
     caller: Caller,

@@ -14,7 +14,7 @@ use axum::extract::{FromRequestParts, Query};
 use axum::http::request::Parts;
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
-use axum::{Json, Router};
+use axum::Json;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use storming_domain::shared::ValidationError;
@@ -22,6 +22,7 @@ use storming_projections::page::{DEFAULT_LIMIT, MAX_LIMIT};
 use storming_projections::runtime::checkpoint;
 use storming_projections::runtime::generations::{self, worker_key};
 use tokio::time::Instant;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::problem::ApiError;
 use crate::AppState;
@@ -30,8 +31,8 @@ use crate::AppState;
 const MAX_WAIT: Duration = Duration::from_secs(5);
 const POLL: Duration = Duration::from_millis(10);
 
-pub fn router() -> Router<AppState> {
-    Router::new().merge(customers::router()).merge(book_rental::router()).merge(payments::router())
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().merge(customers::router()).merge(book_rental::router()).merge(payments::router())
 }
 
 /// Query-string parameters, with every rejection answered as problem+json (400).

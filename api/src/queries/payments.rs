@@ -2,28 +2,37 @@
 
 use axum::extract::{Path, State};
 use axum::response::Response;
-use axum::routing::get;
-use axum::Router;
 use serde::Deserialize;
 use storming_domain::shared::ValidationError;
 use storming_projections::page::Page;
-use storming_projections::payments;
+use storming_projections::payments::{self, PaymentView};
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{answer, view_position, Params};
 use crate::auth::{Caller, Role};
+use crate::openapi::QueryErrors;
 use crate::problem::ApiError;
 use crate::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/queries/payments", get(by_reference)).route("/queries/payments/{id}", get(get_payment))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(by_reference)).routes(routes!(get_payment))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct Freshness {
     min_position: Option<i64>,
 }
 
+/// One charge, for its payer and admins.
+#[utoipa::path(
+    get, path = "/queries/payments/{id}", tag = "queries", security(("bearer" = [])),
+    params(("id" = String, Path), Freshness),
+    responses((status = 200, body = PaymentView, headers(("X-Projection-Position" = i64, description = "The log position the view has reached"))), QueryErrors)
+)]
 async fn get_payment(
     State(app): State<AppState>,
     caller: Caller,
@@ -40,7 +49,8 @@ async fn get_payment(
     Ok(answer(view, payment))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ReferenceParams {
     reference_id: Option<String>,
@@ -49,6 +59,10 @@ struct ReferenceParams {
 
 /// The charges for one rental, order, reservation or booking: an admin sees all of them, anyone
 /// else only their own.
+#[utoipa::path(
+    get, path = "/queries/payments", tag = "queries", security(("bearer" = [])), params(ReferenceParams),
+    responses((status = 200, body = Page<PaymentView>, headers(("X-Projection-Position" = i64, description = "The log position the view has reached"))), QueryErrors)
+)]
 async fn by_reference(
     State(app): State<AppState>,
     caller: Caller,
