@@ -10,6 +10,7 @@ pub mod audit;
 pub mod auth;
 pub mod commands;
 pub mod health;
+pub mod limits;
 pub mod openapi;
 pub mod problem;
 pub mod queries;
@@ -65,6 +66,8 @@ pub struct AppState {
     /// Serializes the requests of one idempotency key in this process.
     pub key_locks: Arc<commands::KeyLocks>,
     pub worker_settings: WorkerSettings,
+    /// Requests per caller; `None` when off.
+    pub rate_limiter: Option<Arc<limits::RateLimiter>>,
 }
 
 /// Every documented route, and the OpenAPI document that describes them.
@@ -84,6 +87,7 @@ pub fn router(state: AppState) -> Router {
     routes
         .merge(SwaggerUi::new("/docs").url("/openapi.json", api))
         .fallback(|| async { ApiError::not_found("route-not-found", "no such endpoint") })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), limits::limit))
         .with_state(state)
         .layer(CatchPanicLayer::custom(|_| ApiError::internal("a handler panicked").into_response()))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
@@ -124,7 +128,7 @@ impl Server {
         let mut stop_http = stop;
         let app = router(state.clone());
         let http = tokio::spawn(async move {
-            axum::serve(listener, app)
+            axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
                 .with_graceful_shutdown(async move {
                     let _ = stop_http.wait_for(|stop| *stop).await;
                 })
@@ -250,6 +254,7 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         tokens: TokenKeys::new(&secret),
         rental_terms: config.rental_terms,
         key_locks: Arc::default(),
+        rate_limiter: limits::RateLimiter::new(config.rate_limit_per_second, config.rate_limit_burst).map(Arc::new),
         worker_settings: WorkerSettings {
             lease_ttl: config.worker_lease,
             poll_interval: config.worker_poll,

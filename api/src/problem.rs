@@ -50,6 +50,9 @@ pub enum ApiError {
     /// 422: the `Idempotency-Key` was first used for another request.
     #[error("this Idempotency-Key was used for a different request")]
     IdempotencyKeyReused,
+    /// 429 + Retry-After: this caller sends more than its rate.
+    #[error("too many requests; slow down")]
+    RateLimited { retry_after: Duration },
     /// 503 + Retry-After: the payment provider is down, slow, or its breaker is open.
     #[error("{detail}")]
     PaymentUnavailable { detail: String, retry_after: Option<Duration> },
@@ -88,6 +91,7 @@ impl ApiError {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Validation(_) | Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::PaymentUnavailable { .. } | Self::ProjectionBehind(_) | Self::Unavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -105,6 +109,7 @@ impl ApiError {
             Self::UnsupportedMediaType => "unsupported-media-type",
             Self::Validation(_) => "validation-failed",
             Self::IdempotencyKeyReused => "idempotency-key-reused",
+            Self::RateLimited { .. } => "rate-limited",
             Self::PaymentUnavailable { .. } => "payment-unavailable",
             Self::ProjectionBehind(_) => "projection-behind",
             Self::Unavailable(_) => "not-ready",
@@ -136,9 +141,11 @@ impl IntoResponse for ApiError {
         let mut response = (status, axum::Json(body)).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
             let seconds = match &self {
-                Self::PaymentUnavailable { retry_after: Some(wait), .. } => wait.as_secs_f64().ceil().max(1.0) as u64,
+                Self::PaymentUnavailable { retry_after: Some(wait), .. } | Self::RateLimited { retry_after: wait } => {
+                    wait.as_secs_f64().ceil().max(1.0) as u64
+                }
                 _ => RETRY_AFTER_SECONDS,
             };
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));

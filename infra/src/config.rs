@@ -76,6 +76,9 @@ pub struct Config {
     pub worker_lease: Duration,
     /// How often an idle worker looks at the log when nothing woke it.
     pub worker_poll: Duration,
+    /// Requests per second per caller (0: no limit), and the burst allowed above it.
+    pub rate_limit_per_second: u32,
+    pub rate_limit_burst: u32,
 }
 
 impl Config {
@@ -150,6 +153,14 @@ impl Config {
             payment,
             worker_lease: milliseconds("STORMING_WORKER_LEASE_MS", Duration::from_secs(5))?,
             worker_poll: milliseconds("STORMING_WORKER_POLL_MS", Duration::from_millis(500))?,
+            rate_limit_per_second: match get("STORMING_RATE_LIMIT_PER_SECOND") {
+                Some(value) => parse_number("STORMING_RATE_LIMIT_PER_SECOND", &value, 0)? as u32,
+                None => 100,
+            },
+            rate_limit_burst: match get("STORMING_RATE_LIMIT_BURST") {
+                Some(value) => parse_number("STORMING_RATE_LIMIT_BURST", &value, 1)? as u32,
+                None => 200,
+            },
             rental_terms,
             db_pool_size,
         })

@@ -3,6 +3,7 @@
 //! with `min_position`, never slept on.
 
 mod concurrency;
+mod edges;
 mod fake_provider;
 mod global_log;
 mod payment;
