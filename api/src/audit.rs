@@ -92,7 +92,10 @@ struct StateView {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct EventsParams {
+    /// The `next` cursor of the previous page.
+    #[param(pattern = "^[0-9]+-[0-9]+$")]
     after: Option<String>,
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
     aggregate_type: Option<String>,
     event_type: Option<String>,
@@ -157,6 +160,8 @@ async fn stream(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct StateParams {
+    /// The state after this event of the stream (the latest when absent).
+    #[param(minimum = 1)]
     version: Option<i64>,
 }
 

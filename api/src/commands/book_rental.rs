@@ -11,7 +11,7 @@ use cqrs_es::Aggregate;
 use serde::Deserialize;
 use storming_domain::library::LibraryCommand;
 use storming_domain::rental::{BookCopy, RentalCommand, RentalEvent};
-use storming_domain::shared::{required_text, Krw, ValidationError};
+use storming_domain::shared::{required_text, uuid, Krw};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -34,8 +34,12 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RegisterBookBody {
+    #[schema(min_length = 1, max_length = 300, pattern = r"[^ \t\n\r\f\v]")]
     title: String,
+    #[schema(min_length = 1, max_length = 200, pattern = r"[^ \t\n\r\f\v]")]
     author: Option<String>,
+    /// KRW, more than zero.
+    #[schema(minimum = 1)]
     rental_fee: i64,
 }
 
@@ -71,6 +75,7 @@ async fn register_book(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RentBookBody {
+    #[schema(format = Uuid)]
     book_id: String,
 }
 
@@ -90,8 +95,7 @@ async fn rent_book(
     body: Body<RentBookBody>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Customer)?;
-    let book_id =
-        Uuid::parse_str(body.value.book_id.trim()).map_err(|_| ValidationError::new("book_id", "must be a UUID"))?;
+    let book_id = uuid("book_id", &body.value.book_id)?;
     let plan = |ids: &[Uuid]| Planned::created(ids[0], format!("/queries/book-rental/rentals/{}", ids[0]));
     let fresh = vec![Uuid::now_v7(), Uuid::now_v7()];
     let (app, caller, headers) = (&app, &caller, &headers);

@@ -23,7 +23,9 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RegisterCustomerBody {
+    #[schema(min_length = 1, max_length = 200, pattern = r"[^ \t\n\r\f\v]")]
     name: String,
+    #[schema(max_length = 40, pattern = r"^[0-9+() -]*[0-9+()-][0-9+() -]*$")]
     phone: Option<String>,
 }
 

@@ -32,7 +32,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 struct CatalogParams {
     available: Option<bool>,
+    /// Wait (up to 5 s) until the view has applied the event at this position.
+    #[param(minimum = 0)]
     min_position: Option<i64>,
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
     after: Option<String>,
 }
@@ -41,6 +44,8 @@ struct CatalogParams {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct Freshness {
+    /// Wait (up to 5 s) until the view has applied the event at this position.
+    #[param(minimum = 0)]
     min_position: Option<i64>,
 }
 
@@ -92,8 +97,12 @@ async fn get_book(
 struct RentalParams {
     book_id: Option<String>,
     customer_id: Option<String>,
+    #[param(pattern = "^(RENTED|RETURNED|CANCELLED)$")]
     status: Option<String>,
+    /// Wait (up to 5 s) until the view has applied the event at this position.
+    #[param(minimum = 0)]
     min_position: Option<i64>,
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
     after: Option<String>,
 }

@@ -22,6 +22,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct Freshness {
+    /// Wait (up to 5 s) until the view has applied the event at this position.
+    #[param(minimum = 0)]
     min_position: Option<i64>,
 }
 
@@ -47,7 +49,10 @@ async fn me(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct MyPageParams {
+    /// Wait (up to 5 s) until the view has applied the event at this position.
+    #[param(minimum = 0)]
     min_position: Option<i64>,
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
     after: Option<String>,
 }

@@ -66,6 +66,9 @@ pub struct ViewAt {
 /// The active generation of view `name`, once it has applied the event at `min_position`.
 pub async fn view_position(app: &AppState, name: &str, min_position: Option<i64>) -> Result<ViewAt, ApiError> {
     let deadline = Instant::now() + MAX_WAIT;
+    if min_position.is_some_and(|position| position < 0) {
+        return Err(ValidationError::new("min_position", "must not be negative").into());
+    }
     let wanted = min_position.filter(|position| *position > 0);
     let generation = generations::active(&app.db.read_side, name).await?;
     let key = worker_key(name, generation);
@@ -75,7 +78,13 @@ pub async fn view_position(app: &AppState, name: &str, min_position: Option<i64>
         let view = ViewAt { generation, position: reached.position };
         let Some(position) = wanted else { return Ok(view) };
         if target.is_none() {
-            target = app.log.cursor_of(position).await?;
+            // A position no command gave out: there is nothing to wait for.
+            target = Some(
+                app.log
+                    .cursor_of(position)
+                    .await?
+                    .ok_or_else(|| ValidationError::new("min_position", "is not the position of a stored event"))?,
+            );
         }
         if target.is_some_and(|target| reached >= target) {
             return Ok(view);

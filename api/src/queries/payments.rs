@@ -3,7 +3,6 @@
 use axum::extract::{Path, State};
 use axum::response::Response;
 use serde::Deserialize;
-use storming_domain::shared::ValidationError;
 use storming_projections::page::Page;
 use storming_projections::payments::{self, PaymentView};
 use utoipa::IntoParams;
@@ -24,6 +23,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct Freshness {
+    /// Wait (up to 5 s) until the view has applied the event at this position.
+    #[param(minimum = 0)]
     min_position: Option<i64>,
 }
 
@@ -53,7 +54,10 @@ async fn get_payment(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ReferenceParams {
-    reference_id: Option<String>,
+    /// The rental, order, reservation or booking the charges pay for.
+    reference_id: String,
+    /// Wait (up to 5 s) until the view has applied the event at this position.
+    #[param(minimum = 0)]
     min_position: Option<i64>,
 }
 
@@ -68,7 +72,7 @@ async fn by_reference(
     caller: Caller,
     Params(params): Params<ReferenceParams>,
 ) -> Result<Response, ApiError> {
-    let reference_id = params.reference_id.ok_or_else(|| ValidationError::new("reference_id", "is required"))?;
+    let reference_id = params.reference_id;
     let view = view_position(&app, payments::NAME, params.min_position).await?;
     let mut charges = payments::by_reference(&app.db.read_side, view.generation, &reference_id).await?;
     if !caller.has(Role::Admin) {

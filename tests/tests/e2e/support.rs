@@ -148,6 +148,8 @@ pub fn config(db: &TestDb, overrides: &[(&str, &str)]) -> Config {
         ("STORMING_LISTEN".into(), "127.0.0.1:0".into()),
         ("STORMING_JWT_SECRET".into(), JWT_SECRET.into()),
         ("STORMING_DB_POOL_SIZE".into(), "4".into()),
+        // Tests send bursts from one caller on purpose; the limiter is tested on its own (edges.rs).
+        ("STORMING_RATE_LIMIT_PER_SECOND".into(), "0".into()),
     ]);
     env.extend(overrides.iter().map(|(name, value)| (name.to_string(), value.to_string())));
     Config::from_lookup(|name| env.get(name).cloned()).expect("a valid test configuration")
