@@ -40,13 +40,14 @@ struct RegisterBookBody {
     author: Option<String>,
     /// KRW, more than zero.
     #[schema(minimum = 1)]
+    #[serde(deserialize_with = "super::whole_number")]
     rental_fee: i64,
 }
 
 /// A book manager adds a book to the library; the shelf policy then puts it on the rental shelf.
 #[utoipa::path(
     post, path = "/commands/book-rental/books", tag = "commands", security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, description = "Send again with the same key: answered as the first time, nothing written")),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = r"^[!-~]{1,255}$", description = "Send again with the same key: answered as the first time, nothing written")),
     request_body = RegisterBookBody,
     responses((status = 201, body = Accepted, headers(("Location" = String))), CommandErrors)
 )]
@@ -83,7 +84,7 @@ struct RentBookBody {
 /// not stored after all, the charge is refunded before the answer.
 #[utoipa::path(
     post, path = "/commands/book-rental/rentals", tag = "commands", security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, description = "Send again with the same key: answered as the first time, nothing written")),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = r"^[!-~]{1,255}$", description = "Send again with the same key: answered as the first time, nothing written")),
     request_body = RentBookBody,
     responses((status = 201, body = Accepted, headers(("Location" = String))), CommandErrors)
 )]
@@ -126,7 +127,7 @@ async fn rent_book(
     post, path = "/commands/book-rental/rentals/{id}/cancel", tag = "commands", security(("bearer" = [])),
     params(
         ("id" = String, Path, description = "The rental id"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Send again with the same key: answered as the first time, nothing written")
+        ("Idempotency-Key" = Option<String>, Header, pattern = r"^[!-~]{1,255}$", description = "Send again with the same key: answered as the first time, nothing written")
     ),
     responses((status = 200, body = Accepted), CommandErrors)
 )]
@@ -166,7 +167,7 @@ async fn cancel_rental(
     post, path = "/commands/book-rental/rentals/{id}/return", tag = "commands", security(("bearer" = [])),
     params(
         ("id" = String, Path, description = "The rental id"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Send again with the same key: answered as the first time, nothing written")
+        ("Idempotency-Key" = Option<String>, Header, pattern = r"^[!-~]{1,255}$", description = "Send again with the same key: answered as the first time, nothing written")
     ),
     responses((status = 200, body = Accepted), CommandErrors)
 )]

@@ -32,7 +32,7 @@ struct RegisterCustomerBody {
 /// The signed-in customer gives their profile (once).
 #[utoipa::path(
     post, path = "/commands/customers", tag = "commands", security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, description = "Send again with the same key: answered as the first time, nothing written")),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = r"^[!-~]{1,255}$", description = "Send again with the same key: answered as the first time, nothing written")),
     request_body = RegisterCustomerBody,
     responses((status = 201, body = Accepted, headers(("Location" = String))), CommandErrors)
 )]

@@ -10,6 +10,7 @@ use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use axum::Json;
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use serde::Serialize;
 use storming_domain::shared::EventMetadata;
 use utoipa::ToSchema;
@@ -44,6 +45,19 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
         let value = serde_json::from_value(json)
             .map_err(|error| ApiError::BadRequest { code: "invalid-body", detail: format!("invalid body: {error}") })?;
         Ok(Self { value, request })
+    }
+}
+
+/// Reads a whole number that JSON may write either way (`1500` or `1500.0`: JSON Schema's
+/// `integer` takes both); anything else is a 400.
+pub fn whole_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    let number = serde_json::Number::deserialize(deserializer)?;
+    if let Some(whole) = number.as_i64() {
+        return Ok(whole);
+    }
+    match number.as_f64() {
+        Some(float) if float.fract() == 0.0 && float.abs() < 9.0e15 => Ok(float as i64),
+        _ => Err(serde::de::Error::custom(format!("expected a whole number, got {number}"))),
     }
 }
 
