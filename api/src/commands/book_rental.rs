@@ -139,27 +139,9 @@ async fn cancel_rental(
     RequestLine(request): RequestLine,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let (rental_id, book_id) = renters_rental(&app, &caller, &id).await?;
-    let (app, caller, headers) = (&app, &caller, &headers);
-    once(
-        app,
-        caller,
-        headers,
-        request,
-        vec![],
-        |_| Planned::done(rental_id),
-        |_, key| async move {
-            let command = RentalCommand::CancelRental {
-                rental_id,
-                customer_id: caller.id.clone(),
-                now: Utc::now(),
-                terms: app.rental_terms,
-            };
-            let metadata = metadata(caller, headers, rental_id);
-            Ok(app.bus.shelf.execute_once(&book_id, command, &metadata, key.as_ref()).await?)
-        },
-    )
-    .await
+    let terms = app.rental_terms;
+    let cancel = |rental_id, customer_id, now| RentalCommand::CancelRental { rental_id, customer_id, now, terms };
+    act_on_rental(&app, &caller, &headers, request, &id, cancel).await
 }
 
 /// The renter gives the book back.
@@ -179,8 +161,20 @@ async fn return_book(
     RequestLine(request): RequestLine,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let (rental_id, book_id) = renters_rental(&app, &caller, &id).await?;
-    let (app, caller, headers) = (&app, &caller, &headers);
+    let give_back = |rental_id, customer_id, now| RentalCommand::ReturnBook { rental_id, customer_id, now };
+    act_on_rental(&app, &caller, &headers, request, &id, give_back).await
+}
+
+/// Runs the renter's `command` on the book copy that holds rental `id`.
+async fn act_on_rental(
+    app: &AppState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    request: String,
+    id: &str,
+    command: impl FnOnce(Uuid, String, chrono::DateTime<Utc>) -> RentalCommand,
+) -> Result<Response, ApiError> {
+    let (rental_id, book_id) = renters_rental(app, caller, id).await?;
     once(
         app,
         caller,
@@ -189,7 +183,7 @@ async fn return_book(
         vec![],
         |_| Planned::done(rental_id),
         |_, key| async move {
-            let command = RentalCommand::ReturnBook { rental_id, customer_id: caller.id.clone(), now: Utc::now() };
+            let command = command(rental_id, caller.id.clone(), Utc::now());
             let metadata = metadata(caller, headers, rental_id);
             Ok(app.bus.shelf.execute_once(&book_id, command, &metadata, key.as_ref()).await?)
         },

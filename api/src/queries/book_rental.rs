@@ -13,7 +13,7 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{answer, limit, view_position, Params};
+use super::{answer, limit, view_position, Freshness, Params};
 use crate::auth::{Caller, Role};
 use crate::openapi::QueryErrors;
 use crate::problem::ApiError;
@@ -38,15 +38,6 @@ struct CatalogParams {
     #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
     after: Option<String>,
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-struct Freshness {
-    /// Wait (up to 5 s) until the view has applied the event at this position.
-    #[param(minimum = 0)]
-    min_position: Option<i64>,
 }
 
 /// The catalog, for every signed-in role; `?available=true` keeps only books that can be rented.

@@ -8,7 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{answer, limit, view_position, Params};
+use super::{answer, limit, view_position, Freshness, Params};
 use crate::auth::{Caller, Role};
 use crate::openapi::QueryErrors;
 use crate::problem::ApiError;
@@ -16,15 +16,6 @@ use crate::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(me)).routes(routes!(my_page))
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-struct Freshness {
-    /// Wait (up to 5 s) until the view has applied the event at this position.
-    #[param(minimum = 0)]
-    min_position: Option<i64>,
 }
 
 /// The signed-in customer's profile.

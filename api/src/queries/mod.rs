@@ -47,6 +47,16 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
     }
 }
 
+/// `?min_position=`, for queries that take nothing else.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct Freshness {
+    /// Wait (up to 5 s) until the view has applied the event at this position.
+    #[param(minimum = 0)]
+    pub min_position: Option<i64>,
+}
+
 /// A list's `?limit=`, checked: 1 to 500, 50 when absent.
 pub fn limit(requested: Option<i64>) -> Result<i64, ValidationError> {
     match requested {

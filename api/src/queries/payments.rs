@@ -9,7 +9,7 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{answer, view_position, Params};
+use super::{answer, view_position, Freshness, Params};
 use crate::auth::{Caller, Role};
 use crate::openapi::QueryErrors;
 use crate::problem::ApiError;
@@ -17,15 +17,6 @@ use crate::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(by_reference)).routes(routes!(get_payment))
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-struct Freshness {
-    /// Wait (up to 5 s) until the view has applied the event at this position.
-    #[param(minimum = 0)]
-    min_position: Option<i64>,
 }
 
 /// One charge, for its payer and admins.

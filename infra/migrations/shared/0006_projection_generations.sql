@@ -13,12 +13,3 @@ CREATE TABLE projection_generations
     retired          bigint,
     retired_at_ms    bigint
 );
-
--- The views of 0002 are replaced by their generation 1, built from the log on first start.
-DROP TABLE book_catalog;
-DROP TABLE rental_status;
-DROP TABLE payments;
-DROP TABLE my_page_profiles;
-DROP TABLE my_page_items;
-DELETE FROM checkpoints WHERE name IN ('book_catalog', 'rental_status', 'payments', 'my_page');
-DELETE FROM worker_leases WHERE name IN ('book_catalog', 'rental_status', 'payments', 'my_page');

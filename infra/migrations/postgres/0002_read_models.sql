@@ -1,1 +1,0 @@
-../shared/0002_read_models.sql
