@@ -61,7 +61,7 @@ pub struct WorkerView {
 /// Every worker of this build.
 pub async fn worker_views(app: &AppState) -> Result<Vec<WorkerView>, ApiError> {
     let projections = workers::projections().into_iter().map(|projection| (projection.name(), "projection"));
-    let policies = workers::policies(&app.bus).into_iter().map(|policy| (policy.name(), "policy"));
+    let policies = workers::policies(app).into_iter().map(|policy| (policy.name(), "policy"));
     let now = Utc::now();
     let mut views = Vec::new();
     for (name, kind) in projections.chain(policies) {

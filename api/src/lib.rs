@@ -68,6 +68,8 @@ pub struct AppState {
     pub worker_settings: WorkerSettings,
     /// Requests per caller; `None` when off.
     pub rate_limiter: Option<Arc<limits::RateLimiter>>,
+    /// How long a charge may wait for its transaction's events before it is refunded.
+    pub reconcile_after: Duration,
 }
 
 /// Every documented route, and the OpenAPI document that describes them.
@@ -254,6 +256,7 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         tokens: TokenKeys::new(&secret),
         rental_terms: config.rental_terms,
         key_locks: Arc::default(),
+        reconcile_after: config.payment.reconcile_after,
         rate_limiter: limits::RateLimiter::new(config.rate_limit_per_second, config.rate_limit_burst).map(Arc::new),
         worker_settings: WorkerSettings {
             lease_ttl: config.worker_lease,

@@ -1,8 +1,8 @@
 //! The workers: the four projections and the two policies, each following the global log on its
 //! own task, in `storming serve` or in `storming work` processes.
 //!
-//! Policies (lilac): `BookRegistered → PutOnShelf` (rental) and `RentalCancelled → RefundPayment`
-//! (payment). Their commands are idempotent by the state they act on — a book already on the
+//! Policies (lilac): `BookRegistered → PutOnShelf` (rental), `RentalCancelled → RefundPayment`
+//! and `PaymentApproved → (nothing recorded in time) → RefundPayment` (payment). Their commands are idempotent by the state they act on — a book already on the
 //! shelf is not shelved again, a refunded payment is not refunded again (and the provider is asked
 //! with the payment's refund key) — so an event delivered again changes nothing.
 
@@ -10,10 +10,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, TimeDelta, Utc};
 use cqrs_es::Aggregate;
 use sqlx::postgres::PgListener;
 use storming_domain::library::{Book, LibraryEvent};
-use storming_domain::payment::{policies::refund_cancelled_rental, PaymentError};
+use storming_domain::payment::policies::{reconcile_approval, refund_cancelled_rental, Reconciliation};
+use storming_domain::payment::{Payment, PaymentError, PaymentEvent};
 use storming_domain::recorded::{LogCursor, RecordedEvent};
 use storming_domain::rental::{policies::shelve_registered_book, BookCopy, RentalEvent};
 use storming_domain::shared::EventMetadata;
@@ -25,7 +27,7 @@ use storming_projections::my_page::MyPage;
 use storming_projections::payments::PaymentsView;
 use storming_projections::rental_status::RentalStatusView;
 use storming_projections::runtime::generations;
-use storming_projections::{BoxError, EventSource, Policy, Projection, Supervisor, Worker};
+use storming_projections::{BoxError, EventSource, Policy, Projection, RetryLater, Supervisor, Worker};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -112,15 +114,59 @@ pub fn projections() -> Vec<Arc<dyn Projection>> {
     vec![Arc::new(BookCatalog), Arc::new(RentalStatusView), Arc::new(PaymentsView), Arc::new(MyPage)]
 }
 
+/// How often the reconciliation policy looks again for a transaction's own events.
+const RECHECK: Duration = Duration::from_secs(1);
+
+/// Whenever a payment is approved, make sure its transaction was recorded too: if no event of
+/// another context carries the payment's reference id as its correlation id within the grace
+/// period (the core command crashed between the charge and its own events), refund it.
+pub struct ReconciliationPolicy {
+    pub bus: Arc<CommandBus>,
+    pub grace: Duration,
+}
+
+#[async_trait]
+impl Policy for ReconciliationPolicy {
+    fn name(&self) -> &'static str {
+        "payment.reconciliation_policy"
+    }
+
+    async fn react(&self, event: &RecordedEvent) -> Result<(), BoxError> {
+        if event.aggregate_type != Payment::TYPE {
+            return Ok(());
+        }
+        let PaymentEvent::PaymentApproved { payment_id, reference, .. } = event.decode::<PaymentEvent>()? else {
+            return Ok(());
+        };
+        let transaction = self.bus.log.correlation(&reference.id.to_string()).await?;
+        let recorded = transaction.iter().any(|other| other.aggregate_type != Payment::TYPE);
+        let approved_at = DateTime::parse_from_rfc3339(&event.recorded_at)?.with_timezone(&Utc);
+        let grace = TimeDelta::from_std(self.grace)?;
+        match reconcile_approval(recorded, Utc::now() - approved_at, grace) {
+            Reconciliation::Recorded => Ok(()),
+            // Usually the transaction's own event is a moment behind: look again soon, not at the
+            // end of the grace period.
+            Reconciliation::Wait(wait) => Err(RetryLater(wait.to_std().unwrap_or(self.grace).min(RECHECK)).into()),
+            Reconciliation::Refund(refund) => {
+                tracing::warn!(payment_id = %payment_id, reference = %reference.id, "refunding a charge whose transaction was never recorded");
+                self.bus.payments.execute(&payment_id.to_string(), refund, &caused_by(event, self.name())).await?;
+                Ok(())
+            }
+        }
+    }
+}
+
 /// Every policy of this build.
-pub fn policies(bus: &Arc<CommandBus>) -> Vec<Arc<dyn Policy>> {
-    vec![Arc::new(ShelfPolicy(bus.clone())), Arc::new(RefundPolicy(bus.clone()))]
+pub fn policies(app: &AppState) -> Vec<Arc<dyn Policy>> {
+    let bus = &app.bus;
+    let reconciliation = ReconciliationPolicy { bus: bus.clone(), grace: app.reconcile_after };
+    vec![Arc::new(ShelfPolicy(bus.clone())), Arc::new(RefundPolicy(bus.clone())), Arc::new(reconciliation)]
 }
 
 /// The names of every worker, projections first.
-pub fn names(bus: &Arc<CommandBus>) -> Vec<&'static str> {
+pub fn names(app: &AppState) -> Vec<&'static str> {
     let projections = projections().into_iter().map(|projection| projection.name());
-    projections.chain(policies(bus).into_iter().map(|policy| policy.name())).collect()
+    projections.chain(policies(app).into_iter().map(|policy| policy.name())).collect()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -147,7 +193,7 @@ pub fn spawn(
     only: Option<&[String]>,
     stop: watch::Receiver<bool>,
 ) -> Result<Vec<JoinHandle<()>>, UnknownWorker> {
-    let known = names(&app.bus);
+    let known = names(app);
     if let Some(unknown) = only.into_iter().flatten().find(|name| !known.contains(&name.as_str())) {
         return Err(UnknownWorker { unknown: unknown.clone(), known: known.join(", ") });
     }
@@ -161,7 +207,7 @@ pub fn spawn(
         let supervisor = Supervisor { projection, source: source.clone(), pool: pool.clone(), wake: wake(), settings };
         tasks.push(tokio::spawn(supervisor.run(stop.clone())));
     }
-    for policy in policies(&app.bus).into_iter().filter(|policy| selected(policy.name())) {
+    for policy in policies(app).into_iter().filter(|policy| selected(policy.name())) {
         let worker = Worker::policy(policy, source.clone(), pool.clone(), wake(), settings);
         tasks.push(tokio::spawn(worker.run(stop.clone())));
     }

@@ -50,6 +50,9 @@ pub struct PaymentSettings {
     /// Consecutive failures that open the breaker.
     pub breaker_failures: u32,
     pub breaker_cooldown: Duration,
+    /// How long an approved charge may wait for its transaction's own events before the
+    /// reconciliation policy refunds it (the core command crashed in between).
+    pub reconcile_after: Duration,
 }
 
 impl Default for PaymentSettings {
@@ -58,6 +61,7 @@ impl Default for PaymentSettings {
             timeout: Duration::from_millis(2000),
             breaker_failures: 5,
             breaker_cooldown: Duration::from_millis(10_000),
+            reconcile_after: Duration::from_secs(60),
         }
     }
 }
@@ -127,6 +131,7 @@ impl Config {
                 None => payment_defaults.breaker_failures,
             },
             breaker_cooldown: milliseconds("STORMING_PAYMENT_BREAKER_COOLDOWN_MS", payment_defaults.breaker_cooldown)?,
+            reconcile_after: milliseconds("STORMING_PAYMENT_RECONCILE_AFTER_MS", payment_defaults.reconcile_after)?,
         };
         let defaults = RentalTerms::default();
         let rental_terms = RentalTerms {

@@ -11,7 +11,7 @@ pub mod payments;
 pub mod rental_status;
 pub mod runtime;
 
-pub use runtime::{BoxError, EventSource, Policy, Projection, Step, Supervisor, Worker, WorkerSettings};
+pub use runtime::{BoxError, EventSource, Policy, Projection, RetryLater, Step, Supervisor, Worker, WorkerSettings};
 
 /// Times in views: RFC 3339, UTC, milliseconds — the same text the log's `recorded_at` uses.
 pub(crate) fn rfc3339(at: &chrono::DateTime<chrono::Utc>) -> String {

@@ -1,5 +1,7 @@
-//! Policies of the payment context: whenever a paid transaction is undone, refund it.
+//! Policies of the payment context: whenever a paid transaction is undone — or was never
+//! recorded at all — refund it.
 
+use chrono::TimeDelta;
 use uuid::Uuid;
 
 use super::PaymentCommand;
@@ -15,12 +17,55 @@ pub fn refund_cancelled_rental(event: &RentalEvent) -> Option<(Uuid, PaymentComm
     }
 }
 
+/// Whenever `PaymentApproved`, then — if the paid transaction left no event of its own within
+/// `grace` (the core command crashed between the charge and its own events) — `RefundPayment`.
+///
+/// `recorded` says whether any event outside the payment context carries the payment's reference
+/// id as its correlation id; `age` is how long ago the approval was stored.
+pub fn reconcile_approval(recorded: bool, age: TimeDelta, grace: TimeDelta) -> Reconciliation {
+    if recorded {
+        Reconciliation::Recorded
+    } else if age < grace {
+        Reconciliation::Wait(grace - age)
+    } else {
+        Reconciliation::Refund(PaymentCommand::RefundPayment {
+            reason: "the paid transaction was never recorded".into(),
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reconciliation {
+    /// The transaction was recorded: the charge stands.
+    Recorded,
+    /// Too early to tell: look again after this long.
+    Wait(TimeDelta),
+    Refund(PaymentCommand),
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::{TimeZone, Utc};
 
     use super::*;
     use crate::shared::Krw;
+
+    #[test]
+    fn it_should_keep_a_charge_whose_transaction_was_recorded() {
+        assert_eq!(reconcile_approval(true, TimeDelta::hours(1), TimeDelta::minutes(1)), Reconciliation::Recorded);
+    }
+
+    #[test]
+    fn it_should_wait_for_a_transaction_that_may_still_be_recorded() {
+        let decision = reconcile_approval(false, TimeDelta::seconds(20), TimeDelta::minutes(1));
+        assert_eq!(decision, Reconciliation::Wait(TimeDelta::seconds(40)));
+    }
+
+    #[test]
+    fn it_should_refund_a_charge_whose_transaction_never_came() {
+        let decision = reconcile_approval(false, TimeDelta::minutes(2), TimeDelta::minutes(1));
+        assert!(matches!(decision, Reconciliation::Refund(PaymentCommand::RefundPayment { .. })));
+    }
 
     #[test]
     fn it_should_refund_the_payment_of_a_cancelled_rental() {

@@ -59,6 +59,12 @@ pub trait Projection: Send + Sync {
     async fn apply(&self, tx: &mut AnyConnection, event: &RecordedEvent, generation: i64) -> Result<(), BoxError>;
 }
 
+/// A policy's answer for an event it cannot decide on yet (it waits for something to happen or not
+/// within a time): the worker stops at the event and asks again after `0`, quietly.
+#[derive(Debug, thiserror::Error)]
+#[error("not yet: looking again in {0:?}")]
+pub struct RetryLater(pub std::time::Duration);
+
 /// A policy: "whenever <event>, then <command>". Its commands must be idempotent.
 #[async_trait]
 pub trait Policy: Send + Sync {

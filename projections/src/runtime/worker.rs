@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use super::checkpoint::{advance, checkpoint};
 use super::generations::worker_key;
 use super::lease::{try_acquire, Lease, LeaseLost};
-use super::{BoxError, EventSource, Policy, Projection};
+use super::{BoxError, EventSource, Policy, Projection, RetryLater};
 
 /// How soon a worker looks again at events it could not read yet.
 const HORIZON_RETRY: Duration = Duration::from_millis(10);
@@ -152,6 +152,9 @@ impl Worker {
                 Ok(Step::CaughtUp) => self.settings.poll_interval.min(self.settings.lease_ttl / 3),
                 Ok(Step::Waiting) => HORIZON_RETRY,
                 Ok(Step::Standby) => self.settings.lease_ttl / 3,
+                Err(error) if error.is::<RetryLater>() => {
+                    error.downcast_ref::<RetryLater>().map_or(self.settings.poll_interval, |later| later.0)
+                }
                 Err(error) => {
                     tracing::error!(worker = name, error = %error, retry_in_ms = backoff.as_millis() as u64, "worker batch failed");
                     let pause = backoff;
@@ -262,6 +265,10 @@ impl Worker {
         for event in events {
             match policy.react(event).await {
                 Ok(()) => done = Some(event.cursor()),
+                Err(error) if error.is::<RetryLater>() => {
+                    failure = Some(error);
+                    break;
+                }
                 Err(error) => {
                     failure = Some(at_position(event, error));
                     break;

@@ -215,3 +215,50 @@ async fn the_same_idempotency_key_ten_times_at_once_rents_and_charges_once(db: T
     assert_eq!(lees.status, StatusCode::CREATED, "{}", lees.body);
     app.stop().await;
 }
+
+on_both_backends!(a_charge_whose_rental_was_never_recorded_is_refunded_and_a_recorded_one_stands);
+
+async fn a_charge_whose_rental_was_never_recorded_is_refunded_and_a_recorded_one_stands(db: TestDb) {
+    use storming_domain::payment::{PaymentCommand, PaymentReference};
+    use storming_domain::shared::{EventMetadata, Krw};
+
+    let provider = FakeProvider::start(Mode::Approve).await;
+    let app = app_with_provider(&db, &provider, &[("STORMING_PAYMENT_RECONCILE_AFTER_MS", "500")]).await;
+    let manager = app.token("librarian", &[Role::BookManager]);
+    let kim = app.token("kim", &[Role::Customer]);
+    let admin = app.token("auditor", &[Role::Admin]);
+    let book_id = app.shelved_book(&manager, "Dune", 1500).await;
+    let rented = app.post(Some(&kim), "/commands/book-rental/rentals", Some(json!({"book_id": book_id}))).await;
+    assert_eq!(rented.status, StatusCode::CREATED);
+
+    // The crash, reproduced: the payment context approved a charge for a rental whose own event
+    // was never stored (the process died in between).
+    let (orphan, payment_id) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    let authorize = PaymentCommand::AuthorizePayment {
+        payment_id,
+        reference: PaymentReference { flow: "book-rental".into(), kind: "rental".into(), id: orphan },
+        customer_id: "kim".into(),
+        amount: Krw::positive("amount", 1500).unwrap(),
+    };
+    let metadata =
+        EventMetadata { correlation_id: orphan.to_string(), actor: "kim".into(), ..EventMetadata::default() };
+    app.state().bus.payments.execute(&payment_id.to_string(), authorize, &metadata).await.unwrap();
+    assert_eq!(provider.charges(), 2);
+
+    app.eventually("the unrecorded charge is refunded", || async {
+        let payments = app.get(&admin, &format!("/queries/payments?reference_id={orphan}")).await;
+        (payments.body["items"][0]["status"] == "REFUNDED").then_some(())
+    })
+    .await;
+    app.eventually("the reconciliation policy has looked at every approval", || async {
+        let views = app.get(&admin, "/admin/projections").await.body;
+        let policy =
+            views["items"].as_array()?.iter().find(|view| view["name"] == "payment.reconciliation_policy")?.clone();
+        (policy["lag_events"] == 0).then_some(())
+    })
+    .await;
+    let kept = app.get(&admin, &format!("/queries/payments?reference_id={}", rented.id())).await;
+    assert_eq!(kept.body["items"][0]["status"], "APPROVED", "the recorded rental keeps its charge");
+    assert_eq!(provider.refunds(), 1, "one refund, for the unrecorded charge only");
+    app.stop().await;
+}
