@@ -1,0 +1,767 @@
+//! `storming-bench`: measures storming against the database's own ceiling, in the same run.
+//!
+//! Every group starts on a fresh database after `sync` (and `CHECKPOINT` on PostgreSQL), with the
+//! disk's fsync speed recorded; every point is a warm-up and then `--repeats` runs of `--seconds`,
+//! reported as median and min–max, with latencies from full histograms. Loopback only; every loop
+//! is bounded in time. `--smoke` runs each workload for a moment (CI keeps the harness alive with
+//! it; its figures mean nothing). See BENCHMARKS.md for the figures and how to reproduce them.
+
+mod server;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use serde_json::{json, Value};
+use server::{FreshDb, Server, JWT_SECRET};
+use storming_api::auth::{Role, TokenKeys};
+use storming_infra::config::Secret;
+use storming_infra::db::{Database, StorePool};
+
+#[derive(Parser, Debug, Clone)]
+#[command(about = "Benchmarks of storming and of its database's ceiling, in one run")]
+struct Args {
+    /// `sqlite` or `postgres`.
+    #[arg(long, default_value = "sqlite")]
+    backend: String,
+    /// PostgreSQL server (a database per group is created there and dropped after).
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    postgres: String,
+    /// The `storming` binary (default: next to this one).
+    #[arg(long)]
+    server: Option<PathBuf>,
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    #[arg(long, default_value_t = 5)]
+    warmup: u64,
+    #[arg(long, default_value_t = 3)]
+    repeats: u32,
+    #[arg(long, value_delimiter = ',', default_value = "1,4,16,64")]
+    clients: Vec<usize>,
+    /// Events in the log for the catch-up and rebuild group.
+    #[arg(long, default_value_t = 1_000_000)]
+    catchup_events: i64,
+    /// A moment per workload: proves the harness works, measures nothing.
+    #[arg(long)]
+    smoke: bool,
+    /// Where to write the results as JSON.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// One measured run.
+#[derive(Debug, Clone, Serialize)]
+struct Run {
+    per_second: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    conflicts_per_second: f64,
+    errors: u64,
+}
+
+/// A point: the runs and their median with min–max.
+#[derive(Debug, Clone, Serialize)]
+struct Point {
+    workload: String,
+    clients: usize,
+    runs: Vec<Run>,
+    median_per_second: f64,
+    min_per_second: f64,
+    max_per_second: f64,
+    median_p50_ms: f64,
+    median_p99_ms: f64,
+}
+
+impl Point {
+    fn new(workload: &str, clients: usize, runs: Vec<Run>) -> Self {
+        let median = |mut values: Vec<f64>| {
+            values.sort_by(f64::total_cmp);
+            values[values.len() / 2]
+        };
+        let rates: Vec<f64> = runs.iter().map(|run| run.per_second).collect();
+        Self {
+            workload: workload.to_string(),
+            clients,
+            median_per_second: median(rates.clone()),
+            min_per_second: rates.iter().copied().fold(f64::INFINITY, f64::min),
+            max_per_second: rates.iter().copied().fold(0.0, f64::max),
+            median_p50_ms: median(runs.iter().map(|run| run.p50_ms).collect()),
+            median_p99_ms: median(runs.iter().map(|run| run.p99_ms).collect()),
+            runs,
+        }
+    }
+}
+
+/// What one client did in one run.
+struct Tally {
+    latencies: Histogram<u64>,
+    ok: u64,
+    conflicts: u64,
+    errors: u64,
+}
+
+impl Tally {
+    fn new() -> Self {
+        Self {
+            latencies: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
+            ok: 0,
+            conflicts: 0,
+            errors: 0,
+        }
+    }
+
+    fn record(&mut self, started: Instant, status: u16, ok: u16) {
+        let _ = self.latencies.record(started.elapsed().as_micros().max(1) as u64);
+        match status {
+            s if s == ok => self.ok += 1,
+            409 => self.conflicts += 1,
+            _ => self.errors += 1,
+        }
+    }
+}
+
+fn summarize(tallies: Vec<Tally>, elapsed: Duration) -> Run {
+    let mut all = Tally::new();
+    for tally in tallies {
+        let _ = all.latencies.add(&tally.latencies);
+        all.ok += tally.ok;
+        all.conflicts += tally.conflicts;
+        all.errors += tally.errors;
+    }
+    let seconds = elapsed.as_secs_f64();
+    Run {
+        per_second: all.ok as f64 / seconds,
+        p50_ms: all.latencies.value_at_quantile(0.5) as f64 / 1000.0,
+        p99_ms: all.latencies.value_at_quantile(0.99) as f64 / 1000.0,
+        conflicts_per_second: all.conflicts as f64 / seconds,
+        errors: all.errors,
+    }
+}
+
+/// An HTTP client of the server under test.
+#[derive(Clone)]
+struct Api {
+    http: reqwest::Client,
+    base: String,
+    tokens: TokenKeys,
+}
+
+impl Api {
+    fn token(&self, sub: &str, role: Role) -> String {
+        self.tokens.issue(sub, &[role], Duration::from_secs(3600))
+    }
+
+    async fn post(&self, token: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request = self.http.post(format!("{}{path}", self.base)).bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        match request.send().await {
+            Ok(answer) => (answer.status().as_u16(), answer.json().await.unwrap_or(Value::Null)),
+            Err(_) => (0, Value::Null),
+        }
+    }
+
+    async fn get(&self, token: &str, path: &str) -> u16 {
+        match self.http.get(format!("{}{path}", self.base)).bearer_auth(token).send().await {
+            Ok(answer) => {
+                let status = answer.status().as_u16();
+                let _ = answer.bytes().await;
+                status
+            }
+            Err(_) => 0,
+        }
+    }
+
+    /// Registers `count` books and waits until the shelf policy has shelved them all.
+    async fn shelved_books(&self, count: usize, tag: &str) -> anyhow::Result<Vec<String>> {
+        let manager = self.token("bench-librarian", Role::BookManager);
+        let mut ids = Vec::new();
+        for n in 0..count {
+            let (status, body) = self
+                .post(
+                    &manager,
+                    "/commands/book-rental/books",
+                    Some(json!({"title": format!("{tag} {n}"), "rental_fee": 1000})),
+                )
+                .await;
+            if status != 201 {
+                bail!("registering a book answered {status}: {body}");
+            }
+            ids.push(body["id"].as_str().context("a book id")?.to_string());
+        }
+        let deadline = Instant::now() + Duration::from_secs(120);
+        for id in &ids {
+            loop {
+                let answer = self
+                    .http
+                    .get(format!("{}/queries/book-rental/books/{id}", self.base))
+                    .bearer_auth(&manager)
+                    .send()
+                    .await?;
+                let book: Value = answer.json().await.unwrap_or(Value::Null);
+                if book["on_shelf"] == true {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    bail!("book {id} was never shelved");
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        Ok(ids)
+    }
+}
+
+/// A customer renting and returning one book, again and again.
+struct Renter {
+    token: String,
+    book_id: String,
+    rental: Option<String>,
+}
+
+impl Renter {
+    /// One command: rent if not renting, else return.
+    async fn step(&mut self, api: &Api, tally: &mut Tally) -> Option<i64> {
+        let started = Instant::now();
+        match self.rental.take() {
+            None => {
+                let (status, body) = api
+                    .post(&self.token, "/commands/book-rental/rentals", Some(json!({"book_id": self.book_id})))
+                    .await;
+                tally.record(started, status, 201);
+                if status == 201 {
+                    self.rental = body["id"].as_str().map(String::from);
+                }
+                body["position"].as_i64()
+            }
+            Some(rental) => {
+                let (status, body) =
+                    api.post(&self.token, &format!("/commands/book-rental/rentals/{rental}/return"), None).await;
+                tally.record(started, status, 200);
+                if status != 200 {
+                    self.rental = Some(rental);
+                }
+                body["position"].as_i64()
+            }
+        }
+    }
+}
+
+/// Runs `renters` concurrently for `length`; returns them (with their state) and the run.
+async fn drive(api: &Api, renters: Vec<Renter>, length: Duration) -> (Vec<Renter>, Run) {
+    let deadline = Instant::now() + length;
+    let started = Instant::now();
+    let tasks: Vec<_> = renters
+        .into_iter()
+        .map(|mut renter| {
+            let api = api.clone();
+            tokio::spawn(async move {
+                let mut tally = Tally::new();
+                while Instant::now() < deadline {
+                    renter.step(&api, &mut tally).await;
+                }
+                (renter, tally)
+            })
+        })
+        .collect();
+    let mut renters = Vec::new();
+    let mut tallies = Vec::new();
+    for task in tasks {
+        let (renter, tally) = task.await.expect("a renter task");
+        renters.push(renter);
+        tallies.push(tally);
+    }
+    (renters, summarize(tallies, started.elapsed()))
+}
+
+/// Warm-up, then the repeats.
+async fn measure(api: &Api, mut renters: Vec<Renter>, args: &Args) -> (Vec<Renter>, Vec<Run>) {
+    if args.warmup > 0 {
+        renters = drive(api, renters, Duration::from_secs(args.warmup)).await.0;
+    }
+    let mut runs = Vec::new();
+    for _ in 0..args.repeats {
+        let (back, run) = drive(api, renters, Duration::from_secs(args.seconds)).await;
+        renters = back;
+        runs.push(run);
+    }
+    (renters, runs)
+}
+
+struct Bench {
+    args: Args,
+    binary: PathBuf,
+    groups: usize,
+    results: Vec<Value>,
+}
+
+impl Bench {
+    async fn fresh(&mut self) -> anyhow::Result<FreshDb> {
+        self.groups += 1;
+        server::sync();
+        FreshDb::create(&self.args.backend, &self.args.postgres, self.groups).await
+    }
+
+    fn fsync(&self) -> f64 {
+        server::fsync_per_second(&std::env::temp_dir()).unwrap_or(0.0)
+    }
+
+    async fn start(&self, db: &FreshDb) -> anyhow::Result<(Server, Duration, Api)> {
+        let port = 30_000 + (std::process::id() % 10_000) as u16 + self.groups as u16;
+        let (server, startup) = Server::start(&self.binary, &db.url, port, &[]).await?;
+        let api = Api {
+            http: reqwest::Client::new(),
+            base: server.base.clone(),
+            tokens: TokenKeys::new(&Secret::new(JWT_SECRET)),
+        };
+        Ok((server, startup, api))
+    }
+
+    /// The rent → return cycle over HTTP at each concurrency, each client on its own book.
+    async fn commands(&mut self) -> anyhow::Result<()> {
+        for &clients in &self.args.clients.clone() {
+            let db = self.fresh().await?;
+            let fsync = self.fsync();
+            let (server, startup, api) = self.start(&db).await?;
+            let idle_rss = server.rss_kib();
+            let books = api.shelved_books(clients, "cycle").await?;
+            let renters = books
+                .into_iter()
+                .enumerate()
+                .map(|(n, book_id)| Renter {
+                    token: api.token(&format!("bench-customer-{n}"), Role::Customer),
+                    book_id,
+                    rental: None,
+                })
+                .collect();
+            let (_, runs) = measure(&api, renters, &self.args).await;
+            let loaded_rss = server.rss_kib();
+            let point = Point::new("commands", clients, runs);
+            println!(
+                "{} commands  {clients:>2} clients: {:>8.0}/s ({:.0}–{:.0})  p50 {:.2} ms  p99 {:.2} ms  [fsync {fsync:.0}/s]",
+                self.args.backend, point.median_per_second, point.min_per_second, point.max_per_second, point.median_p50_ms, point.median_p99_ms
+            );
+            self.results
+                .push(json!({"group": "commands", "fsync_per_second": fsync, "startup_ms": startup.as_millis(),
+                "rss_idle_kib": idle_rss, "rss_loaded_kib": loaded_rss, "point": point}));
+            server.stop()?;
+            db.drop().await;
+        }
+        Ok(())
+    }
+
+    /// Many clients, few books: conflicts (409) are counted apart from errors.
+    async fn contended(&mut self) -> anyhow::Result<()> {
+        let clients = if self.args.smoke { 4 } else { 64 };
+        let db = self.fresh().await?;
+        let fsync = self.fsync();
+        let (server, _, api) = self.start(&db).await?;
+        let books = api.shelved_books(4, "contended").await?;
+        let renters = (0..clients)
+            .map(|n| Renter {
+                token: api.token(&format!("bench-contender-{n}"), Role::Customer),
+                book_id: books[n % 4].clone(),
+                rental: None,
+            })
+            .collect();
+        let (_, runs) = measure(&api, renters, &self.args).await;
+        let point = Point::new("contended", clients, runs);
+        let conflicts: Vec<f64> = point.runs.iter().map(|run| run.conflicts_per_second).collect();
+        let errors: u64 = point.runs.iter().map(|run| run.errors).sum();
+        println!(
+            "{} contended {clients} clients on 4 books: {:.0} commands/s, conflicts/s {conflicts:.0?}, errors {errors}",
+            self.args.backend, point.median_per_second
+        );
+        self.results.push(json!({"group": "contended", "fsync_per_second": fsync, "point": point}));
+        server.stop()?;
+        db.drop().await;
+        Ok(())
+    }
+
+    /// Queries (rental status list, my-page) at 16 clients while 4 clients run commands; and the
+    /// projection lag: a command, then its view read with `min_position`.
+    async fn queries_and_lag(&mut self) -> anyhow::Result<()> {
+        let db = self.fresh().await?;
+        let fsync = self.fsync();
+        let (server, _, api) = self.start(&db).await?;
+        let books = api.shelved_books(5, "queried").await?;
+        let background: Vec<Renter> = (0..4)
+            .map(|n| Renter {
+                token: api.token(&format!("bench-customer-{n}"), Role::Customer),
+                book_id: books[n].clone(),
+                rental: None,
+            })
+            .collect();
+        let length = Duration::from_secs(self.args.warmup + u64::from(self.args.repeats) * self.args.seconds);
+        let load = {
+            let api = api.clone();
+            tokio::spawn(async move { drive(&api, background, length).await })
+        };
+        let readers = if self.args.smoke { 2 } else { 16 };
+        let mut runs = Vec::new();
+        let mut lag_runs = Vec::new();
+        tokio::time::sleep(Duration::from_secs(self.args.warmup)).await;
+        for _ in 0..self.args.repeats {
+            let deadline = Instant::now() + Duration::from_secs(self.args.seconds);
+            let started = Instant::now();
+            let tasks: Vec<_> = (0..readers)
+                .map(|n| {
+                    let api = api.clone();
+                    let token = api.token(&format!("bench-customer-{}", n % 4), Role::Customer);
+                    tokio::spawn(async move {
+                        let mut tally = Tally::new();
+                        let mut flip = false;
+                        while Instant::now() < deadline {
+                            flip = !flip;
+                            let path = if flip {
+                                "/queries/book-rental/rentals?limit=10"
+                            } else {
+                                "/queries/my-page?limit=10"
+                            };
+                            let begun = Instant::now();
+                            let status = api.get(&token, path).await;
+                            tally.record(begun, status, 200);
+                        }
+                        tally
+                    })
+                })
+                .collect();
+            // The lag probe: one more customer renting and returning book 5, reading each
+            // command's effect with min_position.
+            let probe = {
+                let api = api.clone();
+                let mut renter = Renter {
+                    token: api.token("bench-prober", Role::Customer),
+                    book_id: books[4].clone(),
+                    rental: None,
+                };
+                tokio::spawn(async move {
+                    let mut lag = Tally::new();
+                    let mut ignored = Tally::new();
+                    while Instant::now() < deadline {
+                        if let Some(position) = renter.step(&api, &mut ignored).await {
+                            let begun = Instant::now();
+                            let status =
+                                api.get(&renter.token, &format!("/queries/my-page?min_position={position}")).await;
+                            lag.record(begun, status, 200);
+                        }
+                    }
+                    lag
+                })
+            };
+            let mut tallies = Vec::new();
+            for task in tasks {
+                tallies.push(task.await.expect("a reader"));
+            }
+            let elapsed = started.elapsed();
+            runs.push(summarize(tallies, elapsed));
+            lag_runs.push(summarize(vec![probe.await.expect("the probe")], elapsed));
+        }
+        let _ = load.await;
+        let queries = Point::new("queries", readers, runs);
+        let lag = Point::new("lag", 1, lag_runs);
+        println!(
+            "{} queries {readers} clients under load: {:.0}/s  p50 {:.2} ms  p99 {:.2} ms;  commit→visible p50 {:.2} ms  p99 {:.2} ms",
+            self.args.backend, queries.median_per_second, queries.median_p50_ms, queries.median_p99_ms, lag.median_p50_ms, lag.median_p99_ms
+        );
+        self.results.push(json!({"group": "queries", "fsync_per_second": fsync, "point": queries}));
+        self.results.push(json!({"group": "lag", "fsync_per_second": fsync, "point": lag}));
+        server.stop()?;
+        db.drop().await;
+        Ok(())
+    }
+
+    /// The database's own ceiling: what a command does to it (read one stream, append one event,
+    /// in one transaction), driven directly at the same concurrency.
+    async fn ceiling(&mut self) -> anyhow::Result<()> {
+        for &clients in &self.args.clients.clone() {
+            let db = self.fresh().await?;
+            let fsync = self.fsync();
+            let database = Database::connect(&db.url, clients.max(1) as u32).await?;
+            let mut runs = Vec::new();
+            let phases: Vec<u64> =
+                std::iter::once(self.args.warmup).chain((0..self.args.repeats).map(|_| self.args.seconds)).collect();
+            for (phase, seconds) in phases.into_iter().enumerate() {
+                if seconds == 0 {
+                    continue;
+                }
+                let deadline = Instant::now() + Duration::from_secs(seconds);
+                let started = Instant::now();
+                let tasks: Vec<_> = (0..clients)
+                    .map(|n| {
+                        let store = database.store.clone();
+                        tokio::spawn(async move {
+                            let mut tally = Tally::new();
+                            let stream = format!("ceiling-{n}");
+                            while Instant::now() < deadline {
+                                let begun = Instant::now();
+                                let ok = read_and_append(&store, &stream).await.is_ok();
+                                tally.record(begun, if ok { 200 } else { 500 }, 200);
+                            }
+                            tally
+                        })
+                    })
+                    .collect();
+                let mut tallies = Vec::new();
+                for task in tasks {
+                    tallies.push(task.await.expect("a ceiling client"));
+                }
+                let run = summarize(tallies, started.elapsed());
+                if phase > 0 || self.args.warmup == 0 {
+                    runs.push(run);
+                }
+            }
+            let point = Point::new("ceiling", clients, runs);
+            println!(
+                "{} ceiling   {clients:>2} clients: {:>8.0}/s ({:.0}–{:.0})  p50 {:.2} ms  p99 {:.2} ms  [fsync {fsync:.0}/s]",
+                self.args.backend, point.median_per_second, point.min_per_second, point.max_per_second, point.median_p50_ms, point.median_p99_ms
+            );
+            self.results.push(json!({"group": "ceiling", "fsync_per_second": fsync, "point": point}));
+            database.close().await;
+            db.drop().await;
+        }
+        Ok(())
+    }
+
+    /// Catch-up of fresh projections over a long log, and a full rebuild.
+    async fn catchup(&mut self) -> anyhow::Result<()> {
+        let db = self.fresh().await?;
+        let events = self.args.catchup_events;
+        let database = Database::connect(&db.url, 4).await?;
+        let loading = Instant::now();
+        load_log(&database, events).await?;
+        println!("{} loaded {events} events in {:.1} s", self.args.backend, loading.elapsed().as_secs_f64());
+        let head: i64 = sqlx::query_scalar(if db.url.starts_with("sqlite") {
+            "SELECT MAX(position) FROM events"
+        } else {
+            "SELECT MAX(global_position) FROM events"
+        })
+        .fetch_one(&database.read_side)
+        .await?;
+        for name in ["rental_status", "my_page"] {
+            // A fresh projection: a worker process for it alone, timed until it reaches the head.
+            let started = Instant::now();
+            let mut worker = std::process::Command::new(&self.binary)
+                .args(["work", "--only", name])
+                .env("STORMING_DATABASE_URL", &db.url)
+                .env("STORMING_JWT_SECRET", JWT_SECRET)
+                .env("STORMING_LOG", "warn")
+                .spawn()?;
+            let key = format!("{name}@g1");
+            loop {
+                let position: Option<i64> = sqlx::query_scalar("SELECT position FROM checkpoints WHERE name = $1")
+                    .bind(&key)
+                    .fetch_optional(&database.read_side)
+                    .await?;
+                if position == Some(head) {
+                    break;
+                }
+                if started.elapsed() > Duration::from_secs(600) {
+                    bail!("{name} did not catch up within 10 minutes");
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let caught_up = started.elapsed();
+            std::process::Command::new("kill").arg("-TERM").arg(worker.id().to_string()).status()?;
+            worker.wait()?;
+            // A full rebuild: `storming replay` builds generation 2 beside the live one.
+            let started = Instant::now();
+            let status = std::process::Command::new(&self.binary)
+                .args(["replay", name])
+                .env("STORMING_DATABASE_URL", &db.url)
+                .env("STORMING_JWT_SECRET", JWT_SECRET)
+                .env("STORMING_LOG", "warn")
+                .status()?;
+            if !status.success() {
+                bail!("storming replay {name} failed");
+            }
+            let rebuilt = started.elapsed();
+            println!(
+                "{} {name}: catch-up of {events} events in {:.1} s ({:.0} events/s); full rebuild in {:.1} s ({:.0} events/s)",
+                self.args.backend,
+                caught_up.as_secs_f64(),
+                events as f64 / caught_up.as_secs_f64(),
+                rebuilt.as_secs_f64(),
+                events as f64 / rebuilt.as_secs_f64()
+            );
+            self.results.push(json!({"group": "catchup", "projection": name, "events": events,
+                "catchup_seconds": caught_up.as_secs_f64(), "rebuild_seconds": rebuilt.as_secs_f64()}));
+        }
+        database.close().await;
+        db.drop().await;
+        Ok(())
+    }
+}
+
+/// One command's worth of SQL on its own: read a stream, append its next event, commit.
+async fn read_and_append(store: &StorePool, stream: &str) -> anyhow::Result<()> {
+    const READ: &str = "SELECT sequence, payload FROM events WHERE aggregate_type = 'bench.ceiling' AND aggregate_id = $1 ORDER BY sequence";
+    macro_rules! transaction {
+        ($pool:expr, $insert:expr) => {{
+            let mut tx = $pool.begin().await?;
+            let rows = sqlx::query(READ).bind(stream).fetch_all(&mut *tx).await?;
+            sqlx::query($insert).bind(stream).bind(rows.len() as i64 + 1).execute(&mut *tx).await?;
+            tx.commit().await?;
+        }};
+    }
+    match store {
+        StorePool::Sqlite(pool) => transaction!(
+            pool,
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
+             VALUES ('bench.ceiling', $1, $2, 'Appended', '1.0', '{}', '{}')"
+        ),
+        StorePool::Postgres(pool) => transaction!(
+            pool,
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
+             VALUES ('bench.ceiling', $1, $2, 'Appended', '1.0', '{}'::jsonb, '{}'::jsonb)"
+        ),
+    }
+    Ok(())
+}
+
+/// Fills the log with `count` real rental events: 1,000 books, each shelved once and then rented
+/// and returned by its own customer, over and over.
+async fn load_log(database: &Database, count: i64) -> anyhow::Result<()> {
+    use storming_domain::rental::RentalEvent;
+    use storming_domain::shared::{EventMetadata, Krw};
+    let books: Vec<uuid::Uuid> = (0..1000).map(|_| uuid::Uuid::now_v7()).collect();
+    let fee = Krw::positive("fee", 1000)?;
+    let now = chrono::Utc::now();
+    let mut batch: Vec<(String, i64, String, String, String)> = Vec::new();
+    let mut open: Vec<Option<uuid::Uuid>> = vec![None; books.len()];
+    let mut sequence = vec![0i64; books.len()];
+    for n in 0..count {
+        let at = (n as usize) % books.len();
+        let book_id = books[at];
+        sequence[at] += 1;
+        let (event, correlation) = if sequence[at] == 1 {
+            (RentalEvent::BookShelved { book_id, title: format!("Book {at}"), rental_fee: fee }, book_id)
+        } else if let Some(rental_id) = open[at].take() {
+            (
+                RentalEvent::BookReturned {
+                    rental_id,
+                    book_id,
+                    customer_id: format!("customer-{at}"),
+                    returned_at: now,
+                    overdue: false,
+                },
+                rental_id,
+            )
+        } else {
+            let rental_id = uuid::Uuid::now_v7();
+            open[at] = Some(rental_id);
+            let rented = RentalEvent::BookRented {
+                rental_id,
+                book_id,
+                title: format!("Book {at}"),
+                customer_id: format!("customer-{at}"),
+                fee,
+                payment_id: uuid::Uuid::now_v7(),
+                rented_at: now,
+                due_at: now + chrono::TimeDelta::days(14),
+            };
+            (rented, rental_id)
+        };
+        let event_type = match &event {
+            RentalEvent::BookShelved { .. } => "BookShelved",
+            RentalEvent::BookRented { .. } => "BookRented",
+            RentalEvent::RentalCancelled { .. } => "RentalCancelled",
+            RentalEvent::BookReturned { .. } => "BookReturned",
+        };
+        let metadata = EventMetadata {
+            correlation_id: correlation.to_string(),
+            actor: "bench".into(),
+            ..EventMetadata::default()
+        };
+        batch.push((
+            book_id.to_string(),
+            sequence[at],
+            event_type.to_string(),
+            serde_json::to_string(&event)?,
+            serde_json::to_string(&metadata)?,
+        ));
+        if batch.len() == 1000 || n == count - 1 {
+            insert_batch(database, &std::mem::take(&mut batch)).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn insert_batch(database: &Database, rows: &[(String, i64, String, String, String)]) -> anyhow::Result<()> {
+    let cast = if matches!(database.store, StorePool::Postgres(_)) { "::jsonb" } else { "" };
+    let values: Vec<String> = (0..rows.len())
+        .map(|n| {
+            let b = n * 5;
+            format!(
+                "('rental.book_copy', ${}, ${}, ${}, '1.0', ${}{cast}, ${}{cast})",
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5
+            )
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) VALUES {}",
+        values.join(", ")
+    );
+    macro_rules! insert {
+        ($pool:expr) => {{
+            let mut query = sqlx::query(&sql);
+            for (aggregate_id, sequence, event_type, payload, metadata) in rows {
+                query = query.bind(aggregate_id).bind(sequence).bind(event_type).bind(payload).bind(metadata);
+            }
+            query.execute($pool).await?;
+        }};
+    }
+    match &database.store {
+        StorePool::Sqlite(pool) => insert!(pool),
+        StorePool::Postgres(pool) => insert!(pool),
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut args = Args::parse();
+    if args.smoke {
+        args.seconds = 1;
+        args.warmup = 0;
+        args.repeats = 1;
+        args.clients = vec![1, 2];
+        args.catchup_events = 3000;
+    }
+    let binary = match &args.server {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()?.with_file_name("storming"),
+    };
+    if !binary.exists() {
+        bail!("no storming binary at {} (build it: cargo build --release -p storming-api)", binary.display());
+    }
+    let mut bench = Bench { args: args.clone(), binary, groups: 0, results: Vec::new() };
+    let started = Instant::now();
+    bench.commands().await?;
+    bench.ceiling().await?;
+    bench.contended().await?;
+    bench.queries_and_lag().await?;
+    bench.catchup().await?;
+    let report = json!({
+        "backend": args.backend,
+        "smoke": args.smoke,
+        "seconds": args.seconds, "warmup": args.warmup, "repeats": args.repeats,
+        "machine": {"cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)},
+        "finished_at": chrono::Utc::now().to_rfc3339(),
+        "took_seconds": started.elapsed().as_secs_f64(),
+        "results": bench.results,
+    });
+    if let Some(out) = &args.out {
+        std::fs::write(out, serde_json::to_string_pretty(&report)?)?;
+    }
+    println!("bench: 1 passed, 0 failed");
+    Ok(())
+}

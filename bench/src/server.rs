@@ -1,0 +1,140 @@
+//! The system under test: the release `storming` binary as a child process on a fresh database,
+//! and the probes around it (readiness, RSS, fsync speed).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+pub const JWT_SECRET: &str = "storming-bench-secret";
+
+/// A fresh database for one workload group.
+pub struct FreshDb {
+    pub url: String,
+    dir: Option<PathBuf>,
+    postgres: Option<(String, String)>,
+}
+
+impl FreshDb {
+    pub async fn create(backend: &str, admin_url: &str, n: usize) -> anyhow::Result<Self> {
+        if backend == "sqlite" {
+            let dir = std::env::temp_dir().join(format!("storming-bench-{}-{n}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir)?;
+            return Ok(Self { url: format!("sqlite://{}/bench.db", dir.display()), dir: Some(dir), postgres: None });
+        }
+        let name = format!("storming_bench_{}_{n}", std::process::id());
+        let admin = sqlx::PgPool::connect(admin_url).await.context("connecting to PostgreSQL")?;
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&admin).await?;
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await?;
+        // Start every group from the same state: dirty pages written out.
+        sqlx::query("CHECKPOINT").execute(&admin).await?;
+        admin.close().await;
+        let (base, _) = admin_url.rsplit_once('/').context("a database URL ends in /NAME")?;
+        Ok(Self { url: format!("{base}/{name}"), dir: None, postgres: Some((admin_url.to_string(), name)) })
+    }
+
+    pub async fn drop(self) {
+        if let Some(dir) = self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        if let Some((admin_url, name)) = self.postgres {
+            if let Ok(admin) = sqlx::PgPool::connect(&admin_url).await {
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&admin).await;
+            }
+        }
+    }
+}
+
+pub struct Server {
+    child: Child,
+    pub base: String,
+}
+
+impl Server {
+    /// Starts `storming serve` and returns once `/readyz` answers, with the time that took.
+    pub async fn start(
+        binary: &Path,
+        db_url: &str,
+        port: u16,
+        extra: &[(&str, &str)],
+    ) -> anyhow::Result<(Self, Duration)> {
+        let base = format!("http://127.0.0.1:{port}");
+        let started = Instant::now();
+        let mut command = Command::new(binary);
+        command
+            .arg("serve")
+            .env("STORMING_DATABASE_URL", db_url)
+            .env("STORMING_LISTEN", format!("127.0.0.1:{port}"))
+            .env("STORMING_JWT_SECRET", JWT_SECRET)
+            .env("STORMING_RATE_LIMIT_PER_SECOND", "0")
+            .env("STORMING_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (name, value) in extra {
+            command.env(name, value);
+        }
+        let child = command.spawn().with_context(|| format!("starting {}", binary.display()))?;
+        let server = Self { child, base };
+        let client = reqwest::Client::new();
+        while started.elapsed() < Duration::from_secs(60) {
+            if let Ok(answer) = client.get(format!("{}/readyz", server.base)).send().await {
+                if answer.status().is_success() {
+                    return Ok((server, started.elapsed()));
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        bail!("the server was not ready within 60 s")
+    }
+
+    pub fn rss_kib(&self) -> u64 {
+        rss_kib(self.child.id())
+    }
+
+    /// SIGTERM, then wait.
+    pub fn stop(mut self) -> anyhow::Result<()> {
+        Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status()?;
+        self.child.wait()?;
+        Ok(())
+    }
+}
+
+/// Resident memory of process `pid`, from /proc.
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|line| line.starts_with("VmRSS:"))
+                .and_then(|line| line.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// How many 8 KiB write + fdatasync rounds the disk does per second right now (the figure that
+/// bounds single-client commits), measured for one second in `dir`.
+pub fn fsync_per_second(dir: &Path) -> anyhow::Result<f64> {
+    use std::io::Write;
+    let path = dir.join(format!("fsync-probe-{}", std::process::id()));
+    let mut file = std::fs::File::create(&path)?;
+    let block = [0u8; 8192];
+    let started = Instant::now();
+    let mut rounds = 0u32;
+    while started.elapsed() < Duration::from_secs(1) {
+        file.write_all(&block)?;
+        file.sync_data()?;
+        rounds += 1;
+    }
+    let rate = f64::from(rounds) / started.elapsed().as_secs_f64();
+    drop(file);
+    std::fs::remove_file(path)?;
+    Ok(rate)
+}
+
+/// `sync`: write the OS's unwritten data out before a group, so groups start alike.
+pub fn sync() {
+    let _ = Command::new("sync").status();
+}
