@@ -549,7 +549,7 @@ impl Bench {
                 .args(["work", "--only", name])
                 .env("STORMING_DATABASE_URL", &db.url)
                 .env("STORMING_JWT_SECRET", JWT_SECRET)
-                .env("STORMING_LOG", "warn")
+                .env("STORMING_LOG", "warn,sqlx=error")
                 .spawn()?;
             let key = format!("{name}@g1");
             loop {
@@ -574,7 +574,7 @@ impl Bench {
                 .args(["replay", name])
                 .env("STORMING_DATABASE_URL", &db.url)
                 .env("STORMING_JWT_SECRET", JWT_SECRET)
-                .env("STORMING_LOG", "warn")
+                .env("STORMING_LOG", "warn,sqlx=error")
                 .status()?;
             if !status.success() {
                 bail!("storming replay {name} failed");

@@ -69,7 +69,7 @@ impl Server {
             .env("STORMING_LISTEN", format!("127.0.0.1:{port}"))
             .env("STORMING_JWT_SECRET", JWT_SECRET)
             .env("STORMING_RATE_LIMIT_PER_SECOND", "0")
-            .env("STORMING_LOG", "warn")
+            .env("STORMING_LOG", "warn,sqlx=error")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
         for (name, value) in extra {

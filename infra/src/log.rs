@@ -40,6 +40,10 @@ pub struct GlobalLog {
 /// The SQL of one backend.
 #[derive(Debug)]
 struct LogSql {
+    /// What workers run: no filter, so that the planner walks the log-order index and stops at
+    /// the limit (with the audit's optional filters, PostgreSQL's generic plan scans and sorts
+    /// everything after the cursor: measured 620 ms against 0.45 ms per batch, 1M events).
+    follow: &'static str,
     read_after: &'static str,
     stream: &'static str,
     correlation: &'static str,
@@ -66,6 +70,7 @@ macro_rules! columns {
 // Arguments of read_after, on both backends: $1 position, $2 aggregate_type, $3 event_type,
 // $4 correlation_id, $5 limit, $6 transaction id (PostgreSQL only; SQLite ignores it).
 static SQLITE: LogSql = LogSql {
+    follow: concat!(columns!(sqlite), " WHERE position > $1 ORDER BY position LIMIT $2"),
     read_after: concat!(
         columns!(sqlite),
         " WHERE position > $1 AND ($2 IS NULL OR aggregate_type = $2) AND ($3 IS NULL OR event_type = $3)",
@@ -85,6 +90,12 @@ static SQLITE: LogSql = LogSql {
 };
 
 static POSTGRES: LogSql = LogSql {
+    follow: concat!(
+        columns!(postgres),
+        " WHERE (transaction_id, global_position) > ($3::text::xid8, $1)",
+        " AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())",
+        " ORDER BY transaction_id, global_position LIMIT $2"
+    ),
     read_after: concat!(
         columns!(postgres),
         " WHERE ($2::text IS NULL OR aggregate_type = $2) AND ($3::text IS NULL OR event_type = $3)",
@@ -125,6 +136,15 @@ impl GlobalLog {
         limit: i64,
         filter: &LogFilter,
     ) -> Result<Vec<RecordedEvent>, LogError> {
+        if filter.aggregate_type.is_none() && filter.event_type.is_none() && filter.correlation_id.is_none() {
+            let rows = sqlx::query(self.sql.follow)
+                .bind(cursor.position)
+                .bind(limit)
+                .bind(cursor.transaction_id.to_string())
+                .fetch_all(&self.pool)
+                .await?;
+            return rows.iter().map(decode).collect();
+        }
         let rows = sqlx::query(self.sql.read_after)
             .bind(cursor.position)
             .bind(filter.aggregate_type.clone())
