@@ -50,6 +50,9 @@ struct Args {
     /// Where to write the results as JSON.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Only these groups: commands, ceiling, contended, queries, catchup.
+    #[arg(long, value_delimiter = ',', default_value = "commands,ceiling,contended,queries,catchup")]
+    groups: Vec<String>,
 }
 
 /// One measured run.
@@ -745,11 +748,22 @@ async fn main() -> anyhow::Result<()> {
     }
     let mut bench = Bench { args: args.clone(), binary, groups: 0, results: Vec::new() };
     let started = Instant::now();
-    bench.commands().await?;
-    bench.ceiling().await?;
-    bench.contended().await?;
-    bench.queries_and_lag().await?;
-    bench.catchup().await?;
+    let wanted = |group: &str| args.groups.iter().any(|name| name == group);
+    if wanted("commands") {
+        bench.commands().await?;
+    }
+    if wanted("ceiling") {
+        bench.ceiling().await?;
+    }
+    if wanted("contended") {
+        bench.contended().await?;
+    }
+    if wanted("queries") {
+        bench.queries_and_lag().await?;
+    }
+    if wanted("catchup") {
+        bench.catchup().await?;
+    }
     let report = json!({
         "backend": args.backend,
         "smoke": args.smoke,
