@@ -17,7 +17,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::{metadata, once, path_id, Accepted, Body, Planned, RequestLine};
+use super::{metadata, once, path_id, Accepted, Body, IdempotencyKeyHeader, Planned, RequestLine};
 use crate::auth::{Caller, Role};
 use crate::openapi::CommandErrors;
 use crate::problem::ApiError;
@@ -47,7 +47,7 @@ struct RegisterBookBody {
 /// A book manager adds a book to the library; the shelf policy then puts it on the rental shelf.
 #[utoipa::path(
     post, path = "/commands/book-rental/books", tag = "commands", security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, pattern = r"^[!-~]{1,255}$", description = "Send again with the same key: answered as the first time, nothing written")),
+    params(IdempotencyKeyHeader),
     request_body = RegisterBookBody,
     responses((status = 201, body = Accepted, headers(("Location" = String))), CommandErrors)
 )]
@@ -84,7 +84,7 @@ struct RentBookBody {
 /// not stored after all, the charge is refunded before the answer.
 #[utoipa::path(
     post, path = "/commands/book-rental/rentals", tag = "commands", security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, pattern = r"^[!-~]{1,255}$", description = "Send again with the same key: answered as the first time, nothing written")),
+    params(IdempotencyKeyHeader),
     request_body = RentBookBody,
     responses((status = 201, body = Accepted, headers(("Location" = String))), CommandErrors)
 )]
@@ -127,7 +127,7 @@ async fn rent_book(
     post, path = "/commands/book-rental/rentals/{id}/cancel", tag = "commands", security(("bearer" = [])),
     params(
         ("id" = String, Path, description = "The rental id"),
-        ("Idempotency-Key" = Option<String>, Header, pattern = r"^[!-~]{1,255}$", description = "Send again with the same key: answered as the first time, nothing written")
+        IdempotencyKeyHeader
     ),
     responses((status = 200, body = Accepted), CommandErrors)
 )]
@@ -149,7 +149,7 @@ async fn cancel_rental(
     post, path = "/commands/book-rental/rentals/{id}/return", tag = "commands", security(("bearer" = [])),
     params(
         ("id" = String, Path, description = "The rental id"),
-        ("Idempotency-Key" = Option<String>, Header, pattern = r"^[!-~]{1,255}$", description = "Send again with the same key: answered as the first time, nothing written")
+        IdempotencyKeyHeader
     ),
     responses((status = 200, body = Accepted), CommandErrors)
 )]

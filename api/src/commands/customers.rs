@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{metadata, once, Accepted, Body, Planned};
+use super::{metadata, once, Accepted, Body, IdempotencyKeyHeader, Planned};
 use crate::auth::{Caller, Role};
 use crate::openapi::CommandErrors;
 use crate::problem::ApiError;
@@ -32,7 +32,7 @@ struct RegisterCustomerBody {
 /// The signed-in customer gives their profile (once).
 #[utoipa::path(
     post, path = "/commands/customers", tag = "commands", security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, pattern = r"^[!-~]{1,255}$", description = "Send again with the same key: answered as the first time, nothing written")),
+    params(IdempotencyKeyHeader),
     request_body = RegisterCustomerBody,
     responses((status = 201, body = Accepted, headers(("Location" = String))), CommandErrors)
 )]

@@ -17,7 +17,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use uuid::Uuid;
 
-pub use once::{once, KeyLocks, Planned};
+pub use once::{once, IdempotencyKeyHeader, KeyLocks, Planned};
 
 use crate::auth::Caller;
 use crate::problem::ApiError;

@@ -26,6 +26,16 @@ use crate::AppState;
 const HEADER: &str = "idempotency-key";
 const MAX_KEY_LENGTH: usize = 255;
 
+/// The `Idempotency-Key` header, as every command's entry in the OpenAPI document describes it.
+#[allow(dead_code)] // a description for the document; `once` reads the header itself
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct IdempotencyKeyHeader {
+    /// Send again with the same key: answered as the first time, nothing written
+    #[param(rename = "Idempotency-Key", pattern = r"^[!-~]{1,255}$")]
+    idempotency_key: Option<String>,
+}
+
 /// The answer a command will give once its events are stored.
 #[derive(Debug, Clone)]
 pub struct Planned {
