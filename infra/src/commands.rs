@@ -63,7 +63,7 @@ impl LogSignal {
 }
 
 /// Executes commands of one aggregate type.
-pub struct Executor<A: Aggregate> {
+pub struct Executor<A: Aggregate + Clone> {
     framework: CqrsFramework<A, Store<A>>,
     log: GlobalLog,
     signal: Arc<LogSignal>,
@@ -71,7 +71,7 @@ pub struct Executor<A: Aggregate> {
 
 impl<A> Executor<A>
 where
-    A: Aggregate,
+    A: Aggregate + Clone,
     A::Command: Clone,
     A::Error: Send + Sync + 'static,
 {

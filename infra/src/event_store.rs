@@ -6,14 +6,22 @@
 //!
 //! The events of a command sent with an `Idempotency-Key` are stored here instead, with the same
 //! seven-column INSERT the crates use, so that the key is completed in the same transaction.
+//!
+//! [`CachedStore`] keeps each aggregate's last committed state in memory, so a command reads only
+//! the events stored after it (usually none) instead of replaying the whole stream.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 use cqrs_es::persist::{
-    PersistedEventRepository, PersistedEventStore, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot,
+    EventStoreAggregateContext, PersistedEventRepository, PersistedEventStore, PersistenceError, ReplayStream,
+    SerializedEvent, SerializedSnapshot,
 };
-use cqrs_es::Aggregate;
+use cqrs_es::{Aggregate, AggregateError, EventEnvelope, EventStore};
 use postgres_es::PostgresEventRepository;
 use serde_json::Value;
 use sqlite_es::SqliteEventRepository;
+use sqlx::Row;
 use sqlx::{PgPool, SqlitePool};
 
 use crate::db::{Database, StorePool};
@@ -22,6 +30,37 @@ use crate::idempotency::{CALLER_ENTRY, KEY_ENTRY};
 pub enum EventRepository {
     Sqlite(SqliteEventRepository, SqlitePool),
     Postgres(PostgresEventRepository, PgPool),
+}
+
+const TAIL: &str = "SELECT aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata \
+                    FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3 ORDER BY sequence";
+
+/// The events of one stream after `$sequence`, as cqrs-es stores them (the same code for both pool
+/// types, hence a macro). The sequence is bound, not formatted into the SQL as the crates do, so
+/// that one prepared statement serves every call.
+macro_rules! tail {
+    ($pool:expr, $aggregate_type:expr, $aggregate_id:expr, $sequence:expr) => {{
+        let rows = sqlx::query(TAIL)
+            .bind($aggregate_type)
+            .bind($aggregate_id)
+            .bind($sequence as i64)
+            .fetch_all($pool)
+            .await
+            .map_err(store_error)?;
+        rows.iter()
+            .map(|row| {
+                Ok(SerializedEvent::new(
+                    row.try_get("aggregate_id").map_err(store_error)?,
+                    row.try_get::<i64, _>("sequence").map_err(store_error)? as usize,
+                    row.try_get("aggregate_type").map_err(store_error)?,
+                    row.try_get("event_type").map_err(store_error)?,
+                    row.try_get("event_version").map_err(store_error)?,
+                    row.try_get("payload").map_err(store_error)?,
+                    row.try_get("metadata").map_err(store_error)?,
+                ))
+            })
+            .collect()
+    }};
 }
 
 const INSERT_EVENT: &str = "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, \
@@ -80,7 +119,7 @@ fn idempotency_key(events: &[SerializedEvent]) -> Option<(&str, &str)> {
 }
 
 /// The event store every aggregate uses.
-pub type Store<A> = PersistedEventStore<EventRepository, A>;
+pub type Store<A> = CachedStore<A>;
 
 impl EventRepository {
     pub fn new(db: &Database) -> Self {
@@ -90,8 +129,119 @@ impl EventRepository {
         }
     }
 
-    pub fn store<A: Aggregate>(db: &Database) -> Store<A> {
-        PersistedEventStore::new_event_store(Self::new(db))
+    pub fn store<A: Aggregate + Clone>(db: &Database) -> Store<A> {
+        CachedStore::new(db, AGGREGATE_CACHE_ENTRIES)
+    }
+
+    /// The events of stream `aggregate_id` stored after `sequence`, in order.
+    pub async fn events_after<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+        sequence: usize,
+    ) -> Result<Vec<SerializedEvent>, PersistenceError> {
+        match self {
+            Self::Sqlite(_, pool) => tail!(pool, A::TYPE, aggregate_id, sequence),
+            Self::Postgres(_, pool) => tail!(pool, A::TYPE, aggregate_id, sequence),
+        }
+    }
+}
+
+/// How many aggregates of one type [`CachedStore`] keeps (about 200 bytes to 1 KiB each).
+pub const AGGREGATE_CACHE_ENTRIES: usize = 10_000;
+
+/// cqrs-es's event store with each aggregate's last committed state kept in memory.
+///
+/// Loading a cached aggregate reads only the events stored after its cached sequence, so another
+/// process's commands are always seen; a stale entry can cost at most a reread, never a wrong
+/// decision, because the store's unique (type, id, sequence) key still decides every race. Only
+/// state read from the store or stored by a successful commit enters the cache. When full, an
+/// arbitrary entry is evicted: a miss costs one full replay.
+pub struct CachedStore<A: Aggregate> {
+    inner: PersistedEventStore<EventRepository, A>,
+    repo: EventRepository,
+    cache: Mutex<HashMap<String, (A, usize)>>,
+    capacity: usize,
+}
+
+impl<A: Aggregate + Clone> CachedStore<A> {
+    pub fn new(db: &Database, capacity: usize) -> Self {
+        Self {
+            inner: PersistedEventStore::new_event_store(EventRepository::new(db)),
+            repo: EventRepository::new(db),
+            cache: Mutex::new(HashMap::new()),
+            capacity,
+        }
+    }
+
+    fn cached(&self, aggregate_id: &str) -> Option<(A, usize)> {
+        self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(aggregate_id).cloned()
+    }
+
+    fn remember(&self, aggregate_id: &str, aggregate: A, sequence: usize) {
+        if self.capacity == 0 {
+            return;
+        }
+        let mut cache = self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if cache.len() >= self.capacity && !cache.contains_key(aggregate_id) {
+            if let Some(evicted) = cache.keys().next().cloned() {
+                cache.remove(&evicted);
+            }
+        }
+        match cache.get_mut(aggregate_id) {
+            // Never replace a newer state (a concurrent command of this process committed later).
+            Some((_, known)) if *known > sequence => {}
+            _ => {
+                cache.insert(aggregate_id.to_string(), (aggregate, sequence));
+            }
+        }
+    }
+}
+
+impl<A: Aggregate + Clone> EventStore<A> for CachedStore<A> {
+    type AC = EventStoreAggregateContext<A>;
+
+    async fn load_events(&self, aggregate_id: &str) -> Result<Vec<EventEnvelope<A>>, AggregateError<A::Error>> {
+        self.inner.load_events(aggregate_id).await
+    }
+
+    async fn load_aggregate(&self, aggregate_id: &str) -> Result<Self::AC, AggregateError<A::Error>> {
+        let Some((aggregate, sequence)) = self.cached(aggregate_id) else {
+            let context = self.inner.load_aggregate(aggregate_id).await?;
+            self.remember(aggregate_id, context.aggregate.clone(), context.current_sequence);
+            return Ok(context);
+        };
+        let mut context = EventStoreAggregateContext {
+            aggregate_id: aggregate_id.to_string(),
+            aggregate,
+            current_sequence: sequence,
+            current_snapshot: None,
+        };
+        let newer = self.repo.events_after::<A>(aggregate_id, sequence).await?;
+        if !newer.is_empty() {
+            for event in newer {
+                let envelope = EventEnvelope::<A>::try_from(event)?;
+                context.current_sequence = envelope.sequence;
+                context.aggregate.apply(envelope.payload);
+            }
+            self.remember(aggregate_id, context.aggregate.clone(), context.current_sequence);
+        }
+        Ok(context)
+    }
+
+    async fn commit(
+        &self,
+        events: Vec<A::Event>,
+        context: Self::AC,
+        metadata: HashMap<String, String>,
+    ) -> Result<Vec<EventEnvelope<A>>, AggregateError<A::Error>> {
+        // cqrs-es's event sink has already applied `events` to the context's aggregate while the
+        // command was handled, so it is the state after them.
+        let decided = context.aggregate.clone();
+        let committed = self.inner.commit(events, context, metadata).await?;
+        if let Some(last) = committed.last() {
+            self.remember(&last.aggregate_id, decided, last.sequence);
+        }
+        Ok(committed)
     }
 }
 

@@ -5,9 +5,10 @@ use futures_util::future::join_all;
 use reqwest::StatusCode;
 use serde_json::json;
 use storming_api::auth::Role;
+use storming_api::ServeOptions;
 
 use crate::on_both_backends;
-use crate::support::{TestApp, TestDb};
+use crate::support::{config, TestApp, TestDb};
 
 on_both_backends!(twenty_customers_racing_for_one_book_get_one_rental);
 
@@ -43,4 +44,32 @@ async fn twenty_customers_racing_for_one_book_get_one_rental(db: TestDb) {
     let refunded = types.iter().filter(|event_type| *event_type == "PaymentRefunded").count();
     assert_eq!(approved - refunded, 1, "only the winner keeps paying ({approved} charged, {refunded} refunded)");
     app.stop().await;
+}
+
+on_both_backends!(a_process_sees_the_commands_another_process_stored);
+
+/// Each process keeps aggregates in memory (`CachedStore`); a command must still decide on the
+/// events another process stored since. Rent on A, return on B, rent again on A: A's cached copy
+/// still says "rented", and only reading the events after it lets the second rental through.
+async fn a_process_sees_the_commands_another_process_stored(db: TestDb) {
+    let a = TestApp::start(&db).await;
+    let b = TestApp::start_with(config(&db, &[]), ServeOptions { workers: false }).await;
+    let manager = a.token("librarian", &[Role::BookManager]);
+    let reader = a.token("reader", &[Role::Customer]);
+    let other = a.token("other-reader", &[Role::Customer]);
+    let book_id = a.shelved_book(&manager, "Two processes", 1000).await;
+
+    let rented = a.post(Some(&reader), "/commands/book-rental/rentals", Some(json!({"book_id": book_id}))).await;
+    assert_eq!(rented.status, StatusCode::CREATED, "{}", rented.body);
+    // B has never loaded the copy; A has it cached as rented.
+    let returned = b.post(Some(&reader), &format!("/commands/book-rental/rentals/{}/return", rented.id()), None).await;
+    assert_eq!(returned.status, StatusCode::OK, "{}", returned.body);
+
+    let again = a.post(Some(&other), "/commands/book-rental/rentals", Some(json!({"book_id": book_id}))).await;
+    assert_eq!(again.status, StatusCode::CREATED, "A decided on a stale copy: {}", again.body);
+    // And B, whose cache now says "returned", must see A's second rental.
+    let refused = b.post(Some(&reader), "/commands/book-rental/rentals", Some(json!({"book_id": book_id}))).await;
+    assert_eq!((refused.status, refused.code()), (StatusCode::CONFLICT, "book-not-available"), "{}", refused.body);
+    b.stop().await;
+    a.stop().await;
 }
