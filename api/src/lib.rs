@@ -215,6 +215,7 @@ pub async fn replay(config: &Config, name: &str) -> anyhow::Result<i64> {
         pool: state.db.read_side.clone(),
         wake: state.bus.signal.subscribe(),
         settings: state.worker_settings,
+        write_gate: state.db.write_gate.clone(),
     };
     let task = tokio::spawn(supervisor.run(stop));
     while generations::active(&state.db.read_side, name).await? < generation {
@@ -261,6 +262,7 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         worker_settings: WorkerSettings {
             lease_ttl: config.worker_lease,
             poll_interval: config.worker_poll,
+            coalesce: config.worker_coalesce,
             ..WorkerSettings::default()
         },
     };

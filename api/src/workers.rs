@@ -69,6 +69,10 @@ impl Policy for ShelfPolicy {
         "rental.shelf_policy"
     }
 
+    fn wants(&self, event: &RecordedEvent) -> bool {
+        event.aggregate_type == Book::TYPE && event.event_type == "BookRegistered"
+    }
+
     async fn react(&self, event: &RecordedEvent) -> Result<(), BoxError> {
         if event.aggregate_type != Book::TYPE {
             return Ok(());
@@ -89,6 +93,10 @@ pub struct RefundPolicy(pub Arc<CommandBus>);
 impl Policy for RefundPolicy {
     fn name(&self) -> &'static str {
         "payment.refund_policy"
+    }
+
+    fn wants(&self, event: &RecordedEvent) -> bool {
+        event.aggregate_type == BookCopy::TYPE && event.event_type == "RentalCancelled"
     }
 
     async fn react(&self, event: &RecordedEvent) -> Result<(), BoxError> {
@@ -129,6 +137,10 @@ pub struct ReconciliationPolicy {
 impl Policy for ReconciliationPolicy {
     fn name(&self) -> &'static str {
         "payment.reconciliation_policy"
+    }
+
+    fn wants(&self, event: &RecordedEvent) -> bool {
+        event.aggregate_type == Payment::TYPE && event.event_type == "PaymentApproved"
     }
 
     async fn react(&self, event: &RecordedEvent) -> Result<(), BoxError> {
@@ -204,11 +216,19 @@ pub fn spawn(
     let wake = || app.bus.signal.subscribe();
     let mut tasks: Vec<JoinHandle<()>> = Vec::new();
     for projection in projections().into_iter().filter(|projection| selected(projection.name())) {
-        let supervisor = Supervisor { projection, source: source.clone(), pool: pool.clone(), wake: wake(), settings };
+        let supervisor = Supervisor {
+            projection,
+            source: source.clone(),
+            pool: pool.clone(),
+            wake: wake(),
+            settings,
+            write_gate: app.db.write_gate.clone(),
+        };
         tasks.push(tokio::spawn(supervisor.run(stop.clone())));
     }
     for policy in policies(app).into_iter().filter(|policy| selected(policy.name())) {
-        let worker = Worker::policy(policy, source.clone(), pool.clone(), wake(), settings);
+        let worker = Worker::policy(policy, source.clone(), pool.clone(), wake(), settings)
+            .with_write_gate(app.db.write_gate.clone());
         tasks.push(tokio::spawn(worker.run(stop.clone())));
     }
     if let StorePool::Postgres(pool) = &app.db.store {

@@ -80,6 +80,8 @@ pub struct Config {
     pub worker_lease: Duration,
     /// How often an idle worker looks at the log when nothing woke it.
     pub worker_poll: Duration,
+    /// How long a worker at the head lets new events gather before its next batch.
+    pub worker_coalesce: Duration,
     /// Requests per second per caller (0: no limit), and the burst allowed above it.
     pub rate_limit_per_second: u32,
     pub rate_limit_burst: u32,
@@ -158,6 +160,10 @@ impl Config {
             payment,
             worker_lease: milliseconds("STORMING_WORKER_LEASE_MS", Duration::from_secs(5))?,
             worker_poll: milliseconds("STORMING_WORKER_POLL_MS", Duration::from_millis(500))?,
+            worker_coalesce: match get("STORMING_WORKER_COALESCE_MS") {
+                Some(value) => Duration::from_millis(parse_number("STORMING_WORKER_COALESCE_MS", &value, 0)? as u64),
+                None => Duration::from_millis(10),
+            },
             rate_limit_per_second: match get("STORMING_RATE_LIMIT_PER_SECOND") {
                 Some(value) => parse_number("STORMING_RATE_LIMIT_PER_SECOND", &value, 0)? as u32,
                 None => 100,

@@ -24,11 +24,11 @@ use sqlite_es::SqliteEventRepository;
 use sqlx::Row;
 use sqlx::{PgPool, SqlitePool};
 
-use crate::db::{Database, StorePool};
+use crate::db::{Database, StorePool, WriteGate};
 use crate::idempotency::{CALLER_ENTRY, KEY_ENTRY};
 
 pub enum EventRepository {
-    Sqlite(SqliteEventRepository, SqlitePool),
+    Sqlite(SqliteEventRepository, SqlitePool, WriteGate),
     Postgres(PostgresEventRepository, PgPool),
 }
 
@@ -124,7 +124,11 @@ pub type Store<A> = CachedStore<A>;
 impl EventRepository {
     pub fn new(db: &Database) -> Self {
         match &db.store {
-            StorePool::Sqlite(pool) => Self::Sqlite(SqliteEventRepository::new(pool.clone()), pool.clone()),
+            StorePool::Sqlite(pool) => Self::Sqlite(
+                SqliteEventRepository::new(pool.clone()),
+                pool.clone(),
+                db.write_gate.clone().unwrap_or_default(),
+            ),
             StorePool::Postgres(pool) => Self::Postgres(PostgresEventRepository::new(pool.clone()), pool.clone()),
         }
     }
@@ -140,7 +144,7 @@ impl EventRepository {
         sequence: usize,
     ) -> Result<Vec<SerializedEvent>, PersistenceError> {
         match self {
-            Self::Sqlite(_, pool) => tail!(pool, A::TYPE, aggregate_id, sequence),
+            Self::Sqlite(_, pool, _) => tail!(pool, A::TYPE, aggregate_id, sequence),
             Self::Postgres(_, pool) => tail!(pool, A::TYPE, aggregate_id, sequence),
         }
     }
@@ -248,7 +252,7 @@ impl<A: Aggregate + Clone> EventStore<A> for CachedStore<A> {
 impl PersistedEventRepository for EventRepository {
     async fn get_events<A: Aggregate>(&self, aggregate_id: &str) -> Result<Vec<SerializedEvent>, PersistenceError> {
         match self {
-            Self::Sqlite(repo, _) => repo.get_events::<A>(aggregate_id).await,
+            Self::Sqlite(repo, ..) => repo.get_events::<A>(aggregate_id).await,
             Self::Postgres(repo, _) => repo.get_events::<A>(aggregate_id).await,
         }
     }
@@ -259,7 +263,7 @@ impl PersistedEventRepository for EventRepository {
         last_sequence: usize,
     ) -> Result<Vec<SerializedEvent>, PersistenceError> {
         match self {
-            Self::Sqlite(repo, _) => repo.get_last_events::<A>(aggregate_id, last_sequence).await,
+            Self::Sqlite(repo, ..) => repo.get_last_events::<A>(aggregate_id, last_sequence).await,
             Self::Postgres(repo, _) => repo.get_last_events::<A>(aggregate_id, last_sequence).await,
         }
     }
@@ -269,7 +273,7 @@ impl PersistedEventRepository for EventRepository {
         aggregate_id: &str,
     ) -> Result<Option<SerializedSnapshot>, PersistenceError> {
         match self {
-            Self::Sqlite(repo, _) => repo.get_snapshot::<A>(aggregate_id).await,
+            Self::Sqlite(repo, ..) => repo.get_snapshot::<A>(aggregate_id).await,
             Self::Postgres(repo, _) => repo.get_snapshot::<A>(aggregate_id).await,
         }
     }
@@ -279,28 +283,32 @@ impl PersistedEventRepository for EventRepository {
         events: &[SerializedEvent],
         snapshot_update: Option<(String, Value, usize)>,
     ) -> Result<(), PersistenceError> {
+        let _turn = match self {
+            Self::Sqlite(.., gate) => Some(gate.lock().await),
+            Self::Postgres(..) => None,
+        };
         if let Some((caller, key)) = idempotency_key(events) {
             return match self {
-                Self::Sqlite(_, pool) => insert_and_complete!(pool, events, COMPLETE_KEY_SQLITE, caller, key),
+                Self::Sqlite(_, pool, _) => insert_and_complete!(pool, events, COMPLETE_KEY_SQLITE, caller, key),
                 Self::Postgres(_, pool) => insert_and_complete!(pool, events, COMPLETE_KEY_POSTGRES, caller, key),
             };
         }
         match self {
-            Self::Sqlite(repo, _) => repo.persist::<A>(events, snapshot_update).await,
+            Self::Sqlite(repo, ..) => repo.persist::<A>(events, snapshot_update).await,
             Self::Postgres(repo, _) => repo.persist::<A>(events, snapshot_update).await,
         }
     }
 
     async fn stream_events<A: Aggregate>(&self, aggregate_id: &str) -> Result<ReplayStream, PersistenceError> {
         match self {
-            Self::Sqlite(repo, _) => repo.stream_events::<A>(aggregate_id).await,
+            Self::Sqlite(repo, ..) => repo.stream_events::<A>(aggregate_id).await,
             Self::Postgres(repo, _) => repo.stream_events::<A>(aggregate_id).await,
         }
     }
 
     async fn stream_all_events<A: Aggregate>(&self) -> Result<ReplayStream, PersistenceError> {
         match self {
-            Self::Sqlite(repo, _) => repo.stream_all_events::<A>().await,
+            Self::Sqlite(repo, ..) => repo.stream_all_events::<A>().await,
             Self::Postgres(repo, _) => repo.stream_all_events::<A>().await,
         }
     }

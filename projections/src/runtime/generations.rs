@@ -202,6 +202,8 @@ pub struct Supervisor {
     pub pool: AnyPool,
     pub wake: tokio::sync::watch::Receiver<u64>,
     pub settings: super::WorkerSettings,
+    /// Handed to its workers (see [`super::Worker::with_write_gate`]).
+    pub write_gate: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
 }
 
 impl Supervisor {
@@ -245,7 +247,8 @@ impl Supervisor {
                     self.pool.clone(),
                     self.wake.clone(),
                     self.settings,
-                );
+                )
+                .with_write_gate(self.write_gate.clone());
                 workers.push((*generation, stop_worker, tokio::spawn(worker.run(stopped))));
             }
         }

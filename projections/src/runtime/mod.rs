@@ -69,5 +69,13 @@ pub struct RetryLater(pub std::time::Duration);
 #[async_trait]
 pub trait Policy: Send + Sync {
     fn name(&self) -> &'static str;
+    /// Whether `event` may need a command (from its type alone, without decoding it). A batch
+    /// with none of these writes no checkpoint of its own: the worker moves on in memory and
+    /// stores how far it got with its next lease renewal, so that a policy that reacts to one
+    /// event in a thousand does not commit a transaction for every command. A crash before that
+    /// renewal re-delivers only events the policy ignores.
+    fn wants(&self, _event: &RecordedEvent) -> bool {
+        true
+    }
     async fn react(&self, event: &RecordedEvent) -> Result<(), BoxError>;
 }

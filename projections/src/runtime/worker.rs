@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use sqlx::AnyPool;
 use storming_domain::recorded::{LogCursor, RecordedEvent};
-use tokio::sync::watch;
+use tokio::sync::{watch, Mutex, MutexGuard};
 use tokio::time::Instant;
 
 use super::checkpoint::{advance, checkpoint};
@@ -27,6 +27,10 @@ pub struct WorkerSettings {
     pub max_backoff: Duration,
     /// How long a lease lasts without renewal: a dead owner's worker is taken over after this.
     pub lease_ttl: Duration,
+    /// After a batch that reached the head, how long a worker lets new events gather before it
+    /// reads again, so that under load one transaction carries many commands' events instead of
+    /// one each. The first event after a quiet spell is read at once; this bounds the added lag.
+    pub coalesce: Duration,
 }
 
 impl Default for WorkerSettings {
@@ -36,6 +40,7 @@ impl Default for WorkerSettings {
             poll_interval: Duration::from_millis(500),
             max_backoff: Duration::from_secs(30),
             lease_ttl: Duration::from_secs(5),
+            coalesce: Duration::from_millis(10),
         }
     }
 }
@@ -71,6 +76,12 @@ pub struct Worker {
     lease: Option<Lease>,
     renewed: Instant,
     cursor: Option<LogCursor>,
+    /// How far a policy got past its stored checkpoint through events it ignores (stored with
+    /// the next lease renewal).
+    unsaved: Option<LogCursor>,
+    /// Held around each write transaction (SQLite's in-process writer queue; `storming-infra`'s
+    /// `WriteGate`).
+    write_gate: Option<Arc<Mutex<()>>>,
 }
 
 /// This process's owner name: host, process id and a random part (pids are reused).
@@ -116,7 +127,33 @@ impl Worker {
         settings: WorkerSettings,
     ) -> Self {
         let owner = process_owner().to_string();
-        Self { task, source, pool, wake, settings, key, owner, lease: None, renewed: Instant::now(), cursor: None }
+        Self {
+            task,
+            source,
+            pool,
+            wake,
+            settings,
+            key,
+            owner,
+            lease: None,
+            renewed: Instant::now(),
+            cursor: None,
+            unsaved: None,
+            write_gate: None,
+        }
+    }
+
+    /// Queues its write transactions behind `gate` (SQLite: see `storming_infra::db::WriteGate`).
+    pub fn with_write_gate(mut self, gate: Option<Arc<Mutex<()>>>) -> Self {
+        self.write_gate = gate;
+        self
+    }
+
+    async fn turn(gate: &Option<Arc<Mutex<()>>>) -> Option<MutexGuard<'_, ()>> {
+        match gate {
+            Some(gate) => Some(gate.lock().await),
+            None => None,
+        }
     }
 
     /// Names the owner explicitly (two replicas inside one test process).
@@ -145,8 +182,16 @@ impl Worker {
         let mut backoff = Duration::from_millis(100);
         while !*shutdown.borrow() {
             let pause = match self.step().await {
-                Ok(Step::Applied(_)) => {
+                Ok(Step::Applied(applied)) => {
                     backoff = Duration::from_millis(100);
+                    if applied as i64 >= self.settings.batch_size {
+                        continue; // behind: read on at once
+                    }
+                    // At the head: let the next events gather (the first one was not delayed).
+                    tokio::select! {
+                        _ = tokio::time::sleep(self.settings.coalesce) => {}
+                        _ = shutdown.changed() => {}
+                    }
                     continue;
                 }
                 Ok(Step::CaughtUp) => self.settings.poll_interval.min(self.settings.lease_ttl / 3),
@@ -169,6 +214,11 @@ impl Worker {
             }
         }
         if let Some(lease) = self.lease.take() {
+            if self.unsaved.is_some() {
+                if let Err(error) = self.renew(&lease).await {
+                    tracing::warn!(worker = name, error = %error, "could not store the checkpoint on the way out");
+                }
+            }
             if let Err(error) = lease.release(&self.pool).await {
                 tracing::warn!(worker = name, error = %error, "could not release the lease; it will expire");
             }
@@ -201,6 +251,7 @@ impl Worker {
             tracing::warn!(worker = self.name(), owner = %self.owner, "lost the lease; standing by");
             self.lease = None;
             self.cursor = None;
+            self.unsaved = None;
             return Ok(Step::Standby);
         }
         outcome
@@ -213,6 +264,7 @@ impl Worker {
                 tracing::info!(worker = self.name(), owner = %self.owner, token = lease.token, "took the lease");
                 self.renewed = Instant::now();
                 self.cursor = None; // another owner may have moved the checkpoint
+                self.unsaved = None;
             }
         }
         Ok(self.lease.clone())
@@ -223,10 +275,20 @@ impl Worker {
         if self.renewed.elapsed() < self.settings.lease_ttl / 3 {
             return Ok(());
         }
+        self.renew(lease).await
+    }
+
+    /// Renews the lease, storing the checkpoint a policy moved in memory.
+    async fn renew(&mut self, lease: &Lease) -> Result<(), BoxError> {
+        let _turn = Self::turn(&self.write_gate).await;
         let mut tx = self.pool.begin().await?;
         lease.renew(&mut tx, self.settings.lease_ttl).await?;
+        if let Some(cursor) = self.unsaved {
+            advance(&mut tx, &self.key, cursor).await?;
+        }
         tx.commit().await?;
         self.renewed = Instant::now();
+        self.unsaved = None;
         Ok(())
     }
 
@@ -238,6 +300,7 @@ impl Worker {
         events: &[RecordedEvent],
     ) -> Result<(), BoxError> {
         let last = events.last().map(RecordedEvent::cursor).unwrap_or_default();
+        let turn = Self::turn(&self.write_gate).await;
         let mut tx = self.pool.begin().await?;
         // The lease is renewed first: it fences a stale owner out, and on SQLite the first write
         // takes the write lock at once, so the transaction never has to upgrade from reader to
@@ -248,6 +311,7 @@ impl Worker {
             projection.apply(&mut tx, event, generation).await.map_err(|error| at_position(event, error))?;
         }
         tx.commit().await?;
+        drop(turn);
         self.renewed = Instant::now();
         self.cursor = Some(last);
         Ok(())
@@ -259,6 +323,12 @@ impl Worker {
         policy: Arc<dyn Policy>,
         events: &[RecordedEvent],
     ) -> Result<(), BoxError> {
+        if !events.iter().any(|event| policy.wants(event)) {
+            let last = events.last().map(RecordedEvent::cursor).unwrap_or_default();
+            self.cursor = Some(last);
+            self.unsaved = Some(last);
+            return self.renew_when_due(lease).await;
+        }
         // No transaction is held while the policy's commands run: they write to the same database.
         let mut done = None;
         let mut failure = None;
@@ -276,12 +346,14 @@ impl Worker {
             }
         }
         if let Some(cursor) = done {
+            let _turn = Self::turn(&self.write_gate).await;
             let mut tx = self.pool.begin().await?;
             lease.renew(&mut tx, self.settings.lease_ttl).await?;
             advance(&mut tx, &self.key, cursor).await?;
             tx.commit().await?;
             self.renewed = Instant::now();
             self.cursor = Some(cursor);
+            self.unsaved = None;
         }
         failure.map_or(Ok(()), Err)
     }

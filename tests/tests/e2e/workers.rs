@@ -324,3 +324,68 @@ async fn a_crash_mid_batch_leaves_nothing_of_the_batch_and_it_is_applied_once_af
     assert_eq!(times_applied(&database).await, (300, 0), "the batch applied once after the restart");
     database.close().await;
 }
+
+/// A policy that acts on the events of one stream only, and remembers where it acted.
+struct OneStreamPolicy {
+    stream: &'static str,
+    acted: std::sync::Mutex<Vec<i64>>,
+}
+
+#[async_trait]
+impl storming_projections::Policy for OneStreamPolicy {
+    fn name(&self) -> &'static str {
+        "test.one_stream_policy"
+    }
+
+    fn wants(&self, event: &RecordedEvent) -> bool {
+        event.aggregate_id == self.stream
+    }
+
+    async fn react(&self, event: &RecordedEvent) -> Result<(), BoxError> {
+        if event.aggregate_id == self.stream {
+            self.acted.lock().unwrap().push(event.position);
+        }
+        Ok(())
+    }
+}
+
+on_both_backends!(a_policy_stores_its_checkpoint_when_it_acts_and_with_its_lease_otherwise);
+
+/// Batches a policy ignores cost no transaction: the checkpoint moves in memory, is stored with the
+/// next lease renewal (here: on the way out), and never ahead of what the policy has done.
+async fn a_policy_stores_its_checkpoint_when_it_acts_and_with_its_lease_otherwise(db: TestDb) {
+    let database = log_with_events(&db, 500).await;
+    let policy = Arc::new(OneStreamPolicy { stream: "stream-2", acted: Default::default() });
+    let source = Arc::new(LogSource(GlobalLog::new(&database)));
+    let (_, wake) = watch::channel(0);
+    let settings = WorkerSettings { batch_size: 100, lease_ttl: Duration::from_secs(60), ..WorkerSettings::default() };
+    let mut worker = Worker::policy(policy.clone(), source, database.read_side.clone(), wake, settings);
+    let stored = || async {
+        storming_projections::runtime::checkpoint(&database.read_side, "test.one_stream_policy")
+            .await
+            .unwrap()
+            .cursor
+            .position
+    };
+
+    assert_eq!(step(&mut worker).await.unwrap(), Step::Applied(100));
+    assert_eq!(step(&mut worker).await.unwrap(), Step::Applied(100));
+    assert_eq!(stored().await, 0, "two ignored batches, no checkpoint written");
+    assert_eq!(step(&mut worker).await.unwrap(), Step::Applied(100));
+    let acted = policy.acted.lock().unwrap().clone();
+    assert_eq!(acted.len(), 100, "the policy acted on stream-2");
+    assert_eq!(stored().await, *acted.last().unwrap(), "stored at once after acting");
+    assert_eq!(step(&mut worker).await.unwrap(), Step::Applied(100));
+    assert_eq!(step(&mut worker).await.unwrap(), Step::Applied(100));
+    assert_eq!(step(&mut worker).await.unwrap(), Step::CaughtUp);
+    assert_eq!(stored().await, *acted.last().unwrap(), "the ignored tail waits for the lease renewal");
+
+    let (stop, shutdown) = watch::channel(false);
+    let running = tokio::spawn(worker.run(shutdown));
+    stop.send(true).unwrap();
+    running.await.unwrap();
+    let head = GlobalLog::new(&database).head().await.unwrap();
+    assert_eq!(stored().await, head, "stored on the way out");
+    assert_eq!(policy.acted.lock().unwrap().len(), 100, "nothing acted on twice");
+    database.close().await;
+}
