@@ -41,8 +41,9 @@ pub struct GlobalLog {
 #[derive(Debug)]
 struct LogSql {
     /// What workers run: no filter, so that the planner walks the log-order index and stops at
-    /// the limit (with the audit's optional filters, PostgreSQL's generic plan scans and sorts
-    /// everything after the cursor: measured 620 ms against 0.45 ms per batch, 1M events).
+    /// the limit. PostgreSQL runs it as a prepared statement with a generic plan, which must not
+    /// sort (tests/e2e/global_log.rs checks the plan): with a sort, one batch took 1.8 s at 300,000
+    /// events against 2.3 ms with the index walk.
     follow: &'static str,
     read_after: &'static str,
     stream: &'static str,
@@ -94,7 +95,9 @@ static POSTGRES: LogSql = LogSql {
         columns!(postgres),
         " WHERE (transaction_id, global_position) > ($3::text::xid8, $1)",
         " AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())",
-        " ORDER BY transaction_id, global_position LIMIT $2"
+        // Qualified: a bare `transaction_id` here would name the output column (the bigint cast),
+        // which no index has, and PostgreSQL would sort every event after the cursor.
+        " ORDER BY events.transaction_id, events.global_position LIMIT $2"
     ),
     read_after: concat!(
         columns!(postgres),
@@ -102,7 +105,7 @@ static POSTGRES: LogSql = LogSql {
         " AND ($4::text IS NULL OR metadata ->> 'correlation_id' = $4)",
         " AND (transaction_id, global_position) > ($6::text::xid8, $1)",
         " AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())",
-        " ORDER BY transaction_id, global_position LIMIT $5"
+        " ORDER BY events.transaction_id, events.global_position LIMIT $5"
     ),
     stream: concat!(columns!(postgres), " WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence"),
     correlation: concat!(columns!(postgres), " WHERE metadata ->> 'correlation_id' = $1 ORDER BY global_position"),
@@ -120,6 +123,12 @@ static POSTGRES: LogSql = LogSql {
 };
 
 impl GlobalLog {
+    /// The query workers follow the log with (`$1` position, `$2` limit, `$3` transaction id), for
+    /// checking its plan.
+    pub fn follow_sql(&self) -> &'static str {
+        self.sql.follow
+    }
+
     pub fn new(db: &Database) -> Self {
         let sql = match db.backend {
             Backend::Sqlite => &SQLITE,

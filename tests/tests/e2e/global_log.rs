@@ -135,3 +135,35 @@ async fn on_postgres_a_late_commit_is_not_skipped_where_a_naive_reader_skips_it(
     assert_eq!(ours, [1, 2], "the gap-safe reader sees both, in commit order");
     database.close().await;
 }
+
+/// Workers run the follow query prepared, and PostgreSQL switches a prepared statement to a generic
+/// plan (parameters unknown). That plan must walk the log-order index and stop at the limit: a
+/// sort over everything after the cursor made catch-up a thousand times slower at a million
+/// events (an `ORDER BY transaction_id` that named the output column, a cast, not the index's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_the_workers_log_query_walks_the_index_without_sorting() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let database = Database::connect(&db.url, 4).await.unwrap();
+    let StorePool::Postgres(pool) = &database.store else { unreachable!("a PostgreSQL test database") };
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
+         SELECT 'test.stream', 'stream-' || (n / 100), n % 100 + 1, 'Appended', '1.0', '{}'::jsonb, '{}'::jsonb \
+         FROM generate_series(0, 49999) AS n",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query("ANALYZE events").execute(pool).await.unwrap();
+
+    let mut connection = pool.acquire().await.unwrap();
+    sqlx::query("SET plan_cache_mode = force_generic_plan").execute(&mut *connection).await.unwrap();
+    let follow = GlobalLog::new(&database).follow_sql();
+    sqlx::query(&format!("PREPARE follow(bigint, bigint, text) AS {follow}")).execute(&mut *connection).await.unwrap();
+    let plan: Vec<String> =
+        sqlx::query_scalar("EXPLAIN EXECUTE follow(1000, 500, '1')").fetch_all(&mut *connection).await.unwrap();
+    let plan = plan.join("\n");
+    assert!(plan.contains("events_log_order"), "the log-order index is used:\n{plan}");
+    assert!(!plan.contains("Sort"), "no sort:\n{plan}");
+    drop(connection);
+    database.close().await;
+}
