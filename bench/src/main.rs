@@ -453,6 +453,9 @@ impl Bench {
                             lag.record(begun, status, 200);
                         }
                     }
+                    // The probe's own failed commands count as its errors, so that a probe that
+                    // measured nothing says why.
+                    lag.errors += ignored.errors;
                     lag
                 })
             };
@@ -471,6 +474,13 @@ impl Bench {
             "{} queries {readers} clients under load: {:.0}/s  p50 {:.2} ms  p99 {:.2} ms;  commit→visible p50 {:.2} ms  p99 {:.2} ms",
             self.args.backend, queries.median_per_second, queries.median_p50_ms, queries.median_p99_ms, lag.median_p50_ms, lag.median_p99_ms
         );
+        if lag.runs.iter().any(|run| run.per_second == 0.0) {
+            println!(
+                "{} lag probe: a run measured nothing ({} errors)",
+                self.args.backend,
+                lag.runs.iter().map(|run| run.errors).sum::<u64>()
+            );
+        }
         self.results.push(json!({"group": "queries", "fsync_per_second": fsync, "point": queries}));
         self.results.push(json!({"group": "lag", "fsync_per_second": fsync, "point": lag}));
         server.stop()?;
