@@ -15,6 +15,7 @@ use storming_domain::recorded::RecordedEvent;
 use storming_domain::rental::{self, BookCopy, RentalEvent};
 
 use crate::page::Page;
+use crate::runtime::batch::{self, Value, Writes};
 use crate::runtime::generations::table;
 use crate::runtime::{BoxError, Projection};
 
@@ -57,68 +58,86 @@ impl Projection for MyPage {
     }
 
     async fn apply(&self, tx: &mut AnyConnection, event: &RecordedEvent, generation: i64) -> Result<(), BoxError> {
-        let at = &event.recorded_at;
-        let (profiles, items) = (table("my_page_profiles", generation), table("my_page_items", generation));
-        match event.aggregate_type.as_str() {
-            <Customer as Aggregate>::TYPE => {
-                let CustomerEvent::CustomerRegistered { customer_id, name, phone } = event.decode()?;
-                sqlx::query(&format!(
-                    "INSERT INTO {profiles} (customer_id, name, phone, registered_at) VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT (customer_id) DO NOTHING"
-                ))
-                .bind(customer_id)
-                .bind(name)
-                .bind(phone)
-                .bind(at)
-                .execute(&mut *tx)
-                .await?;
-            }
-            <BookCopy as Aggregate>::TYPE => {
-                let (rental_id, status) = match event.decode::<RentalEvent>()? {
-                    RentalEvent::BookShelved { .. } => return Ok(()),
-                    RentalEvent::BookRented { rental_id, title, customer_id, fee, .. } => {
-                        sqlx::query(&format!(
-                            "INSERT INTO {items} (customer_id, flow, item_id, title, status, payment_status, amount, \
-                             updated_at) VALUES ($1, $2, $3, $4, 'RENTED', 'PAID', $5, $6) \
-                             ON CONFLICT (customer_id, item_id) DO NOTHING"
-                        ))
-                        .bind(customer_id)
-                        .bind(rental::FLOW)
-                        .bind(rental_id.to_string())
-                        .bind(title)
-                        .bind(fee.amount())
-                        .bind(at)
-                        .execute(&mut *tx)
-                        .await?;
-                        return Ok(());
-                    }
-                    RentalEvent::BookReturned { rental_id, .. } => (rental_id, "RETURNED"),
-                    RentalEvent::RentalCancelled { rental_id, .. } => (rental_id, "CANCELLED"),
-                };
-                sqlx::query(&format!("UPDATE {items} SET status = $2, updated_at = $3 WHERE item_id = $1"))
-                    .bind(rental_id.to_string())
-                    .bind(status)
-                    .bind(at)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            <Payment as Aggregate>::TYPE => {
-                if let PaymentEvent::PaymentRefunded { reference, customer_id, .. } = event.decode::<PaymentEvent>()? {
-                    sqlx::query(&format!(
-                        "UPDATE {items} SET payment_status = 'REFUNDED', updated_at = $3 \
-                         WHERE customer_id = $1 AND item_id = $2"
-                    ))
-                    .bind(customer_id)
-                    .bind(reference.id.to_string())
-                    .bind(at)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-            }
-            _ => {}
-        }
-        Ok(())
+        self.apply_batch(tx, std::slice::from_ref(event), generation).await
     }
+
+    async fn apply_batch(
+        &self,
+        tx: &mut AnyConnection,
+        events: &[RecordedEvent],
+        generation: i64,
+    ) -> Result<(), BoxError> {
+        let tables = (table("my_page_profiles", generation), table("my_page_items", generation));
+        batch::apply(tx, events, |writes, event| write(writes, &tables, event)).await
+    }
+}
+
+/// The row writes of one event.
+fn write(writes: &mut Writes, (profiles, items): &(String, String), event: &RecordedEvent) -> Result<(), BoxError> {
+    let at = || Value::from(event.recorded_at.clone());
+    match event.aggregate_type.as_str() {
+        <Customer as Aggregate>::TYPE => {
+            let CustomerEvent::CustomerRegistered { customer_id, name, phone } = event.decode()?;
+            writes.insert(
+                profiles,
+                &["customer_id", "name", "phone", "registered_at"],
+                &["customer_id"],
+                vec![customer_id.into(), name.into(), phone.into(), at()],
+            );
+        }
+        <BookCopy as Aggregate>::TYPE => {
+            let (rental_id, status) = match event.decode::<RentalEvent>()? {
+                RentalEvent::BookShelved { .. } => return Ok(()),
+                RentalEvent::BookRented { rental_id, title, customer_id, fee, .. } => {
+                    writes.insert(
+                        items,
+                        &[
+                            "customer_id",
+                            "flow",
+                            "item_id",
+                            "title",
+                            "status",
+                            "payment_status",
+                            "amount",
+                            "updated_at",
+                        ],
+                        &["customer_id", "item_id"],
+                        vec![
+                            customer_id.into(),
+                            rental::FLOW.into(),
+                            rental_id.to_string().into(),
+                            title.into(),
+                            "RENTED".into(),
+                            "PAID".into(),
+                            fee.amount().into(),
+                            at(),
+                        ],
+                    );
+                    return Ok(());
+                }
+                RentalEvent::BookReturned { rental_id, .. } => (rental_id, "RETURNED"),
+                RentalEvent::RentalCancelled { rental_id, .. } => (rental_id, "CANCELLED"),
+            };
+            writes.update(
+                items,
+                &["item_id"],
+                &["status", "updated_at"],
+                vec![rental_id.to_string().into(), status.into(), at()],
+            );
+        }
+        <Payment as Aggregate>::TYPE => {
+            if let PaymentEvent::PaymentRefunded { reference, customer_id, .. } = event.decode::<PaymentEvent>()? {
+                writes.update(
+                    items,
+                    &["customer_id", "item_id"],
+                    &["payment_status", "updated_at"],
+                    vec![customer_id.into(), reference.id.to_string().into(), "REFUNDED".into(), at()],
+                );
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 pub async fn profile(pool: &AnyPool, generation: i64, customer_id: &str) -> Result<Option<Profile>, sqlx::Error> {

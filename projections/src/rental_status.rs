@@ -15,6 +15,7 @@ use storming_domain::rental::{BookCopy, RentalEvent};
 
 use crate::page::Page;
 use crate::rfc3339;
+use crate::runtime::batch::{self, Value, Writes};
 use crate::runtime::generations::table;
 use crate::runtime::{BoxError, Projection};
 
@@ -64,74 +65,94 @@ impl Projection for RentalStatusView {
     }
 
     async fn apply(&self, tx: &mut AnyConnection, event: &RecordedEvent, generation: i64) -> Result<(), BoxError> {
-        let at = &event.recorded_at;
-        let rentals = table("rental_status", generation);
-        match event.aggregate_type.as_str() {
-            <BookCopy as Aggregate>::TYPE => match event.decode::<RentalEvent>()? {
-                RentalEvent::BookShelved { .. } => {}
-                RentalEvent::BookRented {
-                    rental_id,
-                    book_id,
-                    title,
-                    customer_id,
-                    fee,
-                    payment_id,
-                    rented_at,
-                    due_at,
-                } => {
-                    sqlx::query(&format!(
-                        "INSERT INTO {rentals} (rental_id, book_id, title, customer_id, status, overdue, payment_id, \
-                         payment_status, fee, rented_at, due_at, updated_at) \
-                         VALUES ($1, $2, $3, $4, 'RENTED', 0, $5, 'PAID', $6, $7, $8, $9) ON CONFLICT (rental_id) DO NOTHING"
-                    ))
-                    .bind(rental_id.to_string())
-                    .bind(book_id.to_string())
-                    .bind(title)
-                    .bind(customer_id)
-                    .bind(payment_id.to_string())
-                    .bind(fee.amount())
-                    .bind(rfc3339(&rented_at))
-                    .bind(rfc3339(&due_at))
-                    .bind(at)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                RentalEvent::RentalCancelled { rental_id, cancelled_at, .. } => {
-                    sqlx::query(&format!("UPDATE {rentals} SET status = 'CANCELLED', cancelled_at = $2, updated_at = $3 WHERE rental_id = $1"))
-                        .bind(rental_id.to_string())
-                        .bind(rfc3339(&cancelled_at))
-                        .bind(at)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                RentalEvent::BookReturned { rental_id, returned_at, overdue, .. } => {
-                    sqlx::query(&format!(
-                        "UPDATE {rentals} SET status = 'RETURNED', returned_at = $2, overdue = $3, updated_at = $4 \
-                         WHERE rental_id = $1"
-                    ))
-                    .bind(rental_id.to_string())
-                    .bind(rfc3339(&returned_at))
-                    .bind(i64::from(overdue))
-                    .bind(at)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-            },
-            <Payment as Aggregate>::TYPE => {
-                if let PaymentEvent::PaymentRefunded { payment_id, .. } = event.decode::<PaymentEvent>()? {
-                    sqlx::query(&format!(
-                        "UPDATE {rentals} SET payment_status = 'REFUNDED', updated_at = $2 WHERE payment_id = $1"
-                    ))
-                    .bind(payment_id.to_string())
-                    .bind(at)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-            }
-            _ => {}
-        }
-        Ok(())
+        self.apply_batch(tx, std::slice::from_ref(event), generation).await
     }
+
+    async fn apply_batch(
+        &self,
+        tx: &mut AnyConnection,
+        events: &[RecordedEvent],
+        generation: i64,
+    ) -> Result<(), BoxError> {
+        let rentals = table("rental_status", generation);
+        batch::apply(tx, events, |writes, event| write(writes, &rentals, event)).await
+    }
+}
+
+const RENTED: &[&str] = &[
+    "rental_id",
+    "book_id",
+    "title",
+    "customer_id",
+    "status",
+    "overdue",
+    "payment_id",
+    "payment_status",
+    "fee",
+    "rented_at",
+    "due_at",
+    "updated_at",
+];
+
+/// The row writes of one event.
+fn write(writes: &mut Writes, rentals: &str, event: &RecordedEvent) -> Result<(), BoxError> {
+    let at = || Value::from(event.recorded_at.clone());
+    match event.aggregate_type.as_str() {
+        <BookCopy as Aggregate>::TYPE => match event.decode::<RentalEvent>()? {
+            RentalEvent::BookShelved { .. } => {}
+            RentalEvent::BookRented { rental_id, book_id, title, customer_id, fee, payment_id, rented_at, due_at } => {
+                writes.insert(
+                    rentals,
+                    RENTED,
+                    &["rental_id"],
+                    vec![
+                        rental_id.to_string().into(),
+                        book_id.to_string().into(),
+                        title.into(),
+                        customer_id.into(),
+                        "RENTED".into(),
+                        0.into(),
+                        payment_id.to_string().into(),
+                        "PAID".into(),
+                        fee.amount().into(),
+                        rfc3339(&rented_at).into(),
+                        rfc3339(&due_at).into(),
+                        at(),
+                    ],
+                );
+            }
+            RentalEvent::RentalCancelled { rental_id, cancelled_at, .. } => writes.update(
+                rentals,
+                &["rental_id"],
+                &["status", "cancelled_at", "updated_at"],
+                vec![rental_id.to_string().into(), "CANCELLED".into(), rfc3339(&cancelled_at).into(), at()],
+            ),
+            RentalEvent::BookReturned { rental_id, returned_at, overdue, .. } => writes.update(
+                rentals,
+                &["rental_id"],
+                &["status", "returned_at", "overdue", "updated_at"],
+                vec![
+                    rental_id.to_string().into(),
+                    "RETURNED".into(),
+                    rfc3339(&returned_at).into(),
+                    i64::from(overdue).into(),
+                    at(),
+                ],
+            ),
+        },
+        <Payment as Aggregate>::TYPE => {
+            if let PaymentEvent::PaymentRefunded { payment_id, .. } = event.decode::<PaymentEvent>()? {
+                writes.update(
+                    rentals,
+                    &["payment_id"],
+                    &["payment_status", "updated_at"],
+                    vec![payment_id.to_string().into(), "REFUNDED".into(), at()],
+                );
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// The columns of generation `generation`, for its queries.

@@ -13,6 +13,7 @@
 //! Workers wake on an in-process signal when a command stores events (and, on PostgreSQL, on
 //! `NOTIFY` from other processes), and poll slowly as a fallback.
 
+pub mod batch;
 mod checkpoint;
 pub mod generations;
 pub mod lease;
@@ -57,6 +58,25 @@ pub trait Projection: Send + Sync {
     /// The base names of its tables.
     fn tables(&self) -> &'static [&'static str];
     async fn apply(&self, tx: &mut AnyConnection, event: &RecordedEvent, generation: i64) -> Result<(), BoxError>;
+
+    /// Applies a batch, in order, inside the worker's transaction. Event by event unless the view
+    /// sends the batch's writes together ([`batch::Writes`]); the result must be the same.
+    async fn apply_batch(
+        &self,
+        tx: &mut AnyConnection,
+        events: &[RecordedEvent],
+        generation: i64,
+    ) -> Result<(), BoxError> {
+        for event in events {
+            self.apply(tx, event, generation).await.map_err(|error| at_position(event, error))?;
+        }
+        Ok(())
+    }
+}
+
+/// `error`, saying which event caused it.
+pub fn at_position(event: &RecordedEvent, error: BoxError) -> BoxError {
+    format!("{} at position {} ({}): {error}", event.event_type, event.position, event.event_id()).into()
 }
 
 /// A policy's answer for an event it cannot decide on yet (it waits for something to happen or not

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use super::checkpoint::{advance, checkpoint};
 use super::generations::worker_key;
 use super::lease::{try_acquire, Lease, LeaseLost};
-use super::{BoxError, EventSource, Policy, Projection, RetryLater};
+use super::{at_position, BoxError, EventSource, Policy, Projection, RetryLater};
 
 /// How soon a worker looks again at events it could not read yet.
 const HORIZON_RETRY: Duration = Duration::from_millis(10);
@@ -307,9 +307,7 @@ impl Worker {
         // writer (which SQLite may refuse).
         lease.renew(&mut tx, self.settings.lease_ttl).await?;
         advance(&mut tx, &self.key, last).await?;
-        for event in events {
-            projection.apply(&mut tx, event, generation).await.map_err(|error| at_position(event, error))?;
-        }
+        projection.apply_batch(&mut tx, events, generation).await?;
         tx.commit().await?;
         drop(turn);
         self.renewed = Instant::now();
@@ -357,8 +355,4 @@ impl Worker {
         }
         failure.map_or(Ok(()), Err)
     }
-}
-
-fn at_position(event: &RecordedEvent, error: BoxError) -> BoxError {
-    format!("{} at position {} ({}): {error}", event.event_type, event.position, event.event_id()).into()
 }

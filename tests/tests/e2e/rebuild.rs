@@ -10,6 +10,7 @@ use sqlx::Row;
 use storming_api::auth::Role;
 use storming_api::{workers, ServeOptions};
 use storming_projections::runtime::generations::table;
+use storming_projections::{Step, Worker, WorkerSettings};
 
 use crate::on_both_backends;
 use crate::support::{config, TestApp, TestDb};
@@ -191,4 +192,55 @@ async fn storming_replay_rebuilds_a_view_and_returns_once_it_is_active(db: TestD
     assert_eq!(generation, 2);
     assert_eq!(answers(&api, &rentals).await, before);
     api.stop().await;
+}
+
+/// Every row of `table`, as text, in a stable order.
+async fn rows_of(pool: &sqlx::AnyPool, table: &str) -> Vec<Vec<String>> {
+    let rows = sqlx::query(&format!("SELECT * FROM {table} ORDER BY 1, 2")).fetch_all(pool).await.unwrap();
+    rows.iter()
+        .map(|row| {
+            (0..row.len())
+                .map(|column| match row.try_get::<Option<String>, _>(column) {
+                    Ok(text) => format!("{text:?}"),
+                    Err(_) => format!("{:?}", row.try_get::<Option<i64>, _>(column).unwrap()),
+                })
+                .collect()
+        })
+        .collect()
+}
+
+on_both_backends!(a_view_applies_a_batch_as_it_applies_its_events_one_by_one);
+
+/// Views that send a batch's writes together (`runtime::batch::Writes`) must end where event by
+/// event would: every view is built twice from the same log, in batches of 1 and of 500.
+async fn a_view_applies_a_batch_as_it_applies_its_events_one_by_one(db: TestDb) {
+    let app = TestApp::start(&db).await;
+    a_busy_shop(&app).await;
+    caught_up(&app).await;
+    let state = app.state();
+    let pool = &state.db.read_side;
+    for projection in workers::projections() {
+        let mut built = Vec::new();
+        for (generation, batch_size) in [(901, 1), (902, 500)] {
+            sqlx::raw_sql(&projection.schema().replace("{g}", &generation.to_string())).execute(pool).await.unwrap();
+            let source = Arc::new(workers::LogSource(state.log.clone()));
+            let settings = WorkerSettings { batch_size, ..WorkerSettings::default() };
+            let (_, wake) = tokio::sync::watch::channel(0);
+            let mut worker =
+                Worker::projection_generation(projection.clone(), generation, source, pool.clone(), wake, settings);
+            while worker.step().await.unwrap() != Step::CaughtUp {}
+            let mut rows = Vec::new();
+            for base in projection.tables() {
+                rows.push(rows_of(pool, &table(base, generation)).await);
+            }
+            built.push(rows);
+        }
+        assert!(built[0].iter().any(|rows| !rows.is_empty()), "{} has rows", projection.name());
+        assert_eq!(built[0], built[1], "{}: batches of 1 and of 500 differ", projection.name());
+    }
+    let rentals = rows_of(pool, "rental_status_g902").await;
+    for wanted in ["\"RETURNED\"", "\"CANCELLED\"", "\"REFUNDED\""] {
+        assert!(rentals.iter().flatten().any(|value| value.contains(wanted)), "a rental with {wanted}: {rentals:?}");
+    }
+    app.stop().await;
 }
