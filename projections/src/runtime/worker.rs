@@ -7,12 +7,16 @@ use std::time::Duration;
 use sqlx::AnyPool;
 use storming_domain::recorded::{LogCursor, RecordedEvent};
 use tokio::sync::{watch, Mutex, MutexGuard};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::checkpoint::{advance, checkpoint};
 use super::generations::worker_key;
 use super::lease::{try_acquire, Lease, LeaseLost};
 use super::{at_position, BoxError, EventSource, Policy, Projection, RetryLater};
+
+/// A batch being read in the background.
+type Reading = JoinHandle<Result<Vec<RecordedEvent>, BoxError>>;
 
 /// How soon a worker looks again at events it could not read yet.
 const HORIZON_RETRY: Duration = Duration::from_millis(10);
@@ -76,6 +80,9 @@ pub struct Worker {
     lease: Option<Lease>,
     renewed: Instant,
     cursor: Option<LogCursor>,
+    /// While a projection applies a full batch (it is behind), the next batch is already being
+    /// read on another connection: the batch after `.0`.
+    read_ahead: Option<(LogCursor, Reading)>,
     /// How far a policy got past its stored checkpoint through events it ignores (stored with
     /// the next lease renewal).
     unsaved: Option<LogCursor>,
@@ -138,6 +145,7 @@ impl Worker {
             lease: None,
             renewed: Instant::now(),
             cursor: None,
+            read_ahead: None,
             unsaved: None,
             write_gate: None,
         }
@@ -234,7 +242,7 @@ impl Worker {
             None => checkpoint(&self.pool, &self.key).await?.cursor,
         };
         self.cursor = Some(cursor);
-        let events = self.source.read_after(cursor, self.settings.batch_size).await?;
+        let events = self.read(cursor).await?;
         let outcome = if events.is_empty() {
             let waiting = self.source.has_unreadable(cursor).await?;
             self.renew_when_due(&lease).await.map(|()| if waiting { Step::Waiting } else { Step::CaughtUp })
@@ -255,6 +263,25 @@ impl Worker {
             return Ok(Step::Standby);
         }
         outcome
+    }
+
+    /// The batch after `cursor`: the one read ahead if it starts there, else read now. A
+    /// projection that got a full batch starts reading the next one before applying this one.
+    async fn read(&mut self, cursor: LogCursor) -> Result<Vec<RecordedEvent>, BoxError> {
+        let events = match self.read_ahead.take() {
+            Some((after, reading)) if after == cursor => reading.await??,
+            Some((_, stale)) => {
+                stale.abort();
+                self.source.read_after(cursor, self.settings.batch_size).await?
+            }
+            None => self.source.read_after(cursor, self.settings.batch_size).await?,
+        };
+        let full = events.len() as i64 >= self.settings.batch_size;
+        if let (true, Task::Projection(..), Some(last)) = (full, &self.task, events.last()) {
+            let (source, after, limit) = (self.source.clone(), last.cursor(), self.settings.batch_size);
+            self.read_ahead = Some((after, tokio::spawn(async move { source.read_after(after, limit).await })));
+        }
+        Ok(events)
     }
 
     async fn hold_lease(&mut self) -> Result<Option<Lease>, BoxError> {
