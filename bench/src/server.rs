@@ -31,8 +31,11 @@ impl FreshDb {
         // Start every group from the same state: dirty pages written out.
         sqlx::query("CHECKPOINT").execute(&admin).await?;
         admin.close().await;
-        let (base, _) = admin_url.rsplit_once('/').context("a database URL ends in /NAME")?;
-        Ok(Self { url: format!("{base}/{name}"), dir: None, postgres: Some((admin_url.to_string(), name)) })
+        // postgres://HOST/DB?OPTIONS: the group's database replaces DB; the options stay.
+        let (address, options) = admin_url.split_once('?').map_or((admin_url, ""), |(a, o)| (a, o));
+        let (base, _) = address.rsplit_once('/').context("a database URL ends in /NAME")?;
+        let options = if options.is_empty() { String::new() } else { format!("?{options}") };
+        Ok(Self { url: format!("{base}/{name}{options}"), dir: None, postgres: Some((admin_url.to_string(), name)) })
     }
 
     pub async fn drop(self) {
