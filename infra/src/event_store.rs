@@ -65,10 +65,12 @@ macro_rules! tail {
 
 const INSERT_EVENT: &str = "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, \
                             payload, metadata) VALUES ($1, $2, $3, $4, $5, $6, $7)";
-const COMPLETE_KEY_SQLITE: &str = "UPDATE idempotency_keys SET position = (SELECT MAX(position) FROM events \
-     WHERE aggregate_type = $1 AND aggregate_id = $2) WHERE caller = $3 AND key = $4 AND position IS NULL";
-const COMPLETE_KEY_POSTGRES: &str = "UPDATE idempotency_keys SET position = (SELECT MAX(global_position) FROM events \
-     WHERE aggregate_type = $1 AND aggregate_id = $2) WHERE caller = $3 AND key = $4 AND position IS NULL";
+const COMPLETE_KEY_SQLITE: &str = "UPDATE idempotency_keys SET position = (SELECT position FROM events \
+     WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence DESC LIMIT 1) \
+     WHERE caller = $3 AND key = $4 AND position IS NULL";
+const COMPLETE_KEY_POSTGRES: &str = "UPDATE idempotency_keys SET position = (SELECT global_position FROM events \
+     WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence DESC LIMIT 1) \
+     WHERE caller = $3 AND key = $4 AND position IS NULL";
 
 /// Stores `events` and completes the idempotency key in one transaction on `pool` (the same code
 /// for both pool types, hence a macro).

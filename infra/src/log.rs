@@ -51,6 +51,9 @@ struct LogSql {
     first_of_correlation: &'static str,
     head: &'static str,
     cursor_of: &'static str,
+    /// The newest event's position, found through the stream's key index backwards: not
+    /// `MAX(position)`, which reads every event of the stream (commands slowed down as a book's
+    /// history grew). The newest sequence has the highest position: it was stored after the rest.
     last_position_of_stream: &'static str,
     lag: &'static str,
 }
@@ -86,7 +89,8 @@ static SQLITE: LogSql = LogSql {
     head: "SELECT COALESCE(MAX(position), 0) FROM events",
     cursor_of: "SELECT 0 FROM events WHERE position = $1",
     last_position_of_stream:
-        "SELECT COALESCE(MAX(position), 0) FROM events WHERE aggregate_type = $1 AND aggregate_id = $2",
+        "SELECT COALESCE((SELECT position FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 \
+         ORDER BY sequence DESC LIMIT 1), 0)",
     lag: "SELECT COUNT(*) AS behind, MIN(recorded_at) AS oldest FROM events WHERE position > $1",
 };
 
@@ -116,7 +120,8 @@ static POSTGRES: LogSql = LogSql {
     head: "SELECT COALESCE(MAX(global_position), 0) FROM events",
     cursor_of: "SELECT transaction_id::text::bigint FROM events WHERE global_position = $1",
     last_position_of_stream:
-        "SELECT COALESCE(MAX(global_position), 0) FROM events WHERE aggregate_type = $1 AND aggregate_id = $2",
+        "SELECT COALESCE((SELECT global_position FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 \
+         ORDER BY sequence DESC LIMIT 1), 0)",
     lag: "SELECT COUNT(*) AS behind, \
           to_char(MIN(recorded_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS oldest \
           FROM events WHERE (transaction_id, global_position) > ($2::text::xid8, $1)",
