@@ -151,6 +151,14 @@ impl Policy for ReconciliationPolicy {
             return Ok(());
         };
         let transaction = self.bus.log.correlation(&reference.id.to_string()).await?;
+        // A charge refunded before its command was answered (it lost its race, or its events
+        // could not be stored) needs nothing more.
+        let refunded = transaction
+            .iter()
+            .any(|other| other.aggregate_type == Payment::TYPE && other.event_type == "PaymentRefunded");
+        if refunded {
+            return Ok(());
+        }
         let recorded = transaction.iter().any(|other| other.aggregate_type != Payment::TYPE);
         let approved_at = DateTime::parse_from_rfc3339(&event.recorded_at)?.with_timezone(&Utc);
         let grace = TimeDelta::from_std(self.grace)?;
