@@ -407,6 +407,8 @@ impl Bench {
         let readers = if self.args.smoke { 2 } else { 16 };
         let mut runs = Vec::new();
         let mut lag_runs = Vec::new();
+        let mut prober =
+            Some(Renter { token: api.token("bench-prober", Role::Customer), book_id: books[4].clone(), rental: None });
         tokio::time::sleep(Duration::from_secs(self.args.warmup)).await;
         for _ in 0..self.args.repeats {
             let deadline = Instant::now() + Duration::from_secs(self.args.seconds);
@@ -435,13 +437,11 @@ impl Bench {
                 .collect();
             // The lag probe: one more customer renting and returning book 5, reading each
             // command's effect with min_position.
+            // The prober is kept from run to run: a run that ends with its book rented must
+            // return it first in the next (a fresh prober would be refused its rent forever).
             let probe = {
                 let api = api.clone();
-                let mut renter = Renter {
-                    token: api.token("bench-prober", Role::Customer),
-                    book_id: books[4].clone(),
-                    rental: None,
-                };
+                let mut renter = prober.take().expect("the prober is back from the last run");
                 tokio::spawn(async move {
                     let mut lag = Tally::new();
                     let mut ignored = Tally::new();
@@ -456,7 +456,8 @@ impl Bench {
                     // The probe's own failed commands count as its errors, so that a probe that
                     // measured nothing says why.
                     lag.errors += ignored.errors;
-                    lag
+                    lag.conflicts += ignored.conflicts;
+                    (renter, lag)
                 })
             };
             let mut tallies = Vec::new();
@@ -465,7 +466,9 @@ impl Bench {
             }
             let elapsed = started.elapsed();
             runs.push(summarize(tallies, elapsed));
-            lag_runs.push(summarize(vec![probe.await.expect("the probe")], elapsed));
+            let (renter, lag) = probe.await.expect("the probe");
+            prober = Some(renter);
+            lag_runs.push(summarize(vec![lag], elapsed));
         }
         let _ = load.await;
         let queries = Point::new("queries", readers, runs);
