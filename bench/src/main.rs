@@ -567,7 +567,9 @@ impl Bench {
         .fetch_one(&database.read_side)
         .await?;
         for name in ["rental_status", "my_page"] {
-            // A fresh projection: a worker process for it alone, timed until it reaches the head.
+            // A fresh projection: a worker process for it alone, timed until it reaches the head
+            // and has built the indexes its queries use.
+            let indexes = query_index_names(name, 1)?;
             let started = Instant::now();
             let mut worker = std::process::Command::new(&self.binary)
                 .args(["work", "--only", name])
@@ -581,7 +583,7 @@ impl Bench {
                     .bind(&key)
                     .fetch_optional(&database.read_side)
                     .await?;
-                if position == Some(head) {
+                if position == Some(head) && indexes_exist(&database, &indexes).await? {
                     break;
                 }
                 if started.elapsed() > Duration::from_secs(600) {
@@ -619,6 +621,34 @@ impl Bench {
         db.drop().await;
         Ok(())
     }
+}
+
+/// The names of the indexes that projection `name`'s queries use, in `generation`.
+fn query_index_names(name: &str, generation: i64) -> anyhow::Result<Vec<String>> {
+    let projection = storming_api::workers::projections()
+        .into_iter()
+        .find(|projection| projection.name() == name)
+        .with_context(|| format!("no projection is named {name}"))?;
+    let ddl = projection.query_indexes().replace("{g}", &generation.to_string());
+    Ok(ddl
+        .split(';')
+        .filter_map(|statement| statement.split_once("IF NOT EXISTS"))
+        .filter_map(|(_, rest)| rest.split_whitespace().next().map(str::to_string))
+        .collect())
+}
+
+async fn indexes_exist(database: &Database, names: &[String]) -> anyhow::Result<bool> {
+    let sql = match &database.store {
+        StorePool::Sqlite(_) => "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = $1",
+        StorePool::Postgres(_) => "SELECT COUNT(*) FROM pg_indexes WHERE indexname = $1",
+    };
+    for name in names {
+        let count: i64 = sqlx::query_scalar(sql).bind(name).fetch_one(&database.read_side).await?;
+        if count == 0 {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// One command's worth of SQL on its own: read the stream's events after the last one known (a

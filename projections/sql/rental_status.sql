@@ -16,6 +16,5 @@ CREATE TABLE rental_status_g{g}
     cancelled_at   text,
     updated_at     text   NOT NULL
 );
-CREATE INDEX rental_status_g{g}_customer ON rental_status_g{g} (customer_id, rental_id);
-CREATE INDEX rental_status_g{g}_book ON rental_status_g{g} (book_id, rental_id);
+-- PaymentRefunded finds its rental by payment.
 CREATE INDEX rental_status_g{g}_payment ON rental_status_g{g} (payment_id);

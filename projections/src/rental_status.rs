@@ -60,6 +60,10 @@ impl Projection for RentalStatusView {
         include_str!("../sql/rental_status.sql")
     }
 
+    fn query_indexes(&self) -> &'static str {
+        include_str!("../sql/rental_status_query_indexes.sql")
+    }
+
     fn tables(&self) -> &'static [&'static str] {
         &["rental_status"]
     }

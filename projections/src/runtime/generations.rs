@@ -1,6 +1,8 @@
 //! Projection generations (migration 0006): the tables of each projection exist per generation;
 //! queries read the active one while a rebuild fills the next from position 0; the two are
-//! switched in one guarded UPDATE once the new one has caught up.
+//! switched in one guarded UPDATE once the new one has caught up. Indexes that only queries use
+//! are built when a generation comes within a batch of the head, not kept up during its catch-up
+//! (see [`Projection::query_indexes`]); a rebuilt generation goes live only with them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -174,8 +176,30 @@ async fn create_tables(
     projection: &dyn Projection,
     generation: i64,
 ) -> Result<(), sqlx::Error> {
-    let schema = projection.schema().replace("{g}", &generation.to_string());
-    for statement in schema.split(';') {
+    run_ddl(tx, projection.schema(), generation).await
+}
+
+/// Builds the indexes only `projection`'s queries use on `generation` (idempotent). SQLite
+/// writers of this process queue behind `gate` meanwhile.
+pub async fn create_query_indexes(
+    pool: &AnyPool,
+    projection: &dyn Projection,
+    generation: i64,
+    gate: Option<&tokio::sync::Mutex<()>>,
+) -> Result<(), sqlx::Error> {
+    let _turn = match gate {
+        Some(gate) => Some(gate.lock().await),
+        None => None,
+    };
+    let mut tx = pool.begin().await?;
+    run_ddl(&mut tx, projection.query_indexes(), generation).await?;
+    tx.commit().await
+}
+
+/// Runs each `;`-separated statement of `ddl`, with `{g}` replaced by `generation`.
+async fn run_ddl(tx: &mut AnyConnection, ddl: &str, generation: i64) -> Result<(), sqlx::Error> {
+    let ddl = ddl.replace("{g}", &generation.to_string());
+    for statement in ddl.split(';') {
         let code: Vec<&str> = statement.lines().filter(|line| !line.trim_start().starts_with("--")).collect();
         if code.iter().any(|line| !line.trim().is_empty()) {
             sqlx::query(&code.join("\n")).execute(&mut *tx).await?;
@@ -210,8 +234,9 @@ impl Supervisor {
     pub async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
         let name = self.projection.name();
         let mut workers: Vec<(i64, tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>)> = Vec::new();
+        let mut indexed = Vec::new();
         while !*stop.borrow() {
-            if let Err(error) = self.supervise(&mut workers).await {
+            if let Err(error) = self.supervise(&mut workers, &mut indexed).await {
                 tracing::error!(projection = name, error = %error, "supervising the projection's generations failed");
             }
             tokio::select! {
@@ -225,9 +250,11 @@ impl Supervisor {
         }
     }
 
+    /// `indexed`: the generations this process has seen get their query indexes.
     async fn supervise(
         &self,
         workers: &mut Vec<(i64, tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>)>,
+        indexed: &mut Vec<i64>,
     ) -> Result<(), BoxError> {
         let Some(generations) = load(&self.pool, self.projection.name()).await? else { return Ok(()) };
         let wanted: Vec<i64> = std::iter::once(generations.active).chain(generations.building).collect();
@@ -252,7 +279,16 @@ impl Supervisor {
                 workers.push((*generation, stop_worker, tokio::spawn(worker.run(stopped))));
             }
         }
-        if let Some(building) = generations.building {
+        for generation in wanted {
+            if indexed.contains(&generation) {
+                continue;
+            }
+            if self.projection.query_indexes().is_empty() || self.behind_by_less_than_a_batch(generation).await? {
+                self.create_query_indexes(generation).await?;
+                indexed.push(generation);
+            }
+        }
+        if let Some(building) = generations.building.filter(|building| indexed.contains(building)) {
             let cursor = super::checkpoint(&self.pool, &worker_key(self.projection.name(), building)).await?.cursor;
             let caught_up = self.source.read_after(cursor, 1).await?.is_empty();
             if caught_up {
@@ -267,5 +303,27 @@ impl Supervisor {
             }
         }
         drop_retired(&self.pool, self.projection.as_ref(), RETIRED_GRACE).await
+    }
+
+    /// Whether `generation`'s worker has left catch-up: fewer than a batch of events to go.
+    async fn behind_by_less_than_a_batch(&self, generation: i64) -> Result<bool, BoxError> {
+        let cursor = super::checkpoint(&self.pool, &worker_key(self.projection.name(), generation)).await?.cursor;
+        let batch = self.settings.batch_size;
+        Ok((self.source.read_after(cursor, batch).await?.len() as i64) < batch)
+    }
+
+    async fn create_query_indexes(&self, generation: i64) -> Result<(), BoxError> {
+        if self.projection.query_indexes().is_empty() {
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        create_query_indexes(&self.pool, self.projection.as_ref(), generation, self.write_gate.as_deref()).await?;
+        tracing::info!(
+            projection = self.projection.name(),
+            generation,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "query indexes ready"
+        );
+        Ok(())
     }
 }

@@ -194,6 +194,53 @@ async fn storming_replay_rebuilds_a_view_and_returns_once_it_is_active(db: TestD
     api.stop().await;
 }
 
+on_both_backends!(a_view_gets_its_query_indexes_once_caught_up_and_a_rebuilt_one_goes_live_with_them);
+
+async fn a_view_gets_its_query_indexes_once_caught_up_and_a_rebuilt_one_goes_live_with_them(db: TestDb) {
+    let app = TestApp::start(&db).await;
+    let admin = app.token("auditor", &[Role::Admin]);
+    a_busy_shop(&app).await;
+    caught_up(&app).await;
+    let pool = &app.state().db.read_side;
+    let wanted = |generation: i64| {
+        vec![format!("rental_status_g{generation}_book"), format!("rental_status_g{generation}_customer")]
+    };
+    app.eventually("generation 1 has its query indexes", || async {
+        let names = query_indexes_of(&db, pool, "rental_status_g1").await;
+        (names == wanted(1)).then_some(())
+    })
+    .await;
+
+    let started = app.post(Some(&admin), "/admin/projections/rental_status/rebuild", None).await;
+    assert_eq!(started.status, StatusCode::ACCEPTED, "{}", started.body);
+    app.eventually("rental_status switched to generation 2", || async {
+        let active: i64 = sqlx::query("SELECT active FROM projection_generations WHERE name = 'rental_status'")
+            .fetch_one(pool)
+            .await
+            .ok()?
+            .try_get("active")
+            .ok()?;
+        (active == 2).then_some(())
+    })
+    .await;
+    assert_eq!(query_indexes_of(&db, pool, "rental_status_g2").await, wanted(2), "live only with its indexes");
+    app.stop().await;
+}
+
+/// The names of `table`'s indexes that are not its primary key or another constraint's, sorted.
+async fn query_indexes_of(db: &TestDb, pool: &sqlx::AnyPool, table: &str) -> Vec<String> {
+    let sql = if db.is_postgres() {
+        "SELECT indexname::text AS name FROM pg_indexes WHERE tablename = $1 AND indexname NOT LIKE '%_pkey'"
+    } else {
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = $1 AND sql IS NOT NULL"
+    };
+    let rows = sqlx::query(sql).bind(table).fetch_all(pool).await.unwrap();
+    let mut names: Vec<String> = rows.iter().map(|row| row.try_get("name").unwrap()).collect();
+    names.retain(|name| !name.ends_with("_payment")); // the one its own writes need, made with the table
+    names.sort();
+    names
+}
+
 /// Every row of `table`, as text, in a stable order.
 async fn rows_of(pool: &sqlx::AnyPool, table: &str) -> Vec<Vec<String>> {
     let rows = sqlx::query(&format!("SELECT * FROM {table} ORDER BY 1, 2")).fetch_all(pool).await.unwrap();
