@@ -70,6 +70,8 @@ pub struct AppState {
     pub rate_limiter: Option<Arc<limits::RateLimiter>>,
     /// How long a charge may wait for its transaction's events before it is refunded.
     pub reconcile_after: Duration,
+    /// The latest reading of each view, for queries that ask for no `min_position`.
+    pub views: Arc<queries::RecentViews>,
 }
 
 /// Every documented route, and the OpenAPI document that describes them.
@@ -258,6 +260,7 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         rental_terms: config.rental_terms,
         key_locks: Arc::default(),
         reconcile_after: config.payment.reconcile_after,
+        views: Arc::default(),
         rate_limiter: limits::RateLimiter::new(config.rate_limit_per_second, config.rate_limit_burst).map(Arc::new),
         worker_settings: WorkerSettings {
             lease_ttl: config.worker_lease,

@@ -1,6 +1,8 @@
 //! The query side of the API: `GET /queries/...` only, answered from the views.
 //!
-//! Every answer carries `X-Projection-Position`, the position the answering view has reached.
+//! Every answer carries `X-Projection-Position`, the position the answering view has reached (at
+//! least: the rows are read after it, and without `min_position` the reading may be up to
+//! [`RECENT_FOR`] old).
 //! `?min_position=N` (from a command's answer) waits, up to 5 s, until the view has applied the
 //! event at N — read-your-writes — or answers 503 `projection-behind`.
 
@@ -8,6 +10,7 @@ mod book_rental;
 mod customers;
 mod payments;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::extract::{FromRequestParts, Query};
@@ -17,10 +20,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use storming_domain::recorded::LogCursor;
 use storming_domain::shared::ValidationError;
 use storming_projections::page::{DEFAULT_LIMIT, MAX_LIMIT};
-use storming_projections::runtime::checkpoint;
-use storming_projections::runtime::generations::{self, worker_key};
+use storming_projections::runtime::generations;
 use tokio::time::Instant;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -73,6 +76,46 @@ pub struct ViewAt {
     pub position: i64,
 }
 
+/// How long a reading of a view (its active generation and how far it has applied the log) answers
+/// the queries that ask for no `min_position`, instead of one more statement each: about the
+/// workers' own coalescing window, so such a query's `X-Projection-Position` is at most that much
+/// older than the view (it is a lower bound either way: the rows are read after it). A rebuild's
+/// switch reaches these queries within it, long before the retired tables are dropped
+/// ([`generations::RETIRED_GRACE`]). A query with `min_position` always reads the view afresh.
+pub const RECENT_FOR: Duration = Duration::from_millis(10);
+
+/// The latest reading of each view in this process (see [`RECENT_FOR`]).
+#[derive(Debug, Default)]
+pub struct RecentViews(std::sync::Mutex<HashMap<String, Reading>>);
+
+#[derive(Debug, Clone, Copy)]
+struct Reading {
+    at: Instant,
+    generation: i64,
+    reached: LogCursor,
+}
+
+impl RecentViews {
+    fn recent(&self, name: &str) -> Option<ViewAt> {
+        let readings = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let reading = readings.get(name).filter(|reading| reading.at.elapsed() < RECENT_FOR)?;
+        Some(ViewAt { generation: reading.generation, position: reading.reached.position })
+    }
+
+    /// Keeps `reading` unless one of the same generation that is further along is already kept
+    /// (concurrent readings may finish out of order).
+    fn remember(&self, name: &str, reading: Reading) {
+        let mut readings = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match readings.get_mut(name) {
+            Some(kept) if kept.generation == reading.generation && kept.reached > reading.reached => {}
+            Some(kept) => *kept = reading,
+            None => {
+                readings.insert(name.to_string(), reading);
+            }
+        }
+    }
+}
+
 /// The active generation of view `name`, once it has applied the event at `min_position`.
 pub async fn view_position(app: &AppState, name: &str, min_position: Option<i64>) -> Result<ViewAt, ApiError> {
     let deadline = Instant::now() + MAX_WAIT;
@@ -80,11 +123,16 @@ pub async fn view_position(app: &AppState, name: &str, min_position: Option<i64>
         return Err(ValidationError::new("min_position", "must not be negative").into());
     }
     let wanted = min_position.filter(|position| *position > 0);
-    let generation = generations::active(&app.db.read_side, name).await?;
-    let key = worker_key(name, generation);
+    if wanted.is_none() {
+        if let Some(view) = app.views.recent(name) {
+            return Ok(view);
+        }
+    }
     let mut target = None;
     loop {
-        let reached = checkpoint(&app.db.read_side, &key).await?.cursor;
+        let at = Instant::now();
+        let (generation, reached) = generations::active_and_reached(&app.db.read_side, name).await?;
+        app.views.remember(name, Reading { at, generation, reached });
         let view = ViewAt { generation, position: reached.position };
         let Some(position) = wanted else { return Ok(view) };
         if target.is_none() {
@@ -111,4 +159,41 @@ pub fn answer<T: Serialize>(view: ViewAt, body: T) -> Response {
     let mut response = Json(body).into_response();
     response.headers_mut().insert("x-projection-position", HeaderValue::from(view.position));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reading(generation: i64, position: i64) -> Reading {
+        Reading { at: Instant::now(), generation, reached: LogCursor { transaction_id: 0, position } }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reading_answers_for_its_window_and_no_longer() {
+        let views = RecentViews::default();
+        assert!(views.recent("my_page").is_none(), "nothing read yet");
+        views.remember("my_page", reading(1, 7));
+
+        tokio::time::advance(RECENT_FOR - Duration::from_millis(1)).await;
+        let view = views.recent("my_page").expect("still recent");
+        assert_eq!((view.generation, view.position), (1, 7));
+        assert!(views.recent("rental_status").is_none(), "readings are per view");
+
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(views.recent("my_page").is_none(), "too old to answer");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reading_behind_the_kept_one_of_the_same_generation_is_dropped() {
+        let views = RecentViews::default();
+        views.remember("my_page", reading(1, 9));
+        views.remember("my_page", reading(1, 8));
+        assert_eq!(views.recent("my_page").map(|view| view.position), Some(9));
+
+        // A switched generation starts over from its own position.
+        views.remember("my_page", reading(2, 3));
+        let view = views.recent("my_page").expect("recent");
+        assert_eq!((view.generation, view.position), (2, 3));
+    }
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::{AnyConnection, AnyPool, Row};
+use storming_domain::recorded::LogCursor;
 
 use super::{BoxError, Projection};
 
@@ -63,6 +64,26 @@ pub async fn load(pool: &AnyPool, name: &str) -> Result<Option<Generations>, sql
 /// The generation queries read (1 until the projection was first set up).
 pub async fn active(pool: &AnyPool, name: &str) -> Result<i64, sqlx::Error> {
     Ok(load(pool, name).await?.map_or(1, |generations| generations.active))
+}
+
+/// The generation queries read and how far it has applied the log, in one statement (generation 1
+/// at the start of the log until the projection was first set up). The join's key is
+/// [`worker_key`] spelled in SQL.
+pub async fn active_and_reached(pool: &AnyPool, name: &str) -> Result<(i64, LogCursor), sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT g.active, c.transaction_id, c.position FROM projection_generations g \
+         LEFT JOIN checkpoints c ON c.name = g.name || '@g' || CAST(g.active AS text) \
+         WHERE g.name = $1",
+    )
+    .bind(name)
+    .fetch_optional(pool)
+    .await?;
+    let Some(row) = row else { return Ok((1, LogCursor::START)) };
+    let reached = match (row.try_get("transaction_id")?, row.try_get("position")?) {
+        (Some(transaction_id), Some(position)) => LogCursor { transaction_id, position },
+        _ => LogCursor::START,
+    };
+    Ok((row.try_get("active")?, reached))
 }
 
 /// Sets the projection up on first start (generation 1), and starts a rebuild when the code's
