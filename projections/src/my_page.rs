@@ -166,18 +166,26 @@ pub async fn items(
     limit: i64,
     before: Option<&str>,
 ) -> Result<Page<MyPageItem>, sqlx::Error> {
-    let items = table("my_page_items", generation);
-    let rows = sqlx::query(&format!(
-        "SELECT flow, item_id, title, status, payment_status, amount, updated_at FROM {items} \
-         WHERE customer_id = $1 AND ($2 IS NULL OR item_id < $2) ORDER BY item_id DESC LIMIT $3"
-    ))
-    .bind(customer_id)
-    .bind(before)
-    .bind(limit + 1)
-    .fetch_all(pool)
-    .await?;
+    let sql = items_sql(generation, before.is_some());
+    let mut query = sqlx::query(&sql).bind(customer_id);
+    if let Some(before) = before {
+        query = query.bind(before);
+    }
+    let rows = query.bind(limit + 1).fetch_all(pool).await?;
     let items = rows.iter().map(decode_item).collect::<Result<Vec<_>, _>>()?;
     Ok(Page::from_rows(items, limit, |item| item.id.clone()))
+}
+
+/// The statement of [`items`] (`$1` customer, then the cursor if `after_cursor`, then the limit).
+/// The cursor is a condition only when there is one, so that the key's index is entered at it: as
+/// a `$2 IS NULL OR …` filter, a later page walked every newer row of the customer first.
+pub fn items_sql(generation: i64, after_cursor: bool) -> String {
+    let items = table("my_page_items", generation);
+    let (cursor, limit) = if after_cursor { (" AND item_id < $2", "$3") } else { ("", "$2") };
+    format!(
+        "SELECT flow, item_id, title, status, payment_status, amount, updated_at FROM {items} \
+         WHERE customer_id = $1{cursor} ORDER BY item_id DESC LIMIT {limit}"
+    )
 }
 
 fn decode_item(row: &AnyRow) -> Result<MyPageItem, sqlx::Error> {

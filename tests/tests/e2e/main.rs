@@ -7,6 +7,7 @@ mod edges;
 mod fake_provider;
 mod global_log;
 mod payment;
+mod query_plans;
 mod rebuild;
 mod rental_rules;
 mod rental_story;
