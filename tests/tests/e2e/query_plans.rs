@@ -7,6 +7,7 @@ use sqlx::Row;
 use storming_infra::db::{Database, StorePool};
 use storming_projections::my_page::{self, MyPage};
 use storming_projections::rental_status::{self, RentalFilter, RentalStatusView};
+use storming_projections::runtime::batch::{self, Parameters, Writes};
 use storming_projections::runtime::generations;
 use storming_projections::Projection;
 
@@ -66,6 +67,54 @@ async fn a_later_page_of_my_page_enters_the_index_at_its_cursor(db: TestDb) {
     database.close().await;
 }
 
+/// A projection's batch updates its rows through one `UPDATE … FROM (VALUES …)`. PostgreSQL would
+/// plan it as a hash join over the whole view (at every size this test could afford, and kept
+/// as the view grows, since the statement is prepared); the batch makes it probe the key instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_a_batch_of_updates_probes_the_views_key_instead_of_hashing_the_view() {
+    let Some(db) = TestDb::postgres().await else { return };
+    // Arrange: a view of 20,000 rentals, analyzed.
+    let database = views_with_indexes(&db, &RentalStatusView).await;
+    fill(
+        &database,
+        "INSERT INTO rental_status_g1 (rental_id, book_id, title, customer_id, status, overdue, payment_id, \
+         payment_status, fee, rented_at, due_at, updated_at) \
+         SELECT 'rental-' || x, 'book-' || (x % 500), 'A title', 'customer-' || (x % 1000), 'RENTED', 0, \
+         'payment-' || x, 'PAID', 1000, '2026-01-01T00:00:00Z', '2026-01-15T00:00:00Z', '2026-01-02T00:00:00Z' FROM n",
+    )
+    .await;
+    const ROWS: usize = 500;
+    const SET: &[&str] = &["status", "updated_at"];
+
+    // Act: a batch returns 500 of them, in the transaction a worker would use.
+    let mut tx = database.read_side.begin().await.unwrap();
+    let mut writes = Writes::default();
+    for n in 0..ROWS {
+        let values = vec![format!("rental-{}", n * 37).into(), "RETURNED".into(), "2026-01-03T00:00:00Z".into()];
+        writes.update("rental_status_g1", &["rental_id"], SET, values);
+    }
+    writes.flush(&mut tx).await.unwrap();
+    let returned: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM rental_status_g1 WHERE status = 'RETURNED'")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    let statement = batch::update_sql("rental_status_g1", &["rental_id"], SET, ROWS, Parameters::Numbered);
+    sqlx::query("SET LOCAL plan_cache_mode = force_generic_plan").execute(&mut *tx).await.unwrap();
+    let types = vec!["text"; ROWS * (1 + SET.len())].join(", ");
+    sqlx::query(&format!("PREPARE returns({types}) AS {statement}")).execute(&mut *tx).await.unwrap();
+    let nulls = vec!["NULL"; ROWS * (1 + SET.len())].join(", ");
+    let plan: Vec<String> =
+        sqlx::query_scalar(&format!("EXPLAIN EXECUTE returns({nulls})")).fetch_all(&mut *tx).await.unwrap();
+    let plan = plan.join("\n");
+
+    // Assert
+    assert_eq!(returned, ROWS as i64, "the batch was applied");
+    assert!(plan.contains("Nested Loop") && plan.contains("rental_status_g1_pkey"), "probes the key:\n{plan}");
+    assert!(!plan.contains("Hash"), "hashes nothing:\n{plan}");
+    tx.rollback().await.unwrap();
+    database.close().await;
+}
+
 /// A fresh database with generation 1 of `projection`, its query indexes built.
 async fn views_with_indexes(db: &TestDb, projection: &dyn Projection) -> Database {
     let database = Database::connect(&db.url, 2).await.unwrap();
@@ -106,6 +155,9 @@ async fn plan(database: &Database, sql: &str, parameter_types: &[&str]) -> Strin
                 .fetch_all(&mut *connection)
                 .await
                 .unwrap();
+            // The connection goes back to the pool, and may serve the next call.
+            sqlx::query("DEALLOCATE listing").execute(&mut *connection).await.unwrap();
+            sqlx::query("RESET plan_cache_mode").execute(&mut *connection).await.unwrap();
             plan.join("\n")
         }
     }
