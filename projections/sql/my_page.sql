@@ -18,4 +18,4 @@ CREATE TABLE my_page_items_g{g}
     updated_at     text   NOT NULL,
     PRIMARY KEY (customer_id, item_id)
 );
-CREATE INDEX my_page_items_g{g}_item ON my_page_items_g{g} (item_id);
+-- Every write finds its row by the key: the rental events and PaymentRefunded carry the customer.

@@ -86,7 +86,7 @@ fn write(writes: &mut Writes, (profiles, items): &(String, String), event: &Reco
             );
         }
         <BookCopy as Aggregate>::TYPE => {
-            let (rental_id, status) = match event.decode::<RentalEvent>()? {
+            let (customer_id, rental_id, status) = match event.decode::<RentalEvent>()? {
                 RentalEvent::BookShelved { .. } => return Ok(()),
                 RentalEvent::BookRented { rental_id, title, customer_id, fee, .. } => {
                     writes.insert(
@@ -115,14 +115,14 @@ fn write(writes: &mut Writes, (profiles, items): &(String, String), event: &Reco
                     );
                     return Ok(());
                 }
-                RentalEvent::BookReturned { rental_id, .. } => (rental_id, "RETURNED"),
-                RentalEvent::RentalCancelled { rental_id, .. } => (rental_id, "CANCELLED"),
+                RentalEvent::BookReturned { rental_id, customer_id, .. } => (customer_id, rental_id, "RETURNED"),
+                RentalEvent::RentalCancelled { rental_id, customer_id, .. } => (customer_id, rental_id, "CANCELLED"),
             };
             writes.update(
                 items,
-                &["item_id"],
+                &["customer_id", "item_id"],
                 &["status", "updated_at"],
-                vec![rental_id.to_string().into(), status.into(), at()],
+                vec![customer_id.into(), rental_id.to_string().into(), status.into(), at()],
             );
         }
         <Payment as Aggregate>::TYPE => {
