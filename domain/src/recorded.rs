@@ -2,6 +2,7 @@
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde_json::value::RawValue;
 
 use crate::shared::EventMetadata;
 
@@ -31,7 +32,7 @@ pub struct RecordedEvent {
     pub sequence: i64,
     pub event_type: String,
     pub event_version: String,
-    pub payload: serde_json::Value,
+    pub payload: Payload,
     pub metadata: EventMetadata,
 }
 
@@ -48,6 +49,31 @@ impl RecordedEvent {
 
     /// Decodes the payload as the event enum of its aggregate type.
     pub fn decode<E: DeserializeOwned>(&self) -> Result<E, serde_json::Error> {
-        serde_json::from_value(self.payload.clone())
+        serde_json::from_str(self.payload.get())
+    }
+}
+
+/// An event's payload as stored: JSON text, checked to be JSON when it is read, and decoded only
+/// into the event enum its reader wants, never first into a `serde_json::Value` tree (which cost
+/// about a fifth of a projection's CPU). Serialized as the JSON it holds.
+#[derive(Debug, Clone, Serialize)]
+#[serde(transparent)]
+pub struct Payload(Box<RawValue>);
+
+impl Payload {
+    /// `text`, if it is one JSON value.
+    pub fn parse(text: String) -> Result<Self, serde_json::Error> {
+        RawValue::from_string(text).map(Self)
+    }
+
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+}
+
+/// The same text: payloads read from one store compare as stored.
+impl PartialEq for Payload {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
     }
 }

@@ -10,7 +10,7 @@
 
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
-use storming_domain::recorded::{LogCursor, RecordedEvent};
+use storming_domain::recorded::{LogCursor, Payload, RecordedEvent};
 use storming_domain::shared::EventMetadata;
 
 use crate::db::{Backend, Database};
@@ -246,11 +246,8 @@ fn decode(row: &AnyRow) -> Result<RecordedEvent, LogError> {
     let position: i64 = row.try_get("position")?;
     let payload: String = row.try_get("payload")?;
     let metadata: String = row.try_get("metadata")?;
-    let payload = serde_json::from_str(&payload).map_err(|source| LogError::Undecodable {
-        position,
-        column: "payload",
-        source,
-    })?;
+    let payload =
+        Payload::parse(payload).map_err(|source| LogError::Undecodable { position, column: "payload", source })?;
     let metadata: EventMetadata = serde_json::from_str(&metadata).map_err(|source| LogError::Undecodable {
         position,
         column: "metadata",
