@@ -17,16 +17,9 @@ use crate::support::TestDb;
 on_both_backends!(a_customers_or_a_books_rentals_are_read_through_their_index);
 
 async fn a_customers_or_a_books_rentals_are_read_through_their_index(db: TestDb) {
-    // Arrange: 20,000 rentals of 1,000 customers and 500 books.
+    // Arrange
     let database = views_with_indexes(&db, &RentalStatusView).await;
-    fill(
-        &database,
-        "INSERT INTO rental_status_g1 (rental_id, book_id, title, customer_id, status, overdue, payment_id, \
-         payment_status, fee, rented_at, due_at, updated_at) \
-         SELECT 'rental-' || x, 'book-' || (x % 500), 'A title', 'customer-' || (x % 1000), 'RETURNED', 0, \
-         'payment-' || x, 'PAID', 1000, '2026-01-01T00:00:00Z', '2026-01-15T00:00:00Z', '2026-01-02T00:00:00Z' FROM n",
-    )
-    .await;
+    fill_rentals(&database).await;
 
     // Act
     let by_customer = RentalFilter { customer_id: Some("customer-7".into()), ..RentalFilter::default() };
@@ -75,14 +68,7 @@ async fn on_postgres_a_batch_of_updates_probes_the_views_key_instead_of_hashing_
     let Some(db) = TestDb::postgres().await else { return };
     // Arrange: a view of 20,000 rentals, analyzed.
     let database = views_with_indexes(&db, &RentalStatusView).await;
-    fill(
-        &database,
-        "INSERT INTO rental_status_g1 (rental_id, book_id, title, customer_id, status, overdue, payment_id, \
-         payment_status, fee, rented_at, due_at, updated_at) \
-         SELECT 'rental-' || x, 'book-' || (x % 500), 'A title', 'customer-' || (x % 1000), 'RENTED', 0, \
-         'payment-' || x, 'PAID', 1000, '2026-01-01T00:00:00Z', '2026-01-15T00:00:00Z', '2026-01-02T00:00:00Z' FROM n",
-    )
-    .await;
+    fill_rentals(&database).await;
     const ROWS: usize = 500;
     const SET: &[&str] = &["status", "updated_at"];
 
@@ -131,6 +117,18 @@ async fn fill(database: &Database, insert: &str) {
         .await
         .unwrap();
     sqlx::query("ANALYZE").execute(&database.read_side).await.unwrap();
+}
+
+/// 20,000 rentals (`rental-0`…) of 1,000 customers and 500 books, all still rented.
+async fn fill_rentals(database: &Database) {
+    fill(
+        database,
+        "INSERT INTO rental_status_g1 (rental_id, book_id, title, customer_id, status, overdue, payment_id, \
+         payment_status, fee, rented_at, due_at, updated_at) \
+         SELECT 'rental-' || x, 'book-' || (x % 500), 'A title', 'customer-' || (x % 1000), 'RENTED', 0, \
+         'payment-' || x, 'PAID', 1000, '2026-01-01T00:00:00Z', '2026-01-15T00:00:00Z', '2026-01-02T00:00:00Z' FROM n",
+    )
+    .await;
 }
 
 /// The plan of `sql` as the server runs it, as text.
