@@ -630,11 +630,20 @@ fn query_index_names(name: &str, generation: i64) -> anyhow::Result<Vec<String>>
         .find(|projection| projection.name() == name)
         .with_context(|| format!("no projection is named {name}"))?;
     let ddl = projection.query_indexes().replace("{g}", &generation.to_string());
-    Ok(ddl
+    let statements: Vec<&str> = ddl
         .split(';')
+        .filter(|statement| statement.lines().any(|line| !line.trim().is_empty() && !line.trim().starts_with("--")))
+        .collect();
+    let names: Vec<String> = statements
+        .iter()
         .filter_map(|statement| statement.split_once("IF NOT EXISTS"))
         .filter_map(|(_, rest)| rest.split_whitespace().next().map(str::to_string))
-        .collect())
+        .collect();
+    // A name not found would make the catch-up stop waiting for its index, silently.
+    if names.len() != statements.len() {
+        bail!("cannot name every query index of {name} (expected `CREATE INDEX IF NOT EXISTS <name> …`)");
+    }
+    Ok(names)
 }
 
 async fn indexes_exist(database: &Database, names: &[String]) -> anyhow::Result<bool> {

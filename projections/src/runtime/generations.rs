@@ -304,10 +304,13 @@ impl Supervisor {
             if indexed.contains(&generation) {
                 continue;
             }
-            if self.projection.query_indexes().is_empty() || self.behind_by_less_than_a_batch(generation).await? {
+            if !self.projection.query_indexes().is_empty() {
+                if !self.behind_by_less_than_a_batch(generation).await? {
+                    continue;
+                }
                 self.create_query_indexes(generation).await?;
-                indexed.push(generation);
             }
+            indexed.push(generation);
         }
         if let Some(building) = generations.building.filter(|building| indexed.contains(building)) {
             let cursor = super::checkpoint(&self.pool, &worker_key(self.projection.name(), building)).await?.cursor;
@@ -334,9 +337,6 @@ impl Supervisor {
     }
 
     async fn create_query_indexes(&self, generation: i64) -> Result<(), BoxError> {
-        if self.projection.query_indexes().is_empty() {
-            return Ok(());
-        }
         let started = std::time::Instant::now();
         create_query_indexes(&self.pool, self.projection.as_ref(), generation, self.write_gate.as_deref()).await?;
         tracing::info!(
