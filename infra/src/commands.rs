@@ -1,12 +1,16 @@
-//! The command bus: one cqrs-es framework per aggregate, each behind an [`Executor`] that adds
-//! what every command needs — its metadata on every event, a bounded retry on an optimistic
-//! concurrency conflict (reload and decide again), the global position of the last stored event
-//! for read-your-writes, and a wake-up for the in-process workers.
+//! The command bus: one [`Executor`] per aggregate type. It runs cqrs-es's cycle (load the
+//! aggregate, let it handle the command into an event sink, store the events) and adds what every
+//! command needs — its metadata on every event, a bounded retry on an optimistic concurrency
+//! conflict (reload and decide again), the global position of the last stored event for
+//! read-your-writes (from the INSERT itself), and a wake-up for the in-process workers.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use cqrs_es::{Aggregate, AggregateError, CqrsFramework};
+use std::collections::HashMap;
+
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::{Aggregate, AggregateError};
 use rand::Rng;
 use storming_domain::customer::Customer;
 use storming_domain::library::Book;
@@ -64,7 +68,8 @@ impl LogSignal {
 
 /// Executes commands of one aggregate type.
 pub struct Executor<A: Aggregate + Clone> {
-    framework: CqrsFramework<A, Store<A>>,
+    store: Store<A>,
+    services: A::Services,
     log: GlobalLog,
     signal: Arc<LogSignal>,
 }
@@ -76,11 +81,7 @@ where
     A::Error: Send + Sync + 'static,
 {
     pub fn new(db: &Database, services: A::Services, signal: Arc<LogSignal>) -> Self {
-        Self {
-            framework: CqrsFramework::new(EventRepository::store::<A>(db), vec![], services),
-            log: GlobalLog::new(db),
-            signal,
-        }
+        Self { store: EventRepository::store::<A>(db), services, log: GlobalLog::new(db), signal }
     }
 
     /// Decides and stores; returns the global position of the stream's last event.
@@ -108,9 +109,9 @@ where
             entries.insert(KEY_ENTRY.to_string(), key.key.clone());
         }
         let mut conflicts = 0;
-        loop {
-            match self.framework.execute_with_metadata(aggregate_id, command.clone(), entries.clone()).await {
-                Ok(()) => break,
+        let stored = loop {
+            match self.decide_and_store(aggregate_id, command.clone(), entries.clone()).await {
+                Ok(stored) => break stored,
                 Err(AggregateError::UserError(error)) => return Err(CommandError::Rejected(error)),
                 Err(AggregateError::AggregateConflict) if conflicts < CONFLICT_RETRIES => {
                     conflicts += 1;
@@ -121,9 +122,28 @@ where
                 Err(AggregateError::AggregateConflict) => return Err(CommandError::Conflict),
                 Err(other) => return Err(CommandError::Store(other.to_string())),
             }
+        };
+        match stored {
+            Some(position) => {
+                self.signal.notify();
+                Ok(position)
+            }
+            // Nothing new (a command the aggregate had already done): the stream's last event.
+            None => Ok(self.log.last_position_of_stream(A::TYPE, aggregate_id).await?),
         }
-        self.signal.notify();
-        Ok(self.log.last_position_of_stream(A::TYPE, aggregate_id).await?)
+    }
+
+    /// One attempt: the position of the last event stored, `None` if the command decided none.
+    async fn decide_and_store(
+        &self,
+        aggregate_id: &str,
+        command: A::Command,
+        metadata: HashMap<String, String>,
+    ) -> Result<Option<i64>, AggregateError<A::Error>> {
+        let mut context = self.store.load(aggregate_id).await?;
+        let sink = EventSink::default();
+        context.aggregate.handle(command, &self.services, &sink).await.map_err(AggregateError::UserError)?;
+        self.store.append(sink.collect().await, context, metadata).await
     }
 }
 

@@ -81,14 +81,19 @@ impl Database {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(SQLITE_BUSY_TIMEOUT);
+        // A SQLite connection is a file handle in this process: it cannot go stale the way a
+        // network connection can, so the pool does not ping it on every checkout (a round trip to
+        // the connection's thread, as costly as a statement; profiled in ADR 8).
         let store = SqlitePoolOptions::new()
             .max_connections(pool_size)
+            .test_before_acquire(false)
             .connect_with(options)
             .await
             .map_err(DbError::Connect)?;
         SQLITE_MIGRATIONS.run(&store).await?;
         let read_side = AnyPoolOptions::new()
             .max_connections(pool_size)
+            .test_before_acquire(false)
             .after_connect(|connection, _| {
                 Box::pin(async move {
                     connection.execute("PRAGMA busy_timeout = 10000; PRAGMA synchronous = FULL;").await?;

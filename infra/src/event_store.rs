@@ -1,11 +1,14 @@
-//! The cqrs-es event repository, chosen at run time from the database URL.
+//! The event store: cqrs-es's persisted event store over one repository type, chosen at run time
+//! from the database URL.
 //!
-//! One concrete type delegates to sqlite-es or postgres-es, so every aggregate has the same store
-//! type whatever the backend. Only the plain event-store mode is used: the snapshot and
-//! aggregate-store modes of cqrs-es 0.5.0 apply new events twice (see DESIGN.md).
+//! Reads delegate to sqlite-es or postgres-es, so every aggregate has the same store type whatever
+//! the backend. Only the plain event-store mode is used: the snapshot and aggregate-store modes of
+//! cqrs-es 0.5.0 apply new events twice (see DESIGN.md).
 //!
-//! The events of a command sent with an `Idempotency-Key` are stored here instead, with the same
-//! seven-column INSERT the crates use, so that the key is completed in the same transaction.
+//! Writes are ours ([`EventRepository::append`]), into the same seven columns the crates write, so
+//! that a command learns its events' global position from the INSERT itself (`RETURNING`), a
+//! single event is a single statement, and an `Idempotency-Key` is completed in the transaction
+//! that stores the events (ADR 8).
 //!
 //! [`CachedStore`] keeps each aggregate's last committed state in memory, so a command reads only
 //! the events stored after it (usually none) instead of replaying the whole stream.
@@ -63,43 +66,58 @@ macro_rules! tail {
     }};
 }
 
-const INSERT_EVENT: &str = "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, \
-                            payload, metadata) VALUES ($1, $2, $3, $4, $5, $6, $7)";
-const COMPLETE_KEY_SQLITE: &str = "UPDATE idempotency_keys SET position = (SELECT position FROM events \
-     WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence DESC LIMIT 1) \
-     WHERE caller = $3 AND key = $4 AND position IS NULL";
-const COMPLETE_KEY_POSTGRES: &str = "UPDATE idempotency_keys SET position = (SELECT global_position FROM events \
-     WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence DESC LIMIT 1) \
-     WHERE caller = $3 AND key = $4 AND position IS NULL";
+/// One event, with the global position it gets (SQLite: the next after the newest; the trigger
+/// that numbers other writers' rows leaves a row that has one alone).
+const INSERT_EVENT_SQLITE: &str = "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, \
+     event_version, payload, metadata, position) VALUES ($1, $2, $3, $4, $5, $6, $7, \
+     (SELECT COALESCE(MAX(position), 0) + 1 FROM events)) RETURNING position";
+const INSERT_EVENT_POSTGRES: &str = "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, \
+     event_version, payload, metadata) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING global_position";
+const COMPLETE_KEY: &str =
+    "UPDATE idempotency_keys SET position = $1 WHERE caller = $2 AND key = $3 AND position IS NULL";
 
-/// Stores `events` and completes the idempotency key in one transaction on `pool` (the same code
-/// for both pool types, hence a macro).
-macro_rules! insert_and_complete {
-    ($pool:expr, $events:expr, $complete:expr, $caller:expr, $key:expr) => {{
-        let mut tx = $pool.begin().await.map_err(store_error)?;
-        for event in $events {
-            sqlx::query(INSERT_EVENT)
-                .bind(&event.aggregate_type)
-                .bind(&event.aggregate_id)
-                .bind(event.sequence as i64)
-                .bind(&event.event_type)
-                .bind(&event.event_version)
-                .bind(&event.payload)
-                .bind(&event.metadata)
-                .execute(&mut *tx)
-                .await
-                .map_err(store_error)?;
+/// Stores `events` on `pool` and returns the global position of the last (the same code for both
+/// pool types, hence a macro). One event without a key is one statement, its own transaction;
+/// otherwise the events and the key's completion share one. The rows are read to the end
+/// (`fetch_all`): SQLite commits a single statement when it finishes, and reports a failed commit
+/// there.
+macro_rules! append {
+    ($pool:expr, $insert:expr, $events:expr, $key:expr) => {{
+        macro_rules! insert {
+            ($event:expr) => {
+                sqlx::query_scalar::<_, i64>($insert)
+                    .bind(&$event.aggregate_type)
+                    .bind(&$event.aggregate_id)
+                    .bind($event.sequence as i64)
+                    .bind(&$event.event_type)
+                    .bind(&$event.event_version)
+                    .bind(&$event.payload)
+                    .bind(&$event.metadata)
+            };
         }
-        let last = &$events[$events.len() - 1];
-        sqlx::query($complete)
-            .bind(&last.aggregate_type)
-            .bind(&last.aggregate_id)
-            .bind($caller)
-            .bind($key)
-            .execute(&mut *tx)
-            .await
-            .map_err(store_error)?;
-        tx.commit().await.map_err(store_error)
+        let last_position =
+            |positions: Vec<i64>| positions.last().copied().ok_or_else(|| store_error(sqlx::Error::RowNotFound));
+        match ($events, $key) {
+            ([event], None) => last_position(insert!(event).fetch_all($pool).await.map_err(store_error)?),
+            (events, key) => {
+                let mut tx = $pool.begin().await.map_err(store_error)?;
+                let mut position = 0;
+                for event in events {
+                    position = last_position(insert!(event).fetch_all(&mut *tx).await.map_err(store_error)?)?;
+                }
+                if let Some((caller, key)) = key {
+                    sqlx::query(COMPLETE_KEY)
+                        .bind(position)
+                        .bind(caller)
+                        .bind(key)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(store_error)?;
+                }
+                tx.commit().await.map_err(store_error)?;
+                Ok(position)
+            }
+        }
     }};
 }
 
@@ -137,6 +155,20 @@ impl EventRepository {
 
     pub fn store<A: Aggregate + Clone>(db: &Database) -> Store<A> {
         CachedStore::new(db, AGGREGATE_CACHE_ENTRIES)
+    }
+
+    /// Stores the events of one command (with the completion of its idempotency key, if it had
+    /// one) and returns the global position of the last. A stored (type, id, sequence) is an
+    /// optimistic-concurrency conflict.
+    pub async fn append(&self, events: &[SerializedEvent]) -> Result<i64, PersistenceError> {
+        let key = idempotency_key(events);
+        match self {
+            Self::Sqlite(_, pool, gate) => {
+                let _turn = gate.lock().await;
+                append!(pool, INSERT_EVENT_SQLITE, events, key)
+            }
+            Self::Postgres(_, pool) => append!(pool, INSERT_EVENT_POSTGRES, events, key),
+        }
     }
 
     /// The events of stream `aggregate_id` stored after `sequence`, in order.
@@ -203,14 +235,10 @@ impl<A: Aggregate + Clone> CachedStore<A> {
     }
 }
 
-impl<A: Aggregate + Clone> EventStore<A> for CachedStore<A> {
-    type AC = EventStoreAggregateContext<A>;
-
-    async fn load_events(&self, aggregate_id: &str) -> Result<Vec<EventEnvelope<A>>, AggregateError<A::Error>> {
-        self.inner.load_events(aggregate_id).await
-    }
-
-    async fn load_aggregate(&self, aggregate_id: &str) -> Result<Self::AC, AggregateError<A::Error>> {
+impl<A: Aggregate + Clone> CachedStore<A> {
+    /// The aggregate's current state and sequence: the cached state brought up to date with the
+    /// events stored after it, or else the whole stream replayed.
+    pub async fn load(&self, aggregate_id: &str) -> Result<EventStoreAggregateContext<A>, AggregateError<A::Error>> {
         let Some((aggregate, sequence)) = self.cached(aggregate_id) else {
             let context = self.inner.load_aggregate(aggregate_id).await?;
             self.remember(aggregate_id, context.aggregate.clone(), context.current_sequence);
@@ -234,20 +262,34 @@ impl<A: Aggregate + Clone> EventStore<A> for CachedStore<A> {
         Ok(context)
     }
 
-    async fn commit(
+    /// Stores the events a command decided on `context` (whose aggregate the event sink has
+    /// already brought to the state after them) and returns the global position of the last;
+    /// `None` when it decided none.
+    pub async fn append(
         &self,
         events: Vec<A::Event>,
-        context: Self::AC,
+        context: EventStoreAggregateContext<A>,
         metadata: HashMap<String, String>,
-    ) -> Result<Vec<EventEnvelope<A>>, AggregateError<A::Error>> {
-        // cqrs-es's event sink has already applied `events` to the context's aggregate while the
-        // command was handled, so it is the state after them.
-        let decided = context.aggregate.clone();
-        let committed = self.inner.commit(events, context, metadata).await?;
-        if let Some(last) = committed.last() {
-            self.remember(&last.aggregate_id, decided, last.sequence);
-        }
-        Ok(committed)
+    ) -> Result<Option<i64>, AggregateError<A::Error>> {
+        let EventStoreAggregateContext { aggregate_id, aggregate: decided, current_sequence, .. } = context;
+        let serialized = events
+            .into_iter()
+            .zip(current_sequence + 1..)
+            .map(|(payload, sequence)| {
+                let envelope = EventEnvelope::<A> {
+                    aggregate_id: aggregate_id.clone(),
+                    sequence,
+                    payload,
+                    metadata: metadata.clone(),
+                };
+                SerializedEvent::try_from(&envelope)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let Some(last) = serialized.last() else { return Ok(None) };
+        let last_sequence = last.sequence;
+        let position = self.repo.append(&serialized).await?;
+        self.remember(&aggregate_id, decided, last_sequence);
+        Ok(Some(position))
     }
 }
 
@@ -280,24 +322,16 @@ impl PersistedEventRepository for EventRepository {
         }
     }
 
+    /// Unused by the write side, which calls [`EventRepository::append`] itself to learn the
+    /// position; here so that the one write path serves any caller of the trait.
     async fn persist<A: Aggregate>(
         &self,
         events: &[SerializedEvent],
-        snapshot_update: Option<(String, Value, usize)>,
+        _snapshot_update: Option<(String, Value, usize)>,
     ) -> Result<(), PersistenceError> {
-        let _turn = match self {
-            Self::Sqlite(.., gate) => Some(gate.lock().await),
-            Self::Postgres(..) => None,
-        };
-        if let Some((caller, key)) = idempotency_key(events) {
-            return match self {
-                Self::Sqlite(_, pool, _) => insert_and_complete!(pool, events, COMPLETE_KEY_SQLITE, caller, key),
-                Self::Postgres(_, pool) => insert_and_complete!(pool, events, COMPLETE_KEY_POSTGRES, caller, key),
-            };
-        }
-        match self {
-            Self::Sqlite(repo, ..) => repo.persist::<A>(events, snapshot_update).await,
-            Self::Postgres(repo, _) => repo.persist::<A>(events, snapshot_update).await,
+        match events {
+            [] => Ok(()),
+            events => self.append(events).await.map(drop),
         }
     }
 

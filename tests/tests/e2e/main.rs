@@ -4,6 +4,7 @@
 
 mod concurrency;
 mod edges;
+mod event_store;
 mod fake_provider;
 mod global_log;
 mod payment;

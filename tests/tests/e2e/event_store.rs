@@ -1,0 +1,148 @@
+//! The write side's store: an append returns the global position of its last event, a stored
+//! sequence is a conflict that stores nothing, and a keyed command's events complete its key in
+//! the same transaction — on both backends.
+
+use std::time::Duration;
+
+use cqrs_es::persist::{PersistenceError, SerializedEvent};
+use serde_json::json;
+use storming_domain::recorded::LogCursor;
+use storming_infra::db::{Database, StorePool};
+use storming_infra::event_store::EventRepository;
+use storming_infra::idempotency::{self, IdempotencyKey, Reservation, CALLER_ENTRY, KEY_ENTRY};
+use storming_infra::log::{GlobalLog, LogFilter};
+use tokio::time::Instant;
+
+use crate::on_both_backends;
+use crate::support::TestDb;
+
+fn event(stream: &str, sequence: usize, metadata: serde_json::Value) -> SerializedEvent {
+    SerializedEvent::new(
+        stream.to_string(),
+        sequence,
+        "test.stream".to_string(),
+        "Appended".to_string(),
+        "1.0".to_string(),
+        json!({ "n": sequence }),
+        metadata,
+    )
+}
+
+fn plain(stream: &str, sequence: usize) -> SerializedEvent {
+    event(stream, sequence, json!({ "correlation_id": stream }))
+}
+
+/// The log's `count` events, as (stream, sequence, position), in log order. PostgreSQL's reader
+/// shows a transaction once every older one in the cluster has ended (other tests run beside this
+/// one), hence the wait.
+async fn log_of(database: &Database, count: usize) -> Vec<(String, i64, i64)> {
+    let log = GlobalLog::new(database);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let events = log.read_after(LogCursor::START, 1_000, &LogFilter::default()).await.unwrap();
+        if events.len() >= count || Instant::now() > deadline {
+            return events.into_iter().map(|event| (event.aggregate_id, event.sequence, event.position)).collect();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+on_both_backends!(an_append_returns_the_log_position_of_its_last_event);
+
+async fn an_append_returns_the_log_position_of_its_last_event(db: TestDb) {
+    let database = Database::connect(&db.url, 2).await.unwrap();
+    let store = EventRepository::new(&database);
+
+    let first = store.append(&[plain("a", 1)]).await.unwrap();
+    let batch = store.append(&[plain("b", 1), plain("b", 2), plain("b", 3)]).await.unwrap();
+    let next = store.append(&[plain("a", 2)]).await.unwrap();
+
+    let log = log_of(&database, 5).await;
+    let position_of = |stream: &str, sequence: i64| {
+        log.iter().find(|(id, seq, _)| id == stream && *seq == sequence).map(|(_, _, position)| *position).unwrap()
+    };
+    assert_eq!(first, position_of("a", 1));
+    assert_eq!(batch, position_of("b", 3), "a batch answers with its last event");
+    assert_eq!(next, position_of("a", 2));
+    assert!(first < position_of("b", 1) && position_of("b", 1) < batch && batch < next, "{log:?}");
+    assert_eq!(log.len(), 5);
+}
+
+on_both_backends!(a_stored_sequence_is_a_conflict_and_the_whole_append_is_refused);
+
+async fn a_stored_sequence_is_a_conflict_and_the_whole_append_is_refused(db: TestDb) {
+    let database = Database::connect(&db.url, 2).await.unwrap();
+    let store = EventRepository::new(&database);
+    store.append(&[plain("a", 1), plain("a", 2)]).await.unwrap();
+
+    let single = store.append(&[plain("a", 2)]).await;
+    assert!(matches!(single, Err(PersistenceError::OptimisticLockError)), "{single:?}");
+    // The batch's first event is new, its second is not: neither is stored.
+    let batch = store.append(&[plain("b", 1), plain("a", 1)]).await;
+    assert!(matches!(batch, Err(PersistenceError::OptimisticLockError)), "{batch:?}");
+
+    let log = log_of(&database, 2).await;
+    assert_eq!(log.iter().map(|(id, seq, _)| (id.as_str(), *seq)).collect::<Vec<_>>(), vec![("a", 1), ("a", 2)]);
+    // The log goes on after the refused appends; on SQLite without a gap (PostgreSQL's identity
+    // column spends a number on every row it tried to insert).
+    let after = store.append(&[plain("b", 1)]).await.unwrap();
+    assert!(after > log[1].2);
+    if !db.is_postgres() {
+        assert_eq!(after, log[1].2 + 1);
+    }
+}
+
+on_both_backends!(a_keyed_commands_events_complete_its_key_with_their_position);
+
+async fn a_keyed_commands_events_complete_its_key_with_their_position(db: TestDb) {
+    let database = Database::connect(&db.url, 2).await.unwrap();
+    let store = EventRepository::new(&database);
+    let key = IdempotencyKey { caller: "customer-1".into(), key: "rent-once".into() };
+    let candidate = Reservation {
+        request: "POST /commands/test".into(),
+        reserved_ids: vec![],
+        status: 201,
+        response_id: "a".into(),
+        location: None,
+        position: None,
+    };
+    idempotency::reserve(&database.read_side, &key, &candidate).await.unwrap();
+    let keyed = json!({ "correlation_id": "a", CALLER_ENTRY: key.caller, KEY_ENTRY: key.key });
+
+    store.append(&[plain("other", 1)]).await.unwrap();
+    let position = store.append(&[event("a", 1, keyed)]).await.unwrap();
+
+    let completed = idempotency::load(&database.read_side, &key).await.unwrap().unwrap();
+    assert_eq!(completed.position, Some(position));
+    assert_eq!(log_of(&database, 2).await.last().unwrap(), &("a".to_string(), 1, position));
+}
+
+on_both_backends!(rows_other_writers_insert_without_a_position_are_numbered_in_order);
+
+/// Other writers (the bench's log loader, a binary from before the write side numbered its own
+/// rows) insert without a position; SQLite's trigger numbers those, and only those.
+async fn rows_other_writers_insert_without_a_position_are_numbered_in_order(db: TestDb) {
+    let database = Database::connect(&db.url, 2).await.unwrap();
+    let store = EventRepository::new(&database);
+    let insert =
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
+                  VALUES ('test.stream', 'raw', $1, 'Appended', '1.0', '{}', '{}')";
+    let pool = &database.store;
+    let insert_raw = |sequence: i64| async move {
+        match pool {
+            StorePool::Sqlite(pool) => sqlx::query(insert).bind(sequence).execute(pool).await.map(drop),
+            StorePool::Postgres(pool) => sqlx::query(insert).bind(sequence).execute(pool).await.map(drop),
+        }
+        .unwrap()
+    };
+
+    store.append(&[plain("a", 1)]).await.unwrap();
+    insert_raw(1).await;
+    let appended = store.append(&[plain("a", 2)]).await.unwrap();
+    insert_raw(2).await;
+
+    let positions: Vec<i64> = log_of(&database, 4).await.into_iter().map(|(_, _, position)| position).collect();
+    assert_eq!(positions.len(), 4);
+    assert!(positions.windows(2).all(|pair| pair[0] < pair[1]), "{positions:?}");
+    assert_eq!(positions[2], appended);
+}
