@@ -5,12 +5,15 @@
 //! once in the dialect both backends share, except where the backends truly differ (the log).
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::AnyPoolOptions;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AnyPool, Executor, PgPool, SqlitePool};
+
+use crate::event_store::GroupCommit;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -33,6 +36,8 @@ pub struct Database {
     pub read_side: AnyPool,
     /// SQLite only: held around every hot write transaction of this process (see [`WriteGate`]).
     pub write_gate: Option<WriteGate>,
+    /// SQLite only: the write side's appends, grouped into shared commits under the gate.
+    pub group_commit: Option<Arc<GroupCommit>>,
 }
 
 /// SQLite has one writer at a time, and a connection that finds the lock taken *sleeps* in its
@@ -109,11 +114,14 @@ impl Database {
             .connect(url)
             .await
             .map_err(DbError::Connect)?;
+        let write_gate = WriteGate::default();
+        let group_commit = Arc::new(GroupCommit::new(store.clone(), write_gate.clone()));
         Ok(Self {
             backend: Backend::Sqlite,
             store: StorePool::Sqlite(store),
             read_side,
-            write_gate: Some(WriteGate::default()),
+            write_gate: Some(write_gate),
+            group_commit: Some(group_commit),
         })
     }
 
@@ -122,7 +130,13 @@ impl Database {
         POSTGRES_MIGRATIONS.run(&store).await?;
         let read_side =
             AnyPoolOptions::new().max_connections(pool_size).connect(url).await.map_err(DbError::Connect)?;
-        Ok(Self { backend: Backend::Postgres, store: StorePool::Postgres(store), read_side, write_gate: None })
+        Ok(Self {
+            backend: Backend::Postgres,
+            store: StorePool::Postgres(store),
+            read_side,
+            write_gate: None,
+            group_commit: None,
+        })
     }
 
     /// Readiness: the database answers and every migration of this build is applied.

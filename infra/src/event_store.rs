@@ -14,7 +14,7 @@
 //! the events stored after it (usually none) instead of replaying the whole stream.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use cqrs_es::persist::{
     EventStoreAggregateContext, PersistedEventRepository, PersistedEventStore, PersistenceError, ReplayStream,
@@ -27,11 +27,11 @@ use sqlite_es::SqliteEventRepository;
 use sqlx::Row;
 use sqlx::{PgPool, SqlitePool};
 
-use crate::db::{Database, StorePool, WriteGate};
+use crate::db::{Database, StorePool};
 use crate::idempotency::{CALLER_ENTRY, KEY_ENTRY};
 
 pub enum EventRepository {
-    Sqlite(SqliteEventRepository, SqlitePool, WriteGate),
+    Sqlite(SqliteEventRepository, SqlitePool, Arc<GroupCommit>),
     Postgres(PostgresEventRepository, PgPool),
 }
 
@@ -121,6 +121,9 @@ macro_rules! append {
     }};
 }
 
+mod group_commit;
+pub use group_commit::GroupCommit;
+
 /// A unique violation is another command that stored the same sequence first.
 fn store_error(error: sqlx::Error) -> PersistenceError {
     match &error {
@@ -144,11 +147,12 @@ pub type Store<A> = CachedStore<A>;
 impl EventRepository {
     pub fn new(db: &Database) -> Self {
         match &db.store {
-            StorePool::Sqlite(pool) => Self::Sqlite(
-                SqliteEventRepository::new(pool.clone()),
-                pool.clone(),
-                db.write_gate.clone().unwrap_or_default(),
-            ),
+            StorePool::Sqlite(pool) => {
+                let group = db.group_commit.clone().unwrap_or_else(|| {
+                    Arc::new(GroupCommit::new(pool.clone(), db.write_gate.clone().unwrap_or_default()))
+                });
+                Self::Sqlite(SqliteEventRepository::new(pool.clone()), pool.clone(), group)
+            }
             StorePool::Postgres(pool) => Self::Postgres(PostgresEventRepository::new(pool.clone()), pool.clone()),
         }
     }
@@ -161,13 +165,12 @@ impl EventRepository {
     /// one) and returns the global position of the last. A stored (type, id, sequence) is an
     /// optimistic-concurrency conflict.
     pub async fn append(&self, events: &[SerializedEvent]) -> Result<i64, PersistenceError> {
-        let key = idempotency_key(events);
         match self {
-            Self::Sqlite(_, pool, gate) => {
-                let _turn = gate.lock().await;
-                append!(pool, INSERT_EVENT_SQLITE, events, key)
+            Self::Sqlite(.., group) => group.append(events).await,
+            Self::Postgres(_, pool) => {
+                let key = idempotency_key(events);
+                append!(pool, INSERT_EVENT_POSTGRES, events, key)
             }
-            Self::Postgres(_, pool) => append!(pool, INSERT_EVENT_POSTGRES, events, key),
         }
     }
 

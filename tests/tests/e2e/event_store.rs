@@ -98,15 +98,7 @@ async fn a_keyed_commands_events_complete_its_key_with_their_position(db: TestDb
     let database = Database::connect(&db.url, 2).await.unwrap();
     let store = EventRepository::new(&database);
     let key = IdempotencyKey { caller: "customer-1".into(), key: "rent-once".into() };
-    let candidate = Reservation {
-        request: "POST /commands/test".into(),
-        reserved_ids: vec![],
-        status: 201,
-        response_id: "a".into(),
-        location: None,
-        position: None,
-    };
-    idempotency::reserve(&database.read_side, &key, &candidate).await.unwrap();
+    idempotency::reserve(&database.read_side, &key, &reservation()).await.unwrap();
     let keyed = json!({ "correlation_id": "a", CALLER_ENTRY: key.caller, KEY_ENTRY: key.key });
 
     store.append(&[plain("other", 1)]).await.unwrap();
@@ -145,4 +137,102 @@ async fn rows_other_writers_insert_without_a_position_are_numbered_in_order(db: 
     assert_eq!(positions.len(), 4);
     assert!(positions.windows(2).all(|pair| pair[0] < pair[1]), "{positions:?}");
     assert_eq!(positions[2], appended);
+}
+
+/// Appends queued behind SQLite's write gate, as under concurrent commands: the first to get the
+/// gate stores the whole queue in one transaction; each append is still refused or stored alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_waiting_for_the_sqlite_writer_are_committed_together_and_decided_one_by_one() {
+    let db = TestDb::sqlite();
+    let database = Database::connect(&db.url, 4).await.unwrap();
+    let (store, group) = (EventRepository::new(&database), database.group_commit.clone().unwrap());
+    store.append(&[plain("taken", 1)]).await.unwrap();
+    let key = IdempotencyKey { caller: "customer-1".into(), key: "k".into() };
+    idempotency::reserve(&database.read_side, &key, &reservation()).await.unwrap();
+    let keyed = json!({ "correlation_id": "k", CALLER_ENTRY: key.caller, KEY_ENTRY: key.key });
+
+    let mut appends: Vec<Vec<SerializedEvent>> = (0..20).map(|n| vec![plain(&format!("s{n}"), 1)]).collect();
+    appends.push(vec![plain("taken", 1)]); // a conflict
+    appends.push(vec![plain("m", 1), plain("taken", 1)]); // a conflict on its second event
+    appends.push(vec![event("k", 1, keyed.clone()), event("k", 2, keyed)]);
+    let turn = database.write_gate.clone().unwrap().lock_owned().await;
+    let tasks: Vec<_> = appends
+        .into_iter()
+        .map(|events| {
+            let store = EventRepository::new(&database);
+            tokio::spawn(async move { store.append(&events).await })
+        })
+        .collect();
+    wait_until(|| group.waiting() == 23).await;
+    let commits = group.commits();
+    drop(turn);
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.unwrap());
+    }
+
+    assert_eq!(group.commits(), commits + 1, "one transaction for the whole queue");
+    assert!(answers[..20].iter().all(Result::is_ok), "{answers:?}");
+    assert!(matches!(answers[20], Err(PersistenceError::OptimisticLockError)), "{:?}", answers[20]);
+    assert!(matches!(answers[21], Err(PersistenceError::OptimisticLockError)), "{:?}", answers[21]);
+    let log = log_of(&database, 23).await;
+    assert_eq!(log.len(), 23, "taken, s0..s19, k1, k2: {log:?}");
+    assert!(log.iter().all(|(stream, ..)| stream != "m"), "none of a refused append is stored");
+    let positions: Vec<i64> = log.iter().map(|(_, _, position)| *position).collect();
+    assert_eq!(positions, (1..=23).collect::<Vec<i64>>());
+    for (n, answer) in answers[..20].iter().enumerate() {
+        let stored = log.iter().find(|(stream, ..)| *stream == format!("s{n}")).unwrap();
+        assert_eq!(answer.as_ref().unwrap(), &stored.2);
+    }
+    let completed = idempotency::load(&database.read_side, &key).await.unwrap().unwrap();
+    assert_eq!(completed.position, Some(23));
+    assert_eq!(answers[22].as_ref().unwrap(), &23);
+}
+
+/// A failure that is not a conflict (here a CHECK constraint) fails every append of its group:
+/// none of them is stored, and the next appends go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_with_a_failing_append_stores_none_of_it() {
+    let db = TestDb::sqlite();
+    let database = Database::connect(&db.url, 4).await.unwrap();
+    let group = database.group_commit.clone().unwrap();
+    let mut appends: Vec<Vec<SerializedEvent>> = (0..5).map(|n| vec![plain(&format!("s{n}"), 1)]).collect();
+    appends.push(vec![plain("broken", usize::MAX)]); // stored as sequence -1: refused by CHECK
+    let turn = database.write_gate.clone().unwrap().lock_owned().await;
+    let tasks: Vec<_> = appends
+        .into_iter()
+        .map(|events| {
+            let store = EventRepository::new(&database);
+            tokio::spawn(async move { store.append(&events).await })
+        })
+        .collect();
+    wait_until(|| group.waiting() == 6).await;
+    drop(turn);
+    for task in tasks {
+        let answer = task.await.unwrap();
+        assert!(matches!(answer, Err(PersistenceError::UnknownError(_))), "{answer:?}");
+    }
+
+    let store = EventRepository::new(&database);
+    assert_eq!(store.append(&[plain("after", 1)]).await.unwrap(), 1);
+    assert_eq!(log_of(&database, 1).await, vec![("after".to_string(), 1, 1)]);
+}
+
+fn reservation() -> Reservation {
+    Reservation {
+        request: "POST /commands/test".into(),
+        reserved_ids: vec![],
+        status: 201,
+        response_id: "k".into(),
+        location: None,
+        position: None,
+    }
+}
+
+async fn wait_until(condition: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
