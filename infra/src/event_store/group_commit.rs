@@ -11,12 +11,15 @@
 //! A lone append (no one else waiting) is stored by its own caller, as if there were no queue. A
 //! group is stored by a spawned task, so that a leader whose request is dropped (its client went
 //! away) cannot leave the others without an answer, or answered wrongly.
+//!
+//! Appends run on one connection kept for them, taken from the pool once: a pooled checkout costs
+//! sqlx a ping of the connection's thread when it is handed back, as much as a statement.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use cqrs_es::persist::{PersistenceError, SerializedEvent};
-use sqlx::{Acquire, SqlitePool};
+use sqlx::{Acquire, SqliteConnection, SqlitePool};
 use tokio::sync::{oneshot, OwnedMutexGuard};
 
 use super::{idempotency_key, store_error, COMPLETE_KEY, INSERT_EVENT_SQLITE};
@@ -29,6 +32,9 @@ type Answer = Result<i64, PersistenceError>;
 pub struct GroupCommit {
     pool: SqlitePool,
     gate: WriteGate,
+    /// The appends' own connection, used only under the gate; opened on first use, and dropped
+    /// after any failure other than a conflict so that the next append starts on a fresh one.
+    writer: tokio::sync::Mutex<Option<SqliteConnection>>,
     queue: Mutex<Vec<Pending>>,
     next_id: AtomicU64,
     commits: AtomicU64,
@@ -43,7 +49,14 @@ struct Pending {
 
 impl GroupCommit {
     pub fn new(pool: SqlitePool, gate: WriteGate) -> Self {
-        Self { pool, gate, queue: Mutex::default(), next_id: AtomicU64::new(0), commits: AtomicU64::new(0) }
+        Self {
+            pool,
+            gate,
+            writer: tokio::sync::Mutex::default(),
+            queue: Mutex::default(),
+            next_id: AtomicU64::new(0),
+            commits: AtomicU64::new(0),
+        }
     }
 
     /// Stores the events of one command (completing its idempotency key, if any) and returns the
@@ -99,29 +112,39 @@ impl GroupCommit {
     }
 
     async fn store_alone(&self, events: &[SerializedEvent]) -> Answer {
+        let mut writer = self.writer.lock().await;
+        let connection = Self::connection(&mut writer, &self.pool).await?;
         let key = idempotency_key(events);
-        let stored = append!(&self.pool, INSERT_EVENT_SQLITE, events, key);
-        self.counted(stored)
+        let stored = append!(&mut *connection, INSERT_EVENT_SQLITE, events, key);
+        self.settled(&mut writer, stored)
     }
 
     /// Stores `group` in one transaction and answers each of its appends; holds the gate `turn`
     /// until then.
     async fn store_group(self: Arc<Self>, group: Vec<Pending>, turn: OwnedMutexGuard<()>) {
-        let answers = match self.store_together(&group).await {
+        let mut writer = self.writer.lock().await;
+        let stored = self.store_together(&mut writer, &group).await;
+        let answers = match self.settled(&mut writer, stored) {
             Ok(answers) => answers,
             Err(error) => {
                 let detail = format!("the group commit failed: {error}");
                 group.iter().map(|_| Err(PersistenceError::UnknownError(detail.clone().into()))).collect()
             }
         };
+        drop(writer);
         drop(turn);
         for (pending, answer) in group.into_iter().zip(answers) {
             let _ = pending.reply.send(answer); // a caller that went away needs no answer
         }
     }
 
-    async fn store_together(&self, group: &[Pending]) -> Result<Vec<Answer>, PersistenceError> {
-        let mut tx = self.pool.begin().await.map_err(store_error)?;
+    async fn store_together(
+        &self,
+        writer: &mut Option<SqliteConnection>,
+        group: &[Pending],
+    ) -> Result<Vec<Answer>, PersistenceError> {
+        let connection = Self::connection(writer, &self.pool).await?;
+        let mut tx = connection.begin().await.map_err(store_error)?;
         let mut answers = Vec::with_capacity(group.len());
         for pending in group {
             let (events, key) = (&pending.events[..], idempotency_key(&pending.events));
@@ -132,15 +155,33 @@ impl GroupCommit {
                 Err(error) => return Err(error),
             }
         }
-        let committed = tx.commit().await.map_err(store_error);
-        self.counted(committed)?;
+        tx.commit().await.map_err(store_error)?;
         metrics::histogram!("storming_event_store_group_size").record(group.len() as f64);
         Ok(answers)
     }
 
-    fn counted<T>(&self, result: Result<T, PersistenceError>) -> Result<T, PersistenceError> {
-        if result.is_ok() {
-            self.commits.fetch_add(1, Ordering::Relaxed);
+    async fn connection<'w>(
+        writer: &'w mut Option<SqliteConnection>,
+        pool: &SqlitePool,
+    ) -> Result<&'w mut SqliteConnection, PersistenceError> {
+        if writer.is_none() {
+            *writer = Some(pool.acquire().await.map_err(store_error)?.detach());
+        }
+        Ok(writer.as_mut().expect("opened above"))
+    }
+
+    /// Counts a commit; after a failure other than a conflict, the connection is not trusted.
+    fn settled<T>(
+        &self,
+        writer: &mut Option<SqliteConnection>,
+        result: Result<T, PersistenceError>,
+    ) -> Result<T, PersistenceError> {
+        match &result {
+            Ok(_) => {
+                self.commits.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(PersistenceError::OptimisticLockError) => {}
+            Err(_) => *writer = None,
         }
         result
     }
