@@ -9,9 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::AnyPoolOptions;
+use sqlx::pool::PoolConnectionMetadata;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{AnyPool, Executor, PgPool, SqlitePool};
+use sqlx::{AnyPool, Connection, Executor, PgPool, SqlitePool};
 
 use crate::event_store::GroupCommit;
 
@@ -126,10 +127,21 @@ impl Database {
     }
 
     async fn connect_postgres(url: &str, pool_size: u32) -> Result<Self, DbError> {
-        let store = PgPoolOptions::new().max_connections(pool_size).connect(url).await.map_err(DbError::Connect)?;
+        let store = PgPoolOptions::new()
+            .max_connections(pool_size)
+            .test_before_acquire(false)
+            .before_acquire(|connection, meta| Box::pin(ping_if_idle(connection, meta)))
+            .connect(url)
+            .await
+            .map_err(DbError::Connect)?;
         POSTGRES_MIGRATIONS.run(&store).await?;
-        let read_side =
-            AnyPoolOptions::new().max_connections(pool_size).connect(url).await.map_err(DbError::Connect)?;
+        let read_side = AnyPoolOptions::new()
+            .max_connections(pool_size)
+            .test_before_acquire(false)
+            .before_acquire(|connection, meta| Box::pin(ping_if_idle(connection, meta)))
+            .connect(url)
+            .await
+            .map_err(DbError::Connect)?;
         Ok(Self {
             backend: Backend::Postgres,
             store: StorePool::Postgres(store),
@@ -159,6 +171,20 @@ impl Database {
             StorePool::Postgres(pool) => pool.close().await,
         }
     }
+}
+
+/// A PostgreSQL connection idle for this long is pinged before it is handed out.
+pub const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
+
+/// sqlx pings every pooled connection on checkout by default: a round trip to the server for each
+/// statement a command or query runs. A connection just handed back is as alive as it was then;
+/// one that sat idle may have been closed by a restart of the database, and is pinged (a dead one
+/// is dropped and another taken, so the caller never sees it).
+async fn ping_if_idle<C: Connection>(connection: &mut C, meta: PoolConnectionMetadata) -> Result<bool, sqlx::Error> {
+    if meta.idle_for >= PING_WHEN_IDLE_FOR {
+        connection.ping().await?;
+    }
+    Ok(true)
 }
 
 const APPLIED: &str = "SELECT COUNT(*) FROM _sqlx_migrations WHERE success";
