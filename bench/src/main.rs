@@ -44,6 +44,10 @@ struct Args {
     /// Events in the log for the catch-up and rebuild group.
     #[arg(long, default_value_t = 1_000_000)]
     catchup_events: i64,
+    /// Commands per second (all four command clients together) while the queries group reads:
+    /// a fixed load, so that a faster command path does not take CPU from the queries it measures.
+    #[arg(long, default_value_t = 250.0)]
+    command_rate: f64,
     /// A moment per workload: proves the harness works, measures nothing.
     #[arg(long)]
     smoke: bool,
@@ -254,8 +258,9 @@ impl Renter {
     }
 }
 
-/// Runs `renters` concurrently for `length`; returns them (with their state) and the run.
-async fn drive(api: &Api, renters: Vec<Renter>, length: Duration) -> (Vec<Renter>, Run) {
+/// Runs `renters` concurrently for `length`, each as fast as it is answered or, with `pace`, at
+/// most one command per `pace`; returns them (with their state) and the run.
+async fn drive(api: &Api, renters: Vec<Renter>, length: Duration, pace: Option<Duration>) -> (Vec<Renter>, Run) {
     let deadline = Instant::now() + length;
     let started = Instant::now();
     let tasks: Vec<_> = renters
@@ -264,7 +269,15 @@ async fn drive(api: &Api, renters: Vec<Renter>, length: Duration) -> (Vec<Renter
             let api = api.clone();
             tokio::spawn(async move {
                 let mut tally = Tally::new();
+                let mut ticks = pace.map(|pace| {
+                    let mut ticks = tokio::time::interval(pace);
+                    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    ticks
+                });
                 while Instant::now() < deadline {
+                    if let Some(ticks) = &mut ticks {
+                        ticks.tick().await;
+                    }
                     renter.step(&api, &mut tally).await;
                 }
                 (renter, tally)
@@ -284,11 +297,11 @@ async fn drive(api: &Api, renters: Vec<Renter>, length: Duration) -> (Vec<Renter
 /// Warm-up, then the repeats.
 async fn measure(api: &Api, mut renters: Vec<Renter>, args: &Args) -> (Vec<Renter>, Vec<Run>) {
     if args.warmup > 0 {
-        renters = drive(api, renters, Duration::from_secs(args.warmup)).await.0;
+        renters = drive(api, renters, Duration::from_secs(args.warmup), None).await.0;
     }
     let mut runs = Vec::new();
     for _ in 0..args.repeats {
-        let (back, run) = drive(api, renters, Duration::from_secs(args.seconds)).await;
+        let (back, run) = drive(api, renters, Duration::from_secs(args.seconds), None).await;
         renters = back;
         runs.push(run);
     }
@@ -385,8 +398,9 @@ impl Bench {
         Ok(())
     }
 
-    /// Queries (rental status list, my-page) at 16 clients while 4 clients run commands; and the
-    /// projection lag: a command, then its view read with `min_position`.
+    /// Queries (rental status list, my-page) at 16 clients while 4 clients run commands at a fixed
+    /// total rate (`--command-rate`); and the projection lag: a command, then its view read with
+    /// `min_position`.
     async fn queries_and_lag(&mut self) -> anyhow::Result<()> {
         let db = self.fresh().await?;
         let fsync = self.fsync();
@@ -400,9 +414,10 @@ impl Bench {
             })
             .collect();
         let length = Duration::from_secs(self.args.warmup + u64::from(self.args.repeats) * self.args.seconds);
+        let pace = Duration::from_secs_f64(background.len() as f64 / self.args.command_rate);
         let load = {
             let api = api.clone();
-            tokio::spawn(async move { drive(&api, background, length).await })
+            tokio::spawn(async move { drive(&api, background, length, Some(pace)).await })
         };
         let readers = if self.args.smoke { 2 } else { 16 };
         let mut runs = Vec::new();
@@ -470,7 +485,7 @@ impl Bench {
             prober = Some(renter);
             lag_runs.push(summarize(vec![lag], elapsed));
         }
-        let _ = load.await;
+        let (_, load) = load.await.expect("the command load");
         let queries = Point::new("queries", readers, runs);
         let lag = Point::new("lag", 1, lag_runs);
         println!(
@@ -484,7 +499,12 @@ impl Bench {
                 lag.runs.iter().map(|run| run.errors).sum::<u64>()
             );
         }
-        self.results.push(json!({"group": "queries", "fsync_per_second": fsync, "point": queries}));
+        println!(
+            "{} queries' command load: {:.0}/s (asked {:.0}/s), {} errors",
+            self.args.backend, load.per_second, self.args.command_rate, load.errors
+        );
+        self.results.push(json!({"group": "queries", "fsync_per_second": fsync, "point": queries,
+            "command_load": {"asked_per_second": self.args.command_rate, "run": load}}));
         self.results.push(json!({"group": "lag", "fsync_per_second": fsync, "point": lag}));
         server.stop()?;
         db.drop().await;

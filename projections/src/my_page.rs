@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use cqrs_es::Aggregate;
 use serde::Serialize;
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, AnyPool, Row};
+use sqlx::{AnyConnection, Row};
 use storming_domain::customer::{Customer, CustomerEvent};
 use storming_domain::payment::{Payment, PaymentEvent};
 use storming_domain::recorded::RecordedEvent;
@@ -140,12 +140,16 @@ fn write(writes: &mut Writes, (profiles, items): &(String, String), event: &Reco
     Ok(())
 }
 
-pub async fn profile(pool: &AnyPool, generation: i64, customer_id: &str) -> Result<Option<Profile>, sqlx::Error> {
+pub async fn profile(
+    connection: &mut AnyConnection,
+    generation: i64,
+    customer_id: &str,
+) -> Result<Option<Profile>, sqlx::Error> {
     let profiles = table("my_page_profiles", generation);
     let row =
         sqlx::query(&format!("SELECT customer_id, name, phone, registered_at FROM {profiles} WHERE customer_id = $1"))
             .bind(customer_id)
-            .fetch_optional(pool)
+            .fetch_optional(connection)
             .await?;
     row.map(|row| {
         Ok(Profile {
@@ -160,7 +164,7 @@ pub async fn profile(pool: &AnyPool, generation: i64, customer_id: &str) -> Resu
 
 /// The customer's rows, newest first (ids are UUID v7, so id order is creation order).
 pub async fn items(
-    pool: &AnyPool,
+    connection: &mut AnyConnection,
     generation: i64,
     customer_id: &str,
     limit: i64,
@@ -171,7 +175,7 @@ pub async fn items(
     if let Some(before) = before {
         query = query.bind(before);
     }
-    let rows = query.bind(limit + 1).fetch_all(pool).await?;
+    let rows = query.bind(limit + 1).fetch_all(connection).await?;
     let items = rows.iter().map(decode_item).collect::<Result<Vec<_>, _>>()?;
     Ok(Page::from_rows(items, limit, |item| item.id.clone()))
 }
