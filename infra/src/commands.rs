@@ -4,10 +4,9 @@
 //! conflict (reload and decide again), the global position of the last stored event for
 //! read-your-writes (from the INSERT itself), and a wake-up for the in-process workers.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-
-use std::collections::HashMap;
 
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, AggregateError};

@@ -1,10 +1,12 @@
 //! `storming-infra`: the adapters around the domain.
 //!
 //! - [`db`]: connects to SQLite (embedded default) or PostgreSQL from one URL and migrates it;
-//! - [`event_store`]: the cqrs-es event repository chosen at run time;
+//! - [`event_store`]: the cqrs-es event repository chosen at run time, the append that returns an
+//!   event's position, and SQLite's group commit;
 //! - [`log`]: the gap-safe global log reader, and the audit's queries over the log;
-//! - [`commands`]: the command bus — cqrs-es frameworks per aggregate, metadata, conflict retry,
-//!   the position of the last stored event, and the refund of a charge that was not recorded;
+//! - [`commands`]: the command bus — one executor per aggregate (cqrs-es's load, handle, store),
+//!   metadata, conflict retry, the position of the last stored event, and the refund of a charge
+//!   that was not recorded;
 //! - [`idempotency`]: the `Idempotency-Key` reservations;
 //! - [`payment`]: the payment provider adapters and the `Payments` port of the core contexts;
 //! - [`config`]: configuration from the environment.
