@@ -9,10 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::AnyPoolOptions;
-use sqlx::pool::PoolConnectionMetadata;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::pool::{PoolConnectionMetadata, PoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{AnyPool, Connection, Executor, PgPool, SqlitePool};
+use sqlx::{Any, AnyPool, Connection, Executor, PgPool, Postgres, SqlitePool};
 
 use crate::event_store::GroupCommit;
 
@@ -127,21 +126,9 @@ impl Database {
     }
 
     async fn connect_postgres(url: &str, pool_size: u32) -> Result<Self, DbError> {
-        let store = PgPoolOptions::new()
-            .max_connections(pool_size)
-            .test_before_acquire(false)
-            .before_acquire(|connection, meta| Box::pin(ping_if_idle(connection, meta)))
-            .connect(url)
-            .await
-            .map_err(DbError::Connect)?;
+        let store = postgres_pool::<Postgres>(pool_size).connect(url).await.map_err(DbError::Connect)?;
         POSTGRES_MIGRATIONS.run(&store).await?;
-        let read_side = AnyPoolOptions::new()
-            .max_connections(pool_size)
-            .test_before_acquire(false)
-            .before_acquire(|connection, meta| Box::pin(ping_if_idle(connection, meta)))
-            .connect(url)
-            .await
-            .map_err(DbError::Connect)?;
+        let read_side = postgres_pool::<Any>(pool_size).connect(url).await.map_err(DbError::Connect)?;
         Ok(Self {
             backend: Backend::Postgres,
             store: StorePool::Postgres(store),
@@ -176,10 +163,18 @@ impl Database {
 /// A PostgreSQL connection idle for this long is pinged before it is handed out.
 pub const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
 
-/// sqlx pings every pooled connection on checkout by default: a round trip to the server for each
-/// statement a command or query runs. A connection just handed back is as alive as it was then;
-/// one that sat idle may have been closed by a restart of the database, and is pinged (a dead one
-/// is dropped and another taken, so the caller never sees it).
+/// A pool of PostgreSQL connections (the store's own driver or `Any`). sqlx pings every pooled
+/// connection on checkout by default: a round trip to the server for each statement a command or
+/// query runs. A connection just handed back is as alive as it was then; one that sat idle may
+/// have been closed by a restart of the database, and is pinged (a dead one is dropped and another
+/// taken, so the caller never sees it).
+fn postgres_pool<DB: sqlx::Database>(pool_size: u32) -> PoolOptions<DB> {
+    PoolOptions::new()
+        .max_connections(pool_size)
+        .test_before_acquire(false)
+        .before_acquire(|connection, meta| Box::pin(ping_if_idle(connection, meta)))
+}
+
 async fn ping_if_idle<C: Connection>(connection: &mut C, meta: PoolConnectionMetadata) -> Result<bool, sqlx::Error> {
     if meta.idle_for >= PING_WHEN_IDLE_FOR {
         connection.ping().await?;

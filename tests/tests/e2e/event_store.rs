@@ -145,7 +145,7 @@ async fn rows_other_writers_insert_without_a_position_are_numbered_in_order(db: 
 async fn appends_waiting_for_the_sqlite_writer_are_committed_together_and_decided_one_by_one() {
     let db = TestDb::sqlite();
     let database = Database::connect(&db.url, 4).await.unwrap();
-    let (store, group) = (EventRepository::new(&database), database.group_commit.clone().unwrap());
+    let store = EventRepository::new(&database);
     store.append(&[plain("taken", 1)]).await.unwrap();
     let key = IdempotencyKey { caller: "customer-1".into(), key: "k".into() };
     idempotency::reserve(&database.read_side, &key, &reservation()).await.unwrap();
@@ -155,23 +155,9 @@ async fn appends_waiting_for_the_sqlite_writer_are_committed_together_and_decide
     appends.push(vec![plain("taken", 1)]); // a conflict
     appends.push(vec![plain("m", 1), plain("taken", 1)]); // a conflict on its second event
     appends.push(vec![event("k", 1, keyed.clone()), event("k", 2, keyed)]);
-    let turn = database.write_gate.clone().unwrap().lock_owned().await;
-    let tasks: Vec<_> = appends
-        .into_iter()
-        .map(|events| {
-            let store = EventRepository::new(&database);
-            tokio::spawn(async move { store.append(&events).await })
-        })
-        .collect();
-    wait_until(|| group.waiting() == 23).await;
-    let commits = group.commits();
-    drop(turn);
-    let mut answers = Vec::new();
-    for task in tasks {
-        answers.push(task.await.unwrap());
-    }
+    let (answers, commits) = append_behind_the_write_gate(&database, appends).await;
 
-    assert_eq!(group.commits(), commits + 1, "one transaction for the whole queue");
+    assert_eq!(commits, 1, "one transaction for the whole queue");
     assert!(answers[..20].iter().all(Result::is_ok), "{answers:?}");
     assert!(matches!(answers[20], Err(PersistenceError::OptimisticLockError)), "{:?}", answers[20]);
     assert!(matches!(answers[21], Err(PersistenceError::OptimisticLockError)), "{:?}", answers[21]);
@@ -197,21 +183,11 @@ async fn appends_waiting_for_the_sqlite_writer_are_committed_together_and_decide
 async fn a_group_with_a_failing_append_stores_none_of_it() {
     let db = TestDb::sqlite();
     let database = Database::connect(&db.url, 4).await.unwrap();
-    let group = database.group_commit.clone().unwrap();
     let mut appends: Vec<Vec<SerializedEvent>> = (0..5).map(|n| vec![plain(&format!("s{n}"), 1)]).collect();
     appends.push(vec![plain("broken", usize::MAX)]); // stored as sequence -1: refused by CHECK
-    let turn = database.write_gate.clone().unwrap().lock_owned().await;
-    let tasks: Vec<_> = appends
-        .into_iter()
-        .map(|events| {
-            let store = EventRepository::new(&database);
-            tokio::spawn(async move { store.append(&events).await })
-        })
-        .collect();
-    wait_until(|| group.waiting() == 6).await;
-    drop(turn);
-    for task in tasks {
-        let answer = task.await.unwrap();
+    let (answers, commits) = append_behind_the_write_gate(&database, appends).await;
+    assert_eq!(commits, 0);
+    for answer in answers {
         assert!(matches!(answer, Err(PersistenceError::UnknownError(_))), "{answer:?}");
     }
 
@@ -229,6 +205,33 @@ fn reservation() -> Reservation {
         location: None,
         position: None,
     }
+}
+
+/// Runs `appends` concurrently while this test holds SQLite's write gate, and lets it go once all
+/// of them wait in the group commit's queue. Their answers, in `appends`' order, and how many
+/// transactions they committed.
+async fn append_behind_the_write_gate(
+    database: &Database,
+    appends: Vec<Vec<SerializedEvent>>,
+) -> (Vec<Result<i64, PersistenceError>>, u64) {
+    let group = database.group_commit.clone().unwrap();
+    let queued = appends.len();
+    let turn = database.write_gate.clone().unwrap().lock_owned().await;
+    let tasks: Vec<_> = appends
+        .into_iter()
+        .map(|events| {
+            let store = EventRepository::new(database);
+            tokio::spawn(async move { store.append(&events).await })
+        })
+        .collect();
+    wait_until(|| group.waiting() == queued).await;
+    let commits = group.commits();
+    drop(turn);
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.unwrap());
+    }
+    (answers, group.commits() - commits)
 }
 
 async fn wait_until(condition: impl Fn() -> bool) {
