@@ -46,7 +46,7 @@ impl EventSource for LogSource {
     }
 
     async fn has_unreadable(&self, cursor: LogCursor) -> Result<bool, BoxError> {
-        Ok(self.0.lag(cursor).await?.events > 0)
+        Ok(self.0.any_after(cursor).await?)
     }
 }
 

@@ -56,6 +56,11 @@ struct LogSql {
     /// history grew). The newest sequence has the highest position: it was stored after the rest.
     last_position_of_stream: &'static str,
     lag: &'static str,
+    /// Whether any event is stored after a cursor, readable yet or not: the first one in log
+    /// order, so that PostgreSQL's generic plan walks the log-order index and stops at once. As a
+    /// `COUNT(*)` (what `lag` runs) the generic plan scanned the whole table, on every empty read
+    /// of every worker: commands slowed down as the log grew (ADR 9).
+    any_after: &'static str,
 }
 
 macro_rules! columns {
@@ -92,6 +97,7 @@ static SQLITE: LogSql = LogSql {
         "SELECT COALESCE((SELECT position FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 \
          ORDER BY sequence DESC LIMIT 1), 0)",
     lag: "SELECT COUNT(*) AS behind, MIN(recorded_at) AS oldest FROM events WHERE position > $1",
+    any_after: "SELECT COUNT(*) FROM (SELECT 1 FROM events WHERE position > $1 ORDER BY position LIMIT 1) AS next",
 };
 
 static POSTGRES: LogSql = LogSql {
@@ -125,6 +131,9 @@ static POSTGRES: LogSql = LogSql {
     lag: "SELECT COUNT(*) AS behind, \
           to_char(MIN(recorded_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS oldest \
           FROM events WHERE (transaction_id, global_position) > ($2::text::xid8, $1)",
+    any_after:
+        "SELECT COUNT(*) FROM (SELECT 1 FROM events WHERE (transaction_id, global_position) > ($2::text::xid8, $1) \
+                ORDER BY events.transaction_id, events.global_position LIMIT 1) AS next",
 };
 
 impl GlobalLog {
@@ -132,6 +141,12 @@ impl GlobalLog {
     /// checking its plan.
     pub fn follow_sql(&self) -> &'static str {
         self.sql.follow
+    }
+
+    /// The query [`GlobalLog::any_after`] runs (`$1` position, `$2` transaction id), for checking
+    /// its plan.
+    pub fn any_after_sql(&self) -> &'static str {
+        self.sql.any_after
     }
 
     pub fn new(db: &Database) -> Self {
@@ -218,6 +233,19 @@ impl GlobalLog {
             .fetch_one(&self.pool)
             .await?;
         Ok(position)
+    }
+}
+
+impl GlobalLog {
+    /// Whether any event is stored after `cursor`, including events [`GlobalLog::read_after`]
+    /// cannot return yet (on PostgreSQL: committed behind a transaction still running).
+    pub async fn any_after(&self, cursor: LogCursor) -> Result<bool, LogError> {
+        let found = sqlx::query_scalar::<_, i64>(self.sql.any_after)
+            .bind(cursor.position)
+            .bind(cursor.transaction_id.to_string())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(found > 0)
     }
 }
 

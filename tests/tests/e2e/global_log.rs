@@ -140,8 +140,11 @@ async fn on_postgres_a_late_commit_is_not_skipped_where_a_naive_reader_skips_it(
 /// plan (parameters unknown). That plan must walk the log-order index and stop at the limit: a
 /// sort over everything after the cursor made catch-up a thousand times slower at a million
 /// events (an `ORDER BY transaction_id` that named the output column, a cast, not the index's).
+/// The same holds for the check a worker runs after each empty read, whether anything is stored
+/// after its cursor: as a `COUNT(*)` its generic plan scanned the whole log, every few
+/// milliseconds per worker, and commands slowed down as the log grew.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn on_postgres_the_workers_log_query_walks_the_index_without_sorting() {
+async fn on_postgres_the_workers_log_queries_walk_the_index_without_sorting() {
     let Some(db) = TestDb::postgres().await else { return };
     let database = Database::connect(&db.url, 4).await.unwrap();
     let StorePool::Postgres(pool) = &database.store else { unreachable!("a PostgreSQL test database") };
@@ -157,13 +160,37 @@ async fn on_postgres_the_workers_log_query_walks_the_index_without_sorting() {
 
     let mut connection = pool.acquire().await.unwrap();
     sqlx::query("SET plan_cache_mode = force_generic_plan").execute(&mut *connection).await.unwrap();
-    let follow = GlobalLog::new(&database).follow_sql();
-    sqlx::query(&format!("PREPARE follow(bigint, bigint, text) AS {follow}")).execute(&mut *connection).await.unwrap();
-    let plan: Vec<String> =
-        sqlx::query_scalar("EXPLAIN EXECUTE follow(1000, 500, '1')").fetch_all(&mut *connection).await.unwrap();
-    let plan = plan.join("\n");
-    assert!(plan.contains("events_log_order"), "the log-order index is used:\n{plan}");
-    assert!(!plan.contains("Sort"), "no sort:\n{plan}");
+    let log = GlobalLog::new(&database);
+    sqlx::query(&format!("PREPARE follow(bigint, bigint, text) AS {}", log.follow_sql()))
+        .execute(&mut *connection)
+        .await
+        .unwrap();
+    sqlx::query(&format!("PREPARE any_after(bigint, text) AS {}", log.any_after_sql()))
+        .execute(&mut *connection)
+        .await
+        .unwrap();
+    for statement in ["EXPLAIN EXECUTE follow(1000, 500, '1')", "EXPLAIN EXECUTE any_after(1000, '1')"] {
+        let plan: Vec<String> = sqlx::query_scalar(statement).fetch_all(&mut *connection).await.unwrap();
+        let plan = plan.join("\n");
+        assert!(plan.contains("events_log_order"), "{statement}: the log-order index is used:\n{plan}");
+        assert!(!plan.contains("Sort"), "{statement}: no sort:\n{plan}");
+        assert!(!plan.contains("Seq Scan"), "{statement}: no scan of the whole log:\n{plan}");
+    }
     drop(connection);
+    database.close().await;
+}
+
+on_both_backends!(anything_stored_after_a_cursor_is_seen);
+
+/// The check after an empty read sees what is stored after the cursor, readable or not.
+async fn anything_stored_after_a_cursor_is_seen(db: TestDb) {
+    let database = Database::connect(&db.url, 4).await.unwrap();
+    let log = GlobalLog::new(&database);
+    assert!(!log.any_after(LogCursor::START).await.unwrap(), "an empty log");
+    append(&database, 0, 1, Duration::ZERO).await;
+    let events = log.read_after(LogCursor::START, 10, &LogFilter::default()).await.unwrap();
+    assert_eq!(events.len(), 1);
+    assert!(log.any_after(LogCursor::START).await.unwrap());
+    assert!(!log.any_after(events[0].cursor()).await.unwrap(), "nothing after the last event");
     database.close().await;
 }
