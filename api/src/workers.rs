@@ -26,7 +26,7 @@ use storming_projections::book_catalog::BookCatalog;
 use storming_projections::my_page::MyPage;
 use storming_projections::payments::PaymentsView;
 use storming_projections::rental_status::RentalStatusView;
-use storming_projections::runtime::generations;
+use storming_projections::runtime::{generations, SharedTail, TAIL_EVENTS};
 use storming_projections::{BoxError, EventSource, Policy, Projection, RetryLater, Supervisor, Worker};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -218,7 +218,8 @@ pub fn spawn(
         return Err(UnknownWorker { unknown: unknown.clone(), known: known.join(", ") });
     }
     let selected = |name: &str| only.is_none_or(|only| only.iter().any(|wanted| wanted == name));
-    let source: Arc<dyn EventSource> = Arc::new(LogSource(app.log.clone()));
+    // One read of the news for all of them (see `SharedTail`).
+    let source: Arc<dyn EventSource> = Arc::new(SharedTail::new(Arc::new(LogSource(app.log.clone())), TAIL_EVENTS));
     let pool = app.db.read_side.clone();
     let settings = app.worker_settings;
     let wake = || app.bus.signal.subscribe();

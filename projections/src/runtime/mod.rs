@@ -17,10 +17,12 @@ pub mod batch;
 mod checkpoint;
 pub mod generations;
 pub mod lease;
+mod tail;
 mod worker;
 
 pub use checkpoint::{checkpoint, Checkpoint};
 pub use generations::Supervisor;
+pub use tail::{SharedTail, TAIL_EVENTS};
 pub use worker::{process_owner, Step, Worker, WorkerSettings};
 
 use async_trait::async_trait;
