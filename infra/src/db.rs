@@ -128,7 +128,21 @@ impl Database {
     async fn connect_postgres(url: &str, pool_size: u32) -> Result<Self, DbError> {
         let store = postgres_pool::<Postgres>(pool_size).connect(url).await.map_err(DbError::Connect)?;
         POSTGRES_MIGRATIONS.run(&store).await?;
-        let read_side = postgres_pool::<Any>(pool_size).connect(url).await.map_err(DbError::Connect)?;
+        // As on SQLite, the read side's commits do not wait for the disk: PostgreSQL flushes its
+        // WAL in order, so every command's commit (synchronous, on the store's pool) makes the
+        // read side's commits before it durable too, and a crash can only lose a suffix of them,
+        // which the workers redo. Each worker's batch used to wait for its own WAL flush: four
+        // projections, four flushes per command beside the command's own (ADR 9).
+        let read_side = postgres_pool::<Any>(pool_size)
+            .after_connect(|connection, _| {
+                Box::pin(async move {
+                    connection.execute("SET synchronous_commit = off").await?;
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await
+            .map_err(DbError::Connect)?;
         Ok(Self {
             backend: Backend::Postgres,
             store: StorePool::Postgres(store),
