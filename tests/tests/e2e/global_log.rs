@@ -175,6 +175,7 @@ async fn on_postgres_the_workers_log_queries_walk_the_index_without_sorting() {
         assert!(plan.contains("events_log_order"), "{statement}: the log-order index is used:\n{plan}");
         assert!(!plan.contains("Sort"), "{statement}: no sort:\n{plan}");
         assert!(!plan.contains("Seq Scan"), "{statement}: no scan of the whole log:\n{plan}");
+        assert!(plan.contains("Limit"), "{statement}: stops at the limit (the first event, for any_after):\n{plan}");
     }
     drop(connection);
     database.close().await;
