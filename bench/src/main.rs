@@ -16,7 +16,7 @@ use clap::Parser;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use serde_json::{json, Value};
-use server::{FreshDb, Server, JWT_SECRET};
+use server::{CpuTicks, FreshDb, Server, JWT_SECRET};
 use storming_api::auth::{Role, TokenKeys};
 use storming_infra::config::Secret;
 use storming_infra::db::{Database, StorePool};
@@ -354,16 +354,19 @@ impl Bench {
                     rental: None,
                 })
                 .collect();
+            let (cpu, started) = (CpuTicks::now(), Instant::now());
             let (_, runs) = measure(&api, renters, &self.args).await;
+            let machine = CpuTicks::now().since(cpu, started.elapsed());
             let loaded_rss = server.rss_kib();
             let point = Point::new("commands", clients, runs);
             println!(
-                "{} commands  {clients:>2} clients: {:>8.0}/s ({:.0}–{:.0})  p50 {:.2} ms  p99 {:.2} ms  [fsync {fsync:.0}/s]",
-                self.args.backend, point.median_per_second, point.min_per_second, point.max_per_second, point.median_p50_ms, point.median_p99_ms
+                "{} commands  {clients:>2} clients: {:>8.0}/s ({:.0}–{:.0})  p50 {:.2} ms  p99 {:.2} ms  [fsync {fsync:.0}/s; {}]",
+                self.args.backend, point.median_per_second, point.min_per_second, point.max_per_second, point.median_p50_ms, point.median_p99_ms,
+                machine.describe(point.median_per_second)
             );
             self.results
                 .push(json!({"group": "commands", "fsync_per_second": fsync, "startup_ms": startup.as_millis(),
-                "rss_idle_kib": idle_rss, "rss_loaded_kib": loaded_rss, "point": point}));
+                "rss_idle_kib": idle_rss, "rss_loaded_kib": loaded_rss, "machine": machine, "point": point}));
             server.stop()?;
             db.drop().await;
         }
@@ -519,6 +522,7 @@ impl Bench {
             let fsync = self.fsync();
             let database = Database::connect(&db.url, clients.max(1) as u32).await?;
             let mut runs = Vec::new();
+            let (cpu, measuring) = (CpuTicks::now(), Instant::now());
             let phases: Vec<u64> =
                 std::iter::once(self.args.warmup).chain((0..self.args.repeats).map(|_| self.args.seconds)).collect();
             for (phase, seconds) in phases.into_iter().enumerate() {
@@ -559,12 +563,15 @@ impl Bench {
                     runs.push(run);
                 }
             }
+            let machine = CpuTicks::now().since(cpu, measuring.elapsed());
             let point = Point::new("ceiling", clients, runs);
             println!(
-                "{} ceiling   {clients:>2} clients: {:>8.0}/s ({:.0}–{:.0})  p50 {:.2} ms  p99 {:.2} ms  [fsync {fsync:.0}/s]",
-                self.args.backend, point.median_per_second, point.min_per_second, point.max_per_second, point.median_p50_ms, point.median_p99_ms
+                "{} ceiling   {clients:>2} clients: {:>8.0}/s ({:.0}–{:.0})  p50 {:.2} ms  p99 {:.2} ms  [fsync {fsync:.0}/s; {}]",
+                self.args.backend, point.median_per_second, point.min_per_second, point.max_per_second, point.median_p50_ms, point.median_p99_ms,
+                machine.describe(point.median_per_second)
             );
-            self.results.push(json!({"group": "ceiling", "fsync_per_second": fsync, "point": point}));
+            self.results
+                .push(json!({"group": "ceiling", "fsync_per_second": fsync, "machine": machine, "point": point}));
             database.close().await;
             db.drop().await;
         }

@@ -141,3 +141,55 @@ pub fn fsync_per_second(dir: &Path) -> anyhow::Result<f64> {
 pub fn sync() {
     let _ = Command::new("sync").status();
 }
+
+/// The whole machine's CPU time so far (`/proc/stat`, in clock ticks): busy, stolen by the
+/// hypervisor, and all. These VMs lose a varying share of their cores to the host; recording it
+/// with each point says how much of a difference between runs is the machine's.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuTicks {
+    busy: u64,
+    steal: u64,
+    total: u64,
+}
+
+impl CpuTicks {
+    pub fn now() -> Self {
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        let fields: Vec<u64> = stat
+            .lines()
+            .find(|line| line.starts_with("cpu "))
+            .map(|line| line.split_whitespace().skip(1).filter_map(|field| field.parse().ok()).collect())
+            .unwrap_or_default();
+        // user nice system idle iowait irq softirq steal …
+        let field = |n: usize| fields.get(n).copied().unwrap_or(0);
+        let busy = field(0) + field(1) + field(2) + field(5) + field(6);
+        let total = busy + field(3) + field(4) + field(7);
+        Self { busy, steal: field(7), total }
+    }
+
+    /// Since `earlier`: cores kept busy on average (of the machine's), and the share of all CPU
+    /// time the hypervisor took.
+    pub fn since(self, earlier: Self, elapsed: Duration) -> MachineUse {
+        let ticks_per_second = 100.0; // USER_HZ on Linux
+        let total = self.total.saturating_sub(earlier.total).max(1) as f64;
+        MachineUse {
+            busy_cores: self.busy.saturating_sub(earlier.busy) as f64 / ticks_per_second / elapsed.as_secs_f64(),
+            steal_share: self.steal.saturating_sub(earlier.steal) as f64 / total,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct MachineUse {
+    pub busy_cores: f64,
+    pub steal_share: f64,
+}
+
+impl MachineUse {
+    /// For a point that ran at `per_second`: the machine's CPU per operation (server, database and
+    /// load generator together), a figure the host's noise moves less than the rate.
+    pub fn describe(&self, per_second: f64) -> String {
+        let cpu_ms = self.busy_cores * 1000.0 / per_second.max(1.0);
+        format!("{:.2} cores busy, {cpu_ms:.2} ms CPU/op, steal {:.0}%", self.busy_cores, self.steal_share * 100.0)
+    }
+}
