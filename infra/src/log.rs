@@ -57,9 +57,10 @@ struct LogSql {
     last_position_of_stream: &'static str,
     lag: &'static str,
     /// Whether any event is stored after a cursor, readable yet or not: the first one in log
-    /// order, so that PostgreSQL's generic plan walks the log-order index and stops at once. As a
-    /// `COUNT(*)` (what `lag` runs) the generic plan scanned the whole table, on every empty read
-    /// of every worker: commands slowed down as the log grew (ADR 9).
+    /// order, so that PostgreSQL walks the log-order index and stops at once, whatever its
+    /// statistics say. As a `COUNT(*)` (what `lag` runs), planned from the statistics of a smaller
+    /// log, it was a sequential scan of the whole table, on every empty read of every worker, and
+    /// commands slowed down as the log grew (ADR 9).
     any_after: &'static str,
 }
 

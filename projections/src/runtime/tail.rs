@@ -113,8 +113,12 @@ impl EventSource for SharedTail {
         if let Some(events) = self.run().after(cursor, wanted) {
             return Ok(events);
         }
-        if self.run().end() != Some(cursor) && self.run().start.is_some() {
-            return self.read_through(cursor, limit).await; // not following the head
+        let follows_the_head = {
+            let run = self.run();
+            run.start.is_none() || run.end() == Some(cursor)
+        };
+        if !follows_the_head {
+            return self.read_through(cursor, limit).await;
         }
         let _turn = self.fetch.lock().await;
         // Whoever read while this reader waited may have brought its news.
