@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::db::Database;
-use crate::event_store::{EventRepository, Store};
+use crate::event_store::{CachedStore, Store, AGGREGATE_CACHE_ENTRIES, PAYMENT_CACHE_ENTRIES};
 use crate::idempotency::{IdempotencyKey, CALLER_ENTRY, KEY_ENTRY};
 use crate::log::{GlobalLog, LogError};
 use crate::payment::PaymentDesk;
@@ -79,8 +79,9 @@ where
     A::Command: Clone,
     A::Error: Send + Sync + 'static,
 {
-    pub fn new(db: &Database, services: A::Services, signal: Arc<LogSignal>) -> Self {
-        Self { store: EventRepository::store::<A>(db), services, log: GlobalLog::new(db), signal }
+    /// An executor that keeps up to `cached` aggregates' last state in memory.
+    pub fn new(db: &Database, services: A::Services, signal: Arc<LogSignal>, cached: usize) -> Self {
+        Self { store: CachedStore::new(db, cached), services, log: GlobalLog::new(db), signal }
     }
 
     /// Decides and stores; returns the global position of the stream's last event.
@@ -158,12 +159,12 @@ pub struct CommandBus {
 
 impl CommandBus {
     pub fn new(db: &Database, provider: Arc<dyn PaymentProvider>, signal: Arc<LogSignal>) -> Self {
-        let payments = Arc::new(Executor::new(db, PaymentServices { provider }, signal.clone()));
+        let payments = Arc::new(Executor::new(db, PaymentServices { provider }, signal.clone(), PAYMENT_CACHE_ENTRIES));
         let shelf_services = RentalServices { payments: Arc::new(PaymentDesk::new(payments.clone())) };
         Self {
-            customers: Executor::new(db, (), signal.clone()),
-            library: Executor::new(db, (), signal.clone()),
-            shelf: Executor::new(db, shelf_services, signal.clone()),
+            customers: Executor::new(db, (), signal.clone(), AGGREGATE_CACHE_ENTRIES),
+            library: Executor::new(db, (), signal.clone(), AGGREGATE_CACHE_ENTRIES),
+            shelf: Executor::new(db, shelf_services, signal.clone(), AGGREGATE_CACHE_ENTRIES),
             payments,
             log: GlobalLog::new(db),
             signal,

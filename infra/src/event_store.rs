@@ -157,10 +157,6 @@ impl EventRepository {
         }
     }
 
-    pub fn store<A: Aggregate + Clone>(db: &Database) -> Store<A> {
-        CachedStore::new(db, cache_entries::<A>())
-    }
-
     /// Stores the events of one command (with the completion of its idempotency key, if it had
     /// one) and returns the global position of the last. A stored (type, id, sequence) is an
     /// optimistic-concurrency conflict.
@@ -194,14 +190,6 @@ pub const AGGREGATE_CACHE_ENTRIES: usize = 10_000;
 /// refunded, soon after (a lost race, a cancellation): with the full allowance the cache filled
 /// with payments nobody reads within seconds of load, and held them (BENCHMARKS.md, memory).
 pub const PAYMENT_CACHE_ENTRIES: usize = 1_000;
-
-fn cache_entries<A: Aggregate>() -> usize {
-    if A::TYPE == <storming_domain::payment::Payment as Aggregate>::TYPE {
-        PAYMENT_CACHE_ENTRIES
-    } else {
-        AGGREGATE_CACHE_ENTRIES
-    }
-}
 
 /// cqrs-es's event store with each aggregate's last committed state kept in memory.
 ///

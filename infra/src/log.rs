@@ -226,18 +226,6 @@ impl GlobalLog {
         Ok(transaction_id.map(|transaction_id| LogCursor { transaction_id, position }))
     }
 
-    /// The position of the newest event of one stream (0 if it has none).
-    pub async fn last_position_of_stream(&self, aggregate_type: &str, aggregate_id: &str) -> Result<i64, LogError> {
-        let position = sqlx::query_scalar::<_, i64>(self.sql.last_position_of_stream)
-            .bind(aggregate_type)
-            .bind(aggregate_id)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(position)
-    }
-}
-
-impl GlobalLog {
     /// Whether any event is stored after `cursor`, including events [`GlobalLog::read_after`]
     /// cannot return yet (on PostgreSQL: committed behind a transaction still running).
     pub async fn any_after(&self, cursor: LogCursor) -> Result<bool, LogError> {
@@ -247,6 +235,16 @@ impl GlobalLog {
             .fetch_one(&self.pool)
             .await?;
         Ok(found > 0)
+    }
+
+    /// The position of the newest event of one stream (0 if it has none).
+    pub async fn last_position_of_stream(&self, aggregate_type: &str, aggregate_id: &str) -> Result<i64, LogError> {
+        let position = sqlx::query_scalar::<_, i64>(self.sql.last_position_of_stream)
+            .bind(aggregate_type)
+            .bind(aggregate_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(position)
     }
 }
 

@@ -140,9 +140,10 @@ async fn on_postgres_a_late_commit_is_not_skipped_where_a_naive_reader_skips_it(
 /// plan (parameters unknown). That plan must walk the log-order index and stop at the limit: a
 /// sort over everything after the cursor made catch-up a thousand times slower at a million
 /// events (an `ORDER BY transaction_id` that named the output column, a cast, not the index's).
-/// The same holds for the check a worker runs after each empty read, whether anything is stored
-/// after its cursor: as a `COUNT(*)` its generic plan scanned the whole log, every few
-/// milliseconds per worker, and commands slowed down as the log grew.
+/// The check a worker runs after each empty read, whether anything is stored after its cursor,
+/// must also stop at its first row: as a `COUNT(*)` of everything after the cursor, planned from
+/// a smaller log's statistics, it was a sequential scan of the whole log every few milliseconds
+/// per worker, and commands slowed down as the log grew (ADR 9).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_postgres_the_workers_log_queries_walk_the_index_without_sorting() {
     let Some(db) = TestDb::postgres().await else { return };
