@@ -23,8 +23,14 @@ const HORIZON_RETRY: Duration = Duration::from_millis(10);
 
 #[derive(Debug, Clone, Copy)]
 pub struct WorkerSettings {
-    /// Events read and applied per transaction.
+    /// Events read and applied per transaction while following the log.
     pub batch_size: i64,
+    /// Events a projection reads and applies per transaction while it is behind (its last read
+    /// was full): a catch-up or a rebuild. Larger batches spread each transaction's fixed cost
+    /// (lease, checkpoint, commit, and on SQLite the pages a commit writes) over more events; on
+    /// SQLite a batch holds the single writer, so commands wait up to one batch's transaction.
+    /// Never below `batch_size`; policies always use `batch_size`.
+    pub catch_up_batch_size: i64,
     /// How often an idle worker looks at the log without being woken.
     pub poll_interval: Duration,
     /// The longest pause between retries after a failure.
@@ -41,6 +47,7 @@ impl Default for WorkerSettings {
     fn default() -> Self {
         Self {
             batch_size: 500,
+            catch_up_batch_size: 4_000,
             poll_interval: Duration::from_millis(500),
             max_backoff: Duration::from_secs(30),
             lease_ttl: Duration::from_secs(5),
@@ -80,6 +87,8 @@ pub struct Worker {
     lease: Option<Lease>,
     renewed: Instant,
     cursor: Option<LogCursor>,
+    /// Whether its last read was full: it is behind, and reads on at once, in larger batches.
+    behind: bool,
     /// While a projection applies a full batch (it is behind), the next batch is already being
     /// read on another connection: the batch after `.0`.
     read_ahead: Option<(LogCursor, Reading)>,
@@ -145,6 +154,7 @@ impl Worker {
             lease: None,
             renewed: Instant::now(),
             cursor: None,
+            behind: false,
             read_ahead: None,
             unsaved: None,
             write_gate: None,
@@ -190,10 +200,10 @@ impl Worker {
         let mut backoff = Duration::from_millis(100);
         while !*shutdown.borrow() {
             let pause = match self.step().await {
-                Ok(Step::Applied(applied)) => {
+                Ok(Step::Applied(_)) => {
                     backoff = Duration::from_millis(100);
-                    if applied as i64 >= self.settings.batch_size {
-                        continue; // behind: read on at once
+                    if self.behind {
+                        continue; // read on at once
                     }
                     // At the head: let the next events gather (the first one was not delayed).
                     tokio::select! {
@@ -259,26 +269,37 @@ impl Worker {
             tracing::warn!(worker = self.name(), owner = %self.owner, "lost the lease; standing by");
             self.lease = None;
             self.cursor = None;
+            self.behind = false;
             self.unsaved = None;
             return Ok(Step::Standby);
         }
         outcome
     }
 
+    /// How many events the next read asks for.
+    fn limit(&self) -> i64 {
+        match self.task {
+            Task::Projection(..) if self.behind => self.settings.catch_up_batch_size.max(self.settings.batch_size),
+            _ => self.settings.batch_size,
+        }
+    }
+
     /// The batch after `cursor`: the one read ahead if it starts there, else read now. A
     /// projection that got a full batch starts reading the next one before applying this one.
     async fn read(&mut self, cursor: LogCursor) -> Result<Vec<RecordedEvent>, BoxError> {
+        let limit = self.limit();
         let events = match self.read_ahead.take() {
             Some((after, reading)) if after == cursor => reading.await??,
             Some((_, stale)) => {
                 stale.abort();
-                self.source.read_after(cursor, self.settings.batch_size).await?
+                self.source.read_after(cursor, limit).await?
             }
-            None => self.source.read_after(cursor, self.settings.batch_size).await?,
+            None => self.source.read_after(cursor, limit).await?,
         };
-        let full = events.len() as i64 >= self.settings.batch_size;
-        if let (true, Task::Projection(..), Some(last)) = (full, &self.task, events.last()) {
-            let (source, after, limit) = (self.source.clone(), last.cursor(), self.settings.batch_size);
+        // A read ahead asked for the catch-up size: full means it got that many.
+        self.behind = events.len() as i64 >= limit;
+        if let (true, Task::Projection(..), Some(last)) = (self.behind, &self.task, events.last()) {
+            let (source, after, limit) = (self.source.clone(), last.cursor(), self.limit());
             self.read_ahead = Some((after, tokio::spawn(async move { source.read_after(after, limit).await })));
         }
         Ok(events)
@@ -327,7 +348,9 @@ impl Worker {
         events: &[RecordedEvent],
     ) -> Result<(), BoxError> {
         let last = events.last().map(RecordedEvent::cursor).unwrap_or_default();
+        let asked = Instant::now();
         let turn = Self::turn(&self.write_gate).await;
+        let held = Instant::now();
         let mut tx = self.pool.begin().await?;
         // The lease is renewed first: it fences a stale owner out, and on SQLite the first write
         // takes the write lock at once, so the transaction never has to upgrade from reader to
@@ -337,6 +360,13 @@ impl Worker {
         projection.apply_batch(&mut tx, events, generation).await?;
         tx.commit().await?;
         drop(turn);
+        tracing::debug!(
+            worker = self.key.as_str(),
+            events = events.len(),
+            waited_us = (held - asked).as_micros() as u64,
+            transaction_us = held.elapsed().as_micros() as u64,
+            "applied a batch"
+        );
         self.renewed = Instant::now();
         self.cursor = Some(last);
         Ok(())

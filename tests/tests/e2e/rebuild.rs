@@ -271,7 +271,7 @@ async fn a_view_applies_a_batch_as_it_applies_its_events_one_by_one(db: TestDb) 
         for (generation, batch_size) in [(901, 1), (902, 500)] {
             sqlx::raw_sql(&projection.schema().replace("{g}", &generation.to_string())).execute(pool).await.unwrap();
             let source = Arc::new(workers::LogSource(state.log.clone()));
-            let settings = WorkerSettings { batch_size, ..WorkerSettings::default() };
+            let settings = WorkerSettings { batch_size, catch_up_batch_size: batch_size, ..WorkerSettings::default() };
             let (_, wake) = tokio::sync::watch::channel(0);
             let mut worker =
                 Worker::projection_generation(projection.clone(), generation, source, pool.clone(), wake, settings);

@@ -237,6 +237,7 @@ async fn two_replicas_apply_every_event_exactly_once_through_the_death_of_the_ow
     let shared = log_with_events(&db, TEN_THOUSAND).await;
     let settings = WorkerSettings {
         batch_size: 20,
+        catch_up_batch_size: 20,
         poll_interval: Duration::from_millis(20),
         lease_ttl: Duration::from_millis(1000),
         ..WorkerSettings::default()
@@ -299,6 +300,29 @@ async fn a_paused_owner_cannot_write_a_stale_checkpoint(db: TestDb) {
     assert_eq!(step(&mut first).await.unwrap(), Step::Standby, "the stale owner is fenced out");
     while step(&mut second).await.unwrap() != Step::CaughtUp {}
     assert_eq!(times_applied(&database).await, (500, 0));
+    database.close().await;
+}
+
+on_both_backends!(a_projection_behind_reads_on_in_catch_up_batches);
+
+/// A full batch means the projection is behind: it reads on in catch-up batches until a read comes
+/// back short, and a worker that starts (or follows the head) asks for the small batch first.
+async fn a_projection_behind_reads_on_in_catch_up_batches(db: TestDb) {
+    let database = log_with_events(&db, 350).await;
+    let settings = WorkerSettings { batch_size: 10, catch_up_batch_size: 100, ..WorkerSettings::default() };
+    let mut worker = counter_worker(&database, Counter::new(), "only", settings);
+    let mut steps = Vec::new();
+    loop {
+        match step(&mut worker).await.unwrap() {
+            Step::Applied(count) => steps.push(count),
+            outcome => {
+                assert_eq!(outcome, Step::CaughtUp);
+                break;
+            }
+        }
+    }
+    assert_eq!(steps, [10, 100, 100, 100, 40]);
+    assert_eq!(times_applied(&database).await, (350, 0));
     database.close().await;
 }
 
