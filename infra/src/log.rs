@@ -47,8 +47,12 @@ struct LogSql {
     follow: &'static str,
     read_after: &'static str,
     stream: &'static str,
+    /// Found through the correlation index alone. A business transaction has a handful of
+    /// events, so callers that want some of them filter these in memory: a second condition
+    /// (`AND aggregate_type = $2`) let PostgreSQL, on a young table's missing statistics, intersect
+    /// the correlation index with the primary key's `aggregate_type` prefix, a bitmap of half the
+    /// log built for every return (0.4 ms a call at 40,000 events and growing with the log).
     correlation: &'static str,
-    first_of_correlation: &'static str,
     head: &'static str,
     cursor_of: &'static str,
     /// The newest event's position, found through the stream's key index backwards: not
@@ -88,10 +92,6 @@ static SQLITE: LogSql = LogSql {
     ),
     stream: concat!(columns!(sqlite), " WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence"),
     correlation: concat!(columns!(sqlite), " WHERE json_extract(metadata, '$.correlation_id') = $1 ORDER BY position"),
-    first_of_correlation: concat!(
-        columns!(sqlite),
-        " WHERE json_extract(metadata, '$.correlation_id') = $1 AND aggregate_type = $2 ORDER BY position LIMIT 1"
-    ),
     head: "SELECT COALESCE(MAX(position), 0) FROM events",
     cursor_of: "SELECT 0 FROM events WHERE position = $1",
     last_position_of_stream:
@@ -120,10 +120,6 @@ static POSTGRES: LogSql = LogSql {
     ),
     stream: concat!(columns!(postgres), " WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence"),
     correlation: concat!(columns!(postgres), " WHERE metadata ->> 'correlation_id' = $1 ORDER BY global_position"),
-    first_of_correlation: concat!(
-        columns!(postgres),
-        " WHERE metadata ->> 'correlation_id' = $1 AND aggregate_type = $2 ORDER BY global_position LIMIT 1"
-    ),
     head: "SELECT COALESCE(MAX(global_position), 0) FROM events",
     cursor_of: "SELECT transaction_id::text::bigint FROM events WHERE global_position = $1",
     last_position_of_stream:
@@ -148,6 +144,11 @@ impl GlobalLog {
     /// its plan.
     pub fn any_after_sql(&self) -> &'static str {
         self.sql.any_after
+    }
+
+    /// The query [`GlobalLog::correlation`] runs (`$1` correlation id), for checking its plan.
+    pub fn correlation_sql(&self) -> &'static str {
+        self.sql.correlation
     }
 
     pub fn new(db: &Database) -> Self {
@@ -206,12 +207,8 @@ impl GlobalLog {
         correlation_id: &str,
         aggregate_type: &str,
     ) -> Result<Option<RecordedEvent>, LogError> {
-        let row = sqlx::query(self.sql.first_of_correlation)
-            .bind(correlation_id)
-            .bind(aggregate_type)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(decode).transpose()
+        let events = self.correlation(correlation_id).await?;
+        Ok(events.into_iter().find(|event| event.aggregate_type == aggregate_type))
     }
 
     /// The highest position in the log.
