@@ -1,7 +1,6 @@
 //! The `BookCopy` aggregate: the rental context's copy of one book, the consistency boundary for
 //! availability. Two customers racing for it end with exactly one rental.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -56,8 +55,7 @@ pub struct ActiveRental {
     pub due_at: DateTime<Utc>,
 }
 
-/// Rentals of this copy that have ended, and how, so a late command gets a precise answer.
-pub type ClosedRentals = BTreeMap<Uuid, RentalStatus>;
+pub use super::closed::ClosedRentals;
 
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub enum BookCopy {

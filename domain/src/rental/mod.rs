@@ -5,6 +5,7 @@
 //! `CancelRental → RentalCancelled → (refund policy in payment)`; `ReturnBook → BookReturned`.
 
 pub mod aggregate;
+pub mod closed;
 pub mod commands;
 pub mod errors;
 pub mod events;
