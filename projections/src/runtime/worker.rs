@@ -296,7 +296,7 @@ impl Worker {
             }
             None => self.source.read_after(cursor, limit).await?,
         };
-        // A read ahead asked for the catch-up size: full means it got that many.
+        // Full: it got all it asked for (a read ahead asked for the same `limit`), so more follow.
         self.behind = events.len() as i64 >= limit;
         if let (true, Task::Projection(..), Some(last)) = (self.behind, &self.task, events.last()) {
             let (source, after, limit) = (self.source.clone(), last.cursor(), self.limit());
