@@ -12,7 +12,7 @@ use storming_infra::log::{GlobalLog, LogFilter};
 use tokio::time::Instant;
 
 use crate::on_both_backends;
-use crate::support::TestDb;
+use crate::support::{plan, TestDb};
 
 const WRITERS: usize = 16;
 const EVENTS_PER_WRITER: i64 = 40;
@@ -159,26 +159,15 @@ async fn on_postgres_the_workers_log_queries_walk_the_index_without_sorting() {
     .unwrap();
     sqlx::query("ANALYZE events").execute(pool).await.unwrap();
 
-    let mut connection = pool.acquire().await.unwrap();
-    sqlx::query("SET plan_cache_mode = force_generic_plan").execute(&mut *connection).await.unwrap();
     let log = GlobalLog::new(&database);
-    sqlx::query(&format!("PREPARE follow(bigint, bigint, text) AS {}", log.follow_sql()))
-        .execute(&mut *connection)
-        .await
-        .unwrap();
-    sqlx::query(&format!("PREPARE any_after(bigint, text) AS {}", log.any_after_sql()))
-        .execute(&mut *connection)
-        .await
-        .unwrap();
-    for statement in ["EXPLAIN EXECUTE follow(1000, 500, '1')", "EXPLAIN EXECUTE any_after(1000, '1')"] {
-        let plan: Vec<String> = sqlx::query_scalar(statement).fetch_all(&mut *connection).await.unwrap();
-        let plan = plan.join("\n");
+    let follow = plan(&database, log.follow_sql(), &["bigint", "bigint", "text"]).await;
+    let any_after = plan(&database, log.any_after_sql(), &["bigint", "text"]).await;
+    for (statement, plan) in [("follow", follow), ("any_after", any_after)] {
         assert!(plan.contains("events_log_order"), "{statement}: the log-order index is used:\n{plan}");
         assert!(!plan.contains("Sort"), "{statement}: no sort:\n{plan}");
         assert!(!plan.contains("Seq Scan"), "{statement}: no scan of the whole log:\n{plan}");
         assert!(plan.contains("Limit"), "{statement}: stops at the limit (the first event, for any_after):\n{plan}");
     }
-    drop(connection);
     database.close().await;
 }
 
@@ -215,20 +204,11 @@ async fn on_postgres_a_correlation_is_found_by_its_index_even_without_statistics
     .unwrap();
     assert_eq!(analyzed.unwrap_or(0), 0, "the log has no statistics");
 
-    let mut connection = pool.acquire().await.unwrap();
-    sqlx::query("SET plan_cache_mode = force_generic_plan").execute(&mut *connection).await.unwrap();
     let log = GlobalLog::new(&database);
-    sqlx::query(&format!("PREPARE correlation(text) AS {}", log.correlation_sql()))
-        .execute(&mut *connection)
-        .await
-        .unwrap();
-    let plan: Vec<String> =
-        sqlx::query_scalar("EXPLAIN EXECUTE correlation('rental-19000')").fetch_all(&mut *connection).await.unwrap();
-    let plan = plan.join("\n");
+    let plan = plan(&database, log.correlation_sql(), &["text"]).await;
     assert!(plan.contains("events_correlation"), "the correlation index is used:\n{plan}");
     assert!(!plan.contains("BitmapAnd") && !plan.contains("pkey"), "no other index:\n{plan}");
     assert!(!plan.contains("Seq Scan"), "no scan of the whole log:\n{plan}");
-    drop(connection);
 
     let first = log.first_of_correlation("rental-19000", "rental.book_copy").await.unwrap().expect("found");
     assert_eq!((first.aggregate_id.as_str(), first.sequence), ("copy-8", 2375), "the rent, not the return");

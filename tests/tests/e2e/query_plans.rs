@@ -3,8 +3,7 @@
 //! are too small for a slow plan to show in its figures. On PostgreSQL the statements are checked
 //! as the prepared statements they run as, with the generic plan (parameters unknown).
 
-use sqlx::Row;
-use storming_infra::db::{Database, StorePool};
+use storming_infra::db::Database;
 use storming_projections::my_page::{self, MyPage};
 use storming_projections::rental_status::{self, RentalFilter, RentalStatusView};
 use storming_projections::runtime::batch::{self, Parameters, Writes};
@@ -12,7 +11,7 @@ use storming_projections::runtime::generations;
 use storming_projections::Projection;
 
 use crate::on_both_backends;
-use crate::support::TestDb;
+use crate::support::{plan, TestDb};
 
 on_both_backends!(a_customers_or_a_books_rentals_are_read_through_their_index);
 
@@ -129,34 +128,4 @@ async fn fill_rentals(database: &Database) {
          'payment-' || x, 'PAID', 1000, '2026-01-01T00:00:00Z', '2026-01-15T00:00:00Z', '2026-01-02T00:00:00Z' FROM n",
     )
     .await;
-}
-
-/// The plan of `sql` as the server runs it, as text.
-async fn plan(database: &Database, sql: &str, parameter_types: &[&str]) -> String {
-    match &database.store {
-        StorePool::Sqlite(pool) => {
-            let explain_sql = format!("EXPLAIN QUERY PLAN {sql}");
-            let mut explain = sqlx::query(&explain_sql);
-            for _ in parameter_types {
-                explain = explain.bind("x");
-            }
-            let rows = explain.fetch_all(pool).await.unwrap();
-            rows.iter().map(|row| row.try_get::<String, _>("detail").unwrap()).collect::<Vec<_>>().join("\n")
-        }
-        StorePool::Postgres(pool) => {
-            let mut connection = pool.acquire().await.unwrap();
-            sqlx::query("SET plan_cache_mode = force_generic_plan").execute(&mut *connection).await.unwrap();
-            let types = parameter_types.join(", ");
-            sqlx::query(&format!("PREPARE listing({types}) AS {sql}")).execute(&mut *connection).await.unwrap();
-            let arguments = parameter_types.iter().map(|_| "NULL").collect::<Vec<_>>().join(", ");
-            let plan: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN EXECUTE listing({arguments})"))
-                .fetch_all(&mut *connection)
-                .await
-                .unwrap();
-            // The connection goes back to the pool, and may serve the next call.
-            sqlx::query("DEALLOCATE listing").execute(&mut *connection).await.unwrap();
-            sqlx::query("RESET plan_cache_mode").execute(&mut *connection).await.unwrap();
-            plan.join("\n")
-        }
-    }
 }

@@ -9,9 +9,11 @@ use std::time::Duration;
 use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
 use serde_json::Value;
+use sqlx::Row;
 use storming_api::auth::{Role, TokenKeys};
 use storming_api::{ServeOptions, Server};
 use storming_infra::config::{Config, Secret};
+use storming_infra::db::{Database, StorePool};
 use tokio::time::Instant;
 
 const JWT_SECRET: &str = "end-to-end-test-secret";
@@ -293,4 +295,35 @@ async fn answer(response: reqwest::Response) -> Answer {
     let text = response.text().await.expect("a body");
     let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
     Answer { status, body, headers }
+}
+
+/// The plan of `sql` as the server runs it, as text: on PostgreSQL the generic plan of the prepared
+/// statement (parameters of `parameter_types`, values unknown), which it may keep for good.
+pub async fn plan(database: &Database, sql: &str, parameter_types: &[&str]) -> String {
+    match &database.store {
+        StorePool::Sqlite(pool) => {
+            let explain_sql = format!("EXPLAIN QUERY PLAN {sql}");
+            let mut explain = sqlx::query(&explain_sql);
+            for _ in parameter_types {
+                explain = explain.bind("x");
+            }
+            let rows = explain.fetch_all(pool).await.unwrap();
+            rows.iter().map(|row| row.try_get::<String, _>("detail").unwrap()).collect::<Vec<_>>().join("\n")
+        }
+        StorePool::Postgres(pool) => {
+            let mut connection = pool.acquire().await.unwrap();
+            sqlx::query("SET plan_cache_mode = force_generic_plan").execute(&mut *connection).await.unwrap();
+            let types = parameter_types.join(", ");
+            sqlx::query(&format!("PREPARE listing({types}) AS {sql}")).execute(&mut *connection).await.unwrap();
+            let arguments = parameter_types.iter().map(|_| "NULL").collect::<Vec<_>>().join(", ");
+            let plan: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN EXECUTE listing({arguments})"))
+                .fetch_all(&mut *connection)
+                .await
+                .unwrap();
+            // The connection goes back to the pool, and may serve the next call.
+            sqlx::query("DEALLOCATE listing").execute(&mut *connection).await.unwrap();
+            sqlx::query("RESET plan_cache_mode").execute(&mut *connection).await.unwrap();
+            plan.join("\n")
+        }
+    }
 }
