@@ -1,7 +1,7 @@
 //! book_catalog (green): every registered book with its fee and availability, for everyone.
 //!
 //! `BookRegistered → row`; `BookShelved → on_shelf`; `BookRented → RENTED`;
-//! `BookReturned | RentalCancelled → AVAILABLE`.
+//! `BookReturned | RentalCancelled → AVAILABLE`. A batch's writes go together (`runtime::batch`).
 
 use async_trait::async_trait;
 use cqrs_es::Aggregate;
@@ -13,6 +13,7 @@ use storming_domain::recorded::RecordedEvent;
 use storming_domain::rental::{BookCopy, RentalEvent};
 
 use crate::page::Page;
+use crate::runtime::batch::{self, Value, Writes};
 use crate::runtime::generations::table;
 use crate::runtime::{BoxError, Projection};
 
@@ -48,56 +49,62 @@ impl Projection for BookCatalog {
         &["book_catalog"]
     }
 
-    async fn apply(&self, tx: &mut AnyConnection, event: &RecordedEvent, generation: i64) -> Result<(), BoxError> {
-        let at = &event.recorded_at;
+    async fn apply(&self, tx: &mut AnyConnection, events: &[RecordedEvent], generation: i64) -> Result<(), BoxError> {
         let catalog = table("book_catalog", generation);
-        match event.aggregate_type.as_str() {
-            <Book as Aggregate>::TYPE => match event.decode::<LibraryEvent>()? {
-                LibraryEvent::BookRegistered { book_id, title, author, rental_fee } => {
-                    sqlx::query(&format!(
-                        "INSERT INTO {catalog} (book_id, title, author, rental_fee, on_shelf, availability, updated_at) \
-                         VALUES ($1, $2, $3, $4, 0, 'AVAILABLE', $5) ON CONFLICT (book_id) DO NOTHING"
-                    ))
-                    .bind(book_id.to_string())
-                    .bind(title)
-                    .bind(author)
-                    .bind(rental_fee.amount())
-                    .bind(at)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-            },
-            <BookCopy as Aggregate>::TYPE => {
-                let (book_id, availability, rental_id) = match event.decode::<RentalEvent>()? {
-                    RentalEvent::BookShelved { book_id, .. } => {
-                        sqlx::query(&format!("UPDATE {catalog} SET on_shelf = 1, updated_at = $2 WHERE book_id = $1"))
-                            .bind(book_id.to_string())
-                            .bind(at)
-                            .execute(&mut *tx)
-                            .await?;
-                        return Ok(());
-                    }
-                    RentalEvent::BookRented { book_id, rental_id, .. } => {
-                        (book_id, "RENTED", Some(rental_id.to_string()))
-                    }
-                    RentalEvent::BookReturned { book_id, .. } | RentalEvent::RentalCancelled { book_id, .. } => {
-                        (book_id, "AVAILABLE", None)
-                    }
-                };
-                sqlx::query(&format!(
-                    "UPDATE {catalog} SET availability = $2, current_rental_id = $3, updated_at = $4 WHERE book_id = $1"
-                ))
-                .bind(book_id.to_string())
-                .bind(availability)
-                .bind(rental_id)
-                .bind(at)
-                .execute(&mut *tx)
-                .await?;
-            }
-            _ => {}
-        }
-        Ok(())
+        batch::apply(tx, events, |writes, event| write(writes, &catalog, event)).await
     }
+}
+
+const REGISTERED: &[&str] = &["book_id", "title", "author", "rental_fee", "on_shelf", "availability", "updated_at"];
+
+/// What a rent, a return or a cancellation sets: one shape, so a batch of them is one statement.
+const AVAILABILITY: &[&str] = &["availability", "current_rental_id", "updated_at"];
+
+/// The row writes of one event.
+fn write(writes: &mut Writes, catalog: &str, event: &RecordedEvent) -> Result<(), BoxError> {
+    let at = || Value::from(event.recorded_at.clone());
+    match event.aggregate_type.as_str() {
+        <Book as Aggregate>::TYPE => match event.decode::<LibraryEvent>()? {
+            LibraryEvent::BookRegistered { book_id, title, author, rental_fee } => writes.insert(
+                catalog,
+                REGISTERED,
+                &["book_id"],
+                vec![
+                    book_id.to_string().into(),
+                    title.into(),
+                    author.into(),
+                    rental_fee.amount().into(),
+                    0.into(),
+                    "AVAILABLE".into(),
+                    at(),
+                ],
+            ),
+        },
+        <BookCopy as Aggregate>::TYPE => match event.decode::<RentalEvent>()? {
+            RentalEvent::BookShelved { book_id, .. } => {
+                writes.update(
+                    catalog,
+                    &["book_id"],
+                    &["on_shelf", "updated_at"],
+                    vec![book_id.to_string().into(), 1.into(), at()],
+                );
+            }
+            RentalEvent::BookRented { book_id, rental_id, .. } => writes.update(
+                catalog,
+                &["book_id"],
+                AVAILABILITY,
+                vec![book_id.to_string().into(), "RENTED".into(), Some(rental_id.to_string()).into(), at()],
+            ),
+            RentalEvent::BookReturned { book_id, .. } | RentalEvent::RentalCancelled { book_id, .. } => writes.update(
+                catalog,
+                &["book_id"],
+                AVAILABILITY,
+                vec![book_id.to_string().into(), "AVAILABLE".into(), Value::MaybeText(None), at()],
+            ),
+        },
+        _ => {}
+    }
+    Ok(())
 }
 
 /// The columns of generation `generation`, for its queries.

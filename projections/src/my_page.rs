@@ -57,16 +57,7 @@ impl Projection for MyPage {
         &["my_page_profiles", "my_page_items"]
     }
 
-    async fn apply(&self, tx: &mut AnyConnection, event: &RecordedEvent, generation: i64) -> Result<(), BoxError> {
-        self.apply_batch(tx, std::slice::from_ref(event), generation).await
-    }
-
-    async fn apply_batch(
-        &self,
-        tx: &mut AnyConnection,
-        events: &[RecordedEvent],
-        generation: i64,
-    ) -> Result<(), BoxError> {
+    async fn apply(&self, tx: &mut AnyConnection, events: &[RecordedEvent], generation: i64) -> Result<(), BoxError> {
         let tables = (table("my_page_profiles", generation), table("my_page_items", generation));
         batch::apply(tx, events, |writes, event| write(writes, &tables, event)).await
     }

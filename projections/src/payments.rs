@@ -1,6 +1,7 @@
 //! payments (green): one row per charge, for the payer and admins.
 //!
-//! `PaymentApproved → APPROVED`; `PaymentRefunded → REFUNDED`.
+//! `PaymentApproved → APPROVED`; `PaymentRefunded → REFUNDED`. A batch's writes go together
+//! (`runtime::batch`).
 
 use async_trait::async_trait;
 use cqrs_es::Aggregate;
@@ -10,6 +11,7 @@ use sqlx::{AnyConnection, AnyPool, Row};
 use storming_domain::payment::{Payment, PaymentEvent};
 use storming_domain::recorded::RecordedEvent;
 
+use crate::runtime::batch::{self, Value, Writes};
 use crate::runtime::generations::table;
 use crate::runtime::{BoxError, Projection};
 
@@ -51,42 +53,56 @@ impl Projection for PaymentsView {
         &["payments"]
     }
 
-    async fn apply(&self, tx: &mut AnyConnection, event: &RecordedEvent, generation: i64) -> Result<(), BoxError> {
-        if event.aggregate_type != <Payment as Aggregate>::TYPE {
-            return Ok(());
-        }
+    async fn apply(&self, tx: &mut AnyConnection, events: &[RecordedEvent], generation: i64) -> Result<(), BoxError> {
         let payments = table("payments", generation);
-        match event.decode::<PaymentEvent>()? {
-            PaymentEvent::PaymentApproved { payment_id, reference, customer_id, amount, authorization_id } => {
-                sqlx::query(&format!(
-                    "INSERT INTO {payments} (payment_id, reference_flow, reference_kind, reference_id, customer_id, \
-                     amount, status, authorization_id, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 'APPROVED', $7, $8) \
-                     ON CONFLICT (payment_id) DO NOTHING"
-                ))
-                .bind(payment_id.to_string())
-                .bind(reference.flow)
-                .bind(reference.kind)
-                .bind(reference.id.to_string())
-                .bind(customer_id)
-                .bind(amount.amount())
-                .bind(authorization_id)
-                .bind(&event.recorded_at)
-                .execute(&mut *tx)
-                .await?;
-            }
-            PaymentEvent::PaymentRefunded { payment_id, refund_id, .. } => {
-                sqlx::query(&format!(
-                    "UPDATE {payments} SET status = 'REFUNDED', refund_id = $2, updated_at = $3 WHERE payment_id = $1"
-                ))
-                .bind(payment_id.to_string())
-                .bind(refund_id)
-                .bind(&event.recorded_at)
-                .execute(&mut *tx)
-                .await?;
-            }
-        }
-        Ok(())
+        batch::apply(tx, events, |writes, event| write(writes, &payments, event)).await
     }
+}
+
+const APPROVED: &[&str] = &[
+    "payment_id",
+    "reference_flow",
+    "reference_kind",
+    "reference_id",
+    "customer_id",
+    "amount",
+    "status",
+    "authorization_id",
+    "updated_at",
+];
+
+/// The row writes of one event.
+fn write(writes: &mut Writes, payments: &str, event: &RecordedEvent) -> Result<(), BoxError> {
+    if event.aggregate_type != <Payment as Aggregate>::TYPE {
+        return Ok(());
+    }
+    let at = || Value::from(event.recorded_at.clone());
+    match event.decode::<PaymentEvent>()? {
+        PaymentEvent::PaymentApproved { payment_id, reference, customer_id, amount, authorization_id } => writes
+            .insert(
+                payments,
+                APPROVED,
+                &["payment_id"],
+                vec![
+                    payment_id.to_string().into(),
+                    reference.flow.into(),
+                    reference.kind.into(),
+                    reference.id.to_string().into(),
+                    customer_id.into(),
+                    amount.amount().into(),
+                    "APPROVED".into(),
+                    authorization_id.into(),
+                    at(),
+                ],
+            ),
+        PaymentEvent::PaymentRefunded { payment_id, refund_id, .. } => writes.update(
+            payments,
+            &["payment_id"],
+            &["status", "refund_id", "updated_at"],
+            vec![payment_id.to_string().into(), "REFUNDED".into(), refund_id.into(), at()],
+        ),
+    }
+    Ok(())
 }
 
 /// The columns of generation `generation`, for its queries.

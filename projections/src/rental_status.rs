@@ -68,16 +68,7 @@ impl Projection for RentalStatusView {
         &["rental_status"]
     }
 
-    async fn apply(&self, tx: &mut AnyConnection, event: &RecordedEvent, generation: i64) -> Result<(), BoxError> {
-        self.apply_batch(tx, std::slice::from_ref(event), generation).await
-    }
-
-    async fn apply_batch(
-        &self,
-        tx: &mut AnyConnection,
-        events: &[RecordedEvent],
-        generation: i64,
-    ) -> Result<(), BoxError> {
+    async fn apply(&self, tx: &mut AnyConnection, events: &[RecordedEvent], generation: i64) -> Result<(), BoxError> {
         let rentals = table("rental_status", generation);
         batch::apply(tx, events, |writes, event| write(writes, &rentals, event)).await
     }

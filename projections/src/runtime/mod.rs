@@ -67,21 +67,10 @@ pub trait Projection: Send + Sync {
     }
     /// The base names of its tables.
     fn tables(&self) -> &'static [&'static str];
-    async fn apply(&self, tx: &mut AnyConnection, event: &RecordedEvent, generation: i64) -> Result<(), BoxError>;
-
-    /// Applies a batch, in order, inside the worker's transaction. Event by event unless the view
-    /// sends the batch's writes together ([`batch::Writes`]); the result must be the same.
-    async fn apply_batch(
-        &self,
-        tx: &mut AnyConnection,
-        events: &[RecordedEvent],
-        generation: i64,
-    ) -> Result<(), BoxError> {
-        for event in events {
-            self.apply(tx, event, generation).await.map_err(|error| at_position(event, error))?;
-        }
-        Ok(())
-    }
+    /// Applies a batch of events, in order, inside the worker's transaction. The views describe
+    /// each event as row writes and send a batch's writes together ([`batch::apply`]); whatever a
+    /// view does, a batch must end where its events applied one by one would.
+    async fn apply(&self, tx: &mut AnyConnection, events: &[RecordedEvent], generation: i64) -> Result<(), BoxError>;
 }
 
 /// `error`, saying which event caused it.

@@ -357,7 +357,7 @@ impl Worker {
         // writer (which SQLite may refuse).
         lease.renew(&mut tx, self.settings.lease_ttl).await?;
         advance(&mut tx, &self.key, last).await?;
-        projection.apply_batch(&mut tx, events, generation).await?;
+        projection.apply(&mut tx, events, generation).await?;
         tx.commit().await?;
         drop(turn);
         tracing::debug!(

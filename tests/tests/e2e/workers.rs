@@ -150,16 +150,18 @@ impl Projection for Counter {
         &[]
     }
 
-    async fn apply(&self, tx: &mut AnyConnection, event: &RecordedEvent, _generation: i64) -> Result<(), BoxError> {
-        sqlx::query(
-            "INSERT INTO applied_events (position, times) VALUES ($1, 1) \
-             ON CONFLICT (position) DO UPDATE SET times = applied_events.times + 1",
-        )
-        .bind(event.position)
-        .execute(tx)
-        .await?;
-        if self.crash_at == Some(event.position) && !self.crashed.swap(true, Ordering::SeqCst) {
-            return Err("crashed before the batch committed".into());
+    async fn apply(&self, tx: &mut AnyConnection, events: &[RecordedEvent], _generation: i64) -> Result<(), BoxError> {
+        for event in events {
+            sqlx::query(
+                "INSERT INTO applied_events (position, times) VALUES ($1, 1) \
+                 ON CONFLICT (position) DO UPDATE SET times = applied_events.times + 1",
+            )
+            .bind(event.position)
+            .execute(&mut *tx)
+            .await?;
+            if self.crash_at == Some(event.position) && !self.crashed.swap(true, Ordering::SeqCst) {
+                return Err("crashed before the batch committed".into());
+            }
         }
         Ok(())
     }
