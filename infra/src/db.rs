@@ -14,6 +14,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Any, AnyPool, Connection, Executor, PgPool, Postgres, SqlitePool};
 
 use crate::event_store::GroupCommit;
+use crate::kept::KeptConnections;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -34,6 +35,8 @@ pub struct Database {
     pub store: StorePool,
     /// The read side's pool: views, checkpoints, the log reader.
     pub read_side: AnyPool,
+    /// The queries' own connections, lent without sqlx's ping on their return (see [`crate::kept`]).
+    pub queries: Arc<KeptConnections<Any>>,
     /// SQLite only: held around every hot write transaction of this process (see [`WriteGate`]).
     pub write_gate: Option<WriteGate>,
     /// SQLite only: the write side's appends, grouped into shared commits under the gate.
@@ -102,24 +105,15 @@ impl Database {
         // loss can only drop a *suffix* of the commits, never reorder them, and every command's
         // commit (FULL, above) syncs everything before it: so what survives is always a log and
         // views that were true together at some instant, and workers redo the rest (ADR 8).
-        let read_side = AnyPoolOptions::new()
-            .max_connections(pool_size)
-            .test_before_acquire(false)
-            .after_connect(|connection, _| {
-                Box::pin(async move {
-                    connection.execute("PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL;").await?;
-                    Ok(())
-                })
-            })
-            .connect(url)
-            .await
-            .map_err(DbError::Connect)?;
+        let read_side = sqlite_read_pool(url, pool_size).await?;
+        let queries = Arc::new(KeptConnections::new(sqlite_read_pool(url, pool_size).await?));
         let write_gate = WriteGate::default();
         let group_commit = Arc::new(GroupCommit::new(store.clone(), write_gate.clone()));
         Ok(Self {
             backend: Backend::Sqlite,
             store: StorePool::Sqlite(store),
             read_side,
+            queries,
             write_gate: Some(write_gate),
             group_commit: Some(group_commit),
         })
@@ -143,10 +137,14 @@ impl Database {
             .connect(url)
             .await
             .map_err(DbError::Connect)?;
+        let queries = Arc::new(KeptConnections::new(
+            postgres_pool::<Any>(pool_size).connect(url).await.map_err(DbError::Connect)?,
+        ));
         Ok(Self {
             backend: Backend::Postgres,
             store: StorePool::Postgres(store),
             read_side,
+            queries,
             write_gate: None,
             group_commit: None,
         })
@@ -166,12 +164,29 @@ impl Database {
     }
 
     pub async fn close(&self) {
+        self.queries.close().await;
         self.read_side.close().await;
         match &self.store {
             StorePool::Sqlite(pool) => pool.close().await,
             StorePool::Postgres(pool) => pool.close().await,
         }
     }
+}
+
+/// A pool of SQLite connections for the read side (views, checkpoints, the log, queries).
+async fn sqlite_read_pool(url: &str, pool_size: u32) -> Result<AnyPool, DbError> {
+    AnyPoolOptions::new()
+        .max_connections(pool_size)
+        .test_before_acquire(false)
+        .after_connect(|connection, _| {
+            Box::pin(async move {
+                connection.execute("PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL;").await?;
+                Ok(())
+            })
+        })
+        .connect(url)
+        .await
+        .map_err(DbError::Connect)
 }
 
 /// A PostgreSQL connection idle for this long is pinged before it is handed out.

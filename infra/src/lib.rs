@@ -8,6 +8,7 @@
 //!   metadata, conflict retry, the position of the last stored event, and the refund of a charge
 //!   that was not recorded;
 //! - [`idempotency`]: the `Idempotency-Key` reservations;
+//! - [`kept`]: connections lent to queries without sqlx's round trip on their return;
 //! - [`payment`]: the payment provider adapters and the `Payments` port of the core contexts;
 //! - [`config`]: configuration from the environment.
 
@@ -16,5 +17,6 @@ pub mod config;
 pub mod db;
 pub mod event_store;
 pub mod idempotency;
+pub mod kept;
 pub mod log;
 pub mod payment;

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use cqrs_es::Aggregate;
 use serde::Serialize;
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, AnyPool, Row};
+use sqlx::{Any, AnyConnection, Executor, Row};
 use storming_domain::library::{Book, LibraryEvent};
 use storming_domain::recorded::RecordedEvent;
 use storming_domain::rental::{BookCopy, RentalEvent};
@@ -113,15 +113,19 @@ fn select(generation: i64) -> String {
     format!("SELECT book_id, title, author, rental_fee, on_shelf, availability, current_rental_id, updated_at FROM {catalog}")
 }
 
-pub async fn get(pool: &AnyPool, generation: i64, book_id: &str) -> Result<Option<CatalogBook>, sqlx::Error> {
+pub async fn get<'c>(
+    db: impl Executor<'c, Database = Any>,
+    generation: i64,
+    book_id: &str,
+) -> Result<Option<CatalogBook>, sqlx::Error> {
     let row =
-        sqlx::query(&format!("{} WHERE book_id = $1", select(generation))).bind(book_id).fetch_optional(pool).await?;
+        sqlx::query(&format!("{} WHERE book_id = $1", select(generation))).bind(book_id).fetch_optional(db).await?;
     row.as_ref().map(decode).transpose()
 }
 
 /// Books in id order (registration order), after the cursor; only rentable ones if `available`.
-pub async fn list(
-    pool: &AnyPool,
+pub async fn list<'c>(
+    db: impl Executor<'c, Database = Any>,
     generation: i64,
     available: bool,
     limit: i64,
@@ -135,7 +139,7 @@ pub async fn list(
     .bind(i64::from(available))
     .bind(after.unwrap_or(""))
     .bind(limit + 1)
-    .fetch_all(pool)
+    .fetch_all(db)
     .await?;
     let books = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
     Ok(Page::from_rows(books, limit, |book| book.id.clone()))

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use cqrs_es::Aggregate;
 use serde::Serialize;
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, AnyPool, Row};
+use sqlx::{Any, AnyConnection, Executor, Row};
 use storming_domain::payment::{Payment, PaymentEvent};
 use storming_domain::recorded::RecordedEvent;
 
@@ -114,23 +114,27 @@ fn select(generation: i64) -> String {
     )
 }
 
-pub async fn get(pool: &AnyPool, generation: i64, payment_id: &str) -> Result<Option<PaymentView>, sqlx::Error> {
+pub async fn get<'c>(
+    db: impl Executor<'c, Database = Any>,
+    generation: i64,
+    payment_id: &str,
+) -> Result<Option<PaymentView>, sqlx::Error> {
     let row = sqlx::query(&format!("{} WHERE payment_id = $1", select(generation)))
         .bind(payment_id)
-        .fetch_optional(pool)
+        .fetch_optional(db)
         .await?;
     row.as_ref().map(decode).transpose()
 }
 
 /// The charges for one rental, order, reservation or booking.
-pub async fn by_reference(
-    pool: &AnyPool,
+pub async fn by_reference<'c>(
+    db: impl Executor<'c, Database = Any>,
     generation: i64,
     reference_id: &str,
 ) -> Result<Vec<PaymentView>, sqlx::Error> {
     let rows = sqlx::query(&format!("{} WHERE reference_id = $1 ORDER BY payment_id", select(generation)))
         .bind(reference_id)
-        .fetch_all(pool)
+        .fetch_all(db)
         .await?;
     rows.iter().map(decode).collect()
 }

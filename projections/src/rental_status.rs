@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
 use serde::Serialize;
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, AnyPool, Row};
+use sqlx::{Any, AnyConnection, Executor, Row};
 use storming_domain::payment::{Payment, PaymentEvent};
 use storming_domain::recorded::RecordedEvent;
 use storming_domain::rental::{BookCopy, RentalEvent};
@@ -159,22 +159,20 @@ fn select(generation: i64) -> String {
     )
 }
 
-pub async fn get(
-    pool: &AnyPool,
+pub async fn get<'c>(
+    db: impl Executor<'c, Database = Any>,
     generation: i64,
     rental_id: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<RentalView>, sqlx::Error> {
-    let row = sqlx::query(&format!("{} WHERE rental_id = $1", select(generation)))
-        .bind(rental_id)
-        .fetch_optional(pool)
-        .await?;
+    let row =
+        sqlx::query(&format!("{} WHERE rental_id = $1", select(generation))).bind(rental_id).fetch_optional(db).await?;
     row.as_ref().map(|row| decode(row, now)).transpose()
 }
 
 /// Rentals in id (time) order after the cursor, narrowed by the filter.
-pub async fn list(
-    pool: &AnyPool,
+pub async fn list<'c>(
+    db: impl Executor<'c, Database = Any>,
     generation: i64,
     filter: &RentalFilter,
     limit: i64,
@@ -186,7 +184,7 @@ pub async fn list(
     for (_, value) in set_filters(filter) {
         query = query.bind(value);
     }
-    let rows = query.bind(after.unwrap_or("")).bind(limit + 1).fetch_all(pool).await?;
+    let rows = query.bind(after.unwrap_or("")).bind(limit + 1).fetch_all(db).await?;
     let rentals = rows.iter().map(|row| decode(row, now)).collect::<Result<Vec<_>, _>>()?;
     Ok(Page::from_rows(rentals, limit, |rental| rental.id.clone()))
 }

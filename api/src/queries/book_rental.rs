@@ -52,14 +52,16 @@ async fn list_books(
 ) -> Result<Response, ApiError> {
     let limit = limit(params.limit)?;
     let view = view_position(&app, book_catalog::NAME, params.min_position).await?;
+    let mut connection = app.db.queries.lend().await?;
     let page = book_catalog::list(
-        &app.db.read_side,
+        &mut *connection,
         view.generation,
         params.available.unwrap_or(false),
         limit,
         params.after.as_deref(),
     )
     .await?;
+    connection.keep();
     Ok(answer(view, page))
 }
 
@@ -76,9 +78,10 @@ async fn get_book(
     Params(params): Params<Freshness>,
 ) -> Result<Response, ApiError> {
     let view = view_position(&app, book_catalog::NAME, params.min_position).await?;
-    let book = book_catalog::get(&app.db.read_side, view.generation, &book_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("book-not-found", format!("no book {book_id}")))?;
+    let mut connection = app.db.queries.lend().await?;
+    let book = book_catalog::get(&mut *connection, view.generation, &book_id).await?;
+    connection.keep();
+    let book = book.ok_or_else(|| ApiError::not_found("book-not-found", format!("no book {book_id}")))?;
     Ok(answer(view, book))
 }
 
@@ -127,9 +130,11 @@ async fn list_rentals(
     };
     let filter = RentalFilter { book_id: params.book_id, customer_id, status: params.status };
     let view = view_position(&app, rental_status::NAME, params.min_position).await?;
+    let mut connection = app.db.queries.lend().await?;
     let page =
-        rental_status::list(&app.db.read_side, view.generation, &filter, limit, params.after.as_deref(), Utc::now())
+        rental_status::list(&mut *connection, view.generation, &filter, limit, params.after.as_deref(), Utc::now())
             .await?;
+    connection.keep();
     Ok(answer(view, page))
 }
 
@@ -147,9 +152,10 @@ async fn get_rental(
 ) -> Result<Response, ApiError> {
     caller.require_any(&[Role::Customer, Role::BookManager])?;
     let view = view_position(&app, rental_status::NAME, params.min_position).await?;
-    let rental = rental_status::get(&app.db.read_side, view.generation, &id, Utc::now())
-        .await?
-        .ok_or_else(|| ApiError::not_found("rental-not-found", format!("no rental {id}")))?;
+    let mut connection = app.db.queries.lend().await?;
+    let rental = rental_status::get(&mut *connection, view.generation, &id, Utc::now()).await?;
+    connection.keep();
+    let rental = rental.ok_or_else(|| ApiError::not_found("rental-not-found", format!("no rental {id}")))?;
     if rental.customer_id != caller.id && !caller.has(Role::BookManager) {
         return Err(ApiError::forbidden("only the renter and book managers may see a rental"));
     }

@@ -30,9 +30,11 @@ async fn me(
 ) -> Result<Response, ApiError> {
     caller.require(Role::Customer)?;
     let view = view_position(&app, my_page::NAME, params.min_position).await?;
-    let profile = my_page::profile(&mut *app.db.read_side.acquire().await?, view.generation, &caller.id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("customer-not-found", "you have not registered a profile yet"))?;
+    let mut connection = app.db.queries.lend().await?;
+    let profile = my_page::profile(&mut connection, view.generation, &caller.id).await?;
+    connection.keep();
+    let profile =
+        profile.ok_or_else(|| ApiError::not_found("customer-not-found", "you have not registered a profile yet"))?;
     Ok(answer(view, profile))
 }
 
@@ -74,10 +76,10 @@ async fn my_page(
     caller.require(Role::Customer)?;
     let limit = limit(params.limit)?;
     let view = view_position(&app, my_page::NAME, params.min_position).await?;
-    // Both statements on one checkout: sqlx pings a connection as it is handed back.
-    let mut connection = app.db.read_side.acquire().await?;
+    let mut connection = app.db.queries.lend().await?;
     let profile = my_page::profile(&mut connection, view.generation, &caller.id).await?;
     let page = my_page::items(&mut connection, view.generation, &caller.id, limit, params.after.as_deref()).await?;
+    connection.keep();
     let body =
         MyPageView { customer_id: caller.id, profile, items: page.items, next: page.next, notifications: vec![] };
     Ok(answer(view, body))

@@ -131,7 +131,9 @@ pub async fn view_position(app: &AppState, name: &str, min_position: Option<i64>
     let mut target = None;
     loop {
         let at = Instant::now();
-        let (generation, reached) = generations::active_and_reached(&app.db.read_side, name).await?;
+        let mut connection = app.db.queries.lend().await?;
+        let (generation, reached) = generations::active_and_reached(&mut *connection, name).await?;
+        connection.keep();
         app.views.remember(name, Reading { at, generation, reached });
         let view = ViewAt { generation, position: reached.position };
         let Some(position) = wanted else { return Ok(view) };

@@ -32,9 +32,10 @@ async fn get_payment(
     Params(params): Params<Freshness>,
 ) -> Result<Response, ApiError> {
     let view = view_position(&app, payments::NAME, params.min_position).await?;
-    let payment = payments::get(&app.db.read_side, view.generation, &id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("payment-not-found", format!("no payment {id}")))?;
+    let mut connection = app.db.queries.lend().await?;
+    let payment = payments::get(&mut *connection, view.generation, &id).await?;
+    connection.keep();
+    let payment = payment.ok_or_else(|| ApiError::not_found("payment-not-found", format!("no payment {id}")))?;
     if payment.customer_id != caller.id && !caller.has(Role::Admin) {
         return Err(ApiError::forbidden("only the payer and admins may see a payment"));
     }
@@ -65,7 +66,9 @@ async fn by_reference(
 ) -> Result<Response, ApiError> {
     let reference_id = params.reference_id;
     let view = view_position(&app, payments::NAME, params.min_position).await?;
-    let mut charges = payments::by_reference(&app.db.read_side, view.generation, &reference_id).await?;
+    let mut connection = app.db.queries.lend().await?;
+    let mut charges = payments::by_reference(&mut *connection, view.generation, &reference_id).await?;
+    connection.keep();
     if !caller.has(Role::Admin) {
         charges.retain(|charge| charge.customer_id == caller.id);
     }

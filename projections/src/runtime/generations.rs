@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::{AnyConnection, AnyPool, Row};
+use sqlx::{Any, AnyConnection, AnyPool, Executor, Row};
 use storming_domain::recorded::LogCursor;
 
 use super::{BoxError, Projection};
@@ -69,14 +69,17 @@ pub async fn active(pool: &AnyPool, name: &str) -> Result<i64, sqlx::Error> {
 /// The generation queries read and how far it has applied the log, in one statement (generation 1
 /// at the start of the log until the projection was first set up). The join's key is
 /// [`worker_key`] spelled in SQL.
-pub async fn active_and_reached(pool: &AnyPool, name: &str) -> Result<(i64, LogCursor), sqlx::Error> {
+pub async fn active_and_reached<'c>(
+    db: impl Executor<'c, Database = Any>,
+    name: &str,
+) -> Result<(i64, LogCursor), sqlx::Error> {
     let row = sqlx::query(
         "SELECT g.active, c.transaction_id, c.position FROM projection_generations g \
          LEFT JOIN checkpoints c ON c.name = g.name || '@g' || CAST(g.active AS text) \
          WHERE g.name = $1",
     )
     .bind(name)
-    .fetch_optional(pool)
+    .fetch_optional(db)
     .await?;
     let Some(row) = row else { return Ok((1, LogCursor::START)) };
     let reached = match (row.try_get("transaction_id")?, row.try_get("position")?) {

@@ -1,12 +1,103 @@
 //! The pools hand out connections without pinging each one first (a round trip per statement),
 //! yet a PostgreSQL connection that died while idle (the database restarted) never reaches a
-//! caller. The read side's commits do not wait for the disk; the store's, which acknowledge
-//! commands, do.
+//! caller. The queries' kept connections are lent again as they are, with no ping on their return,
+//! but never after their work failed or was cancelled. The read side's commits do not wait for the
+//! disk; the store's, which acknowledge commands, do.
+
+use std::time::Duration;
 
 use sqlx::{Connection, PgConnection};
 use storming_infra::db::{Database, StorePool, PING_WHEN_IDLE_FOR};
 
+use crate::on_both_backends;
 use crate::support::TestDb;
+
+const ONE: &str = "SELECT 1";
+const BACKEND: &str = "SELECT CAST(pg_backend_pid() AS bigint)";
+
+async fn terminate(db: &TestDb, backend: i64) {
+    let mut admin = PgConnection::connect(&db.url).await.unwrap();
+    let terminated: bool =
+        sqlx::query_scalar("SELECT pg_terminate_backend($1::int)").bind(backend).fetch_one(&mut admin).await.unwrap();
+    assert!(terminated, "backend {backend} terminated");
+    admin.close().await.unwrap();
+}
+
+on_both_backends!(the_queries_connections_are_kept_between_uses_and_no_more_are_lent_than_the_pool_holds);
+
+async fn the_queries_connections_are_kept_between_uses_and_no_more_are_lent_than_the_pool_holds(db: TestDb) {
+    let database = Database::connect(&db.url, 2).await.unwrap();
+    let queries = &database.queries;
+    let mut first = queries.lend().await.unwrap();
+    let second = queries.lend().await.unwrap();
+    sqlx::query(ONE).execute(&mut *first).await.unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), queries.lend()).await.is_err(),
+        "a third borrower waits while both connections are lent"
+    );
+    first.keep();
+    assert_eq!(queries.idle_count(), 1, "a connection whose work finished is kept");
+    let mut third = tokio::time::timeout(Duration::from_secs(5), queries.lend())
+        .await
+        .expect("the kept connection is lent to the next borrower")
+        .unwrap();
+    assert_eq!(queries.idle_count(), 0);
+    sqlx::query(ONE).execute(&mut *third).await.unwrap();
+    third.keep();
+    drop(second);
+    assert_eq!(queries.idle_count(), 1, "a connection dropped without keep goes back through sqlx's pool");
+    database.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_connection_is_not_lent_again_after_its_work_failed_or_was_cancelled() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let database = Database::connect(&db.url, 2).await.unwrap();
+    let queries = &database.queries;
+    let mut connection = queries.lend().await.unwrap();
+    let first: i64 = sqlx::query_scalar(BACKEND).fetch_one(&mut *connection).await.unwrap();
+    connection.keep();
+    let mut connection = queries.lend().await.unwrap();
+    let again: i64 = sqlx::query_scalar(BACKEND).fetch_one(&mut *connection).await.unwrap();
+    assert_eq!(again, first, "the same connection, kept");
+
+    // Its backend dies while it is lent: the work fails, and `?` drops the connection unkept.
+    terminate(&db, first).await;
+    assert!(sqlx::query(ONE).execute(&mut *connection).await.is_err(), "a terminated backend answers nothing");
+    drop(connection);
+    let mut connection = queries.lend().await.unwrap();
+    let replaced: i64 = sqlx::query_scalar(BACKEND).fetch_one(&mut *connection).await.unwrap();
+    assert_ne!(replaced, first, "the broken connection was not lent again");
+
+    // A statement cancelled halfway (its future dropped): the connection is not kept either.
+    let cancelled =
+        tokio::time::timeout(Duration::from_millis(100), sqlx::query("SELECT pg_sleep(1)").execute(&mut *connection));
+    assert!(cancelled.await.is_err(), "cancelled");
+    drop(connection);
+    assert_eq!(queries.idle_count(), 0);
+    let mut connection = queries.lend().await.unwrap();
+    let answered: i64 = sqlx::query_scalar("SELECT CAST(7 AS bigint)").fetch_one(&mut *connection).await.unwrap();
+    assert_eq!(answered, 7, "the next borrower reads its own answer, not the cancelled statement's");
+    connection.keep();
+    database.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_connection_closed_while_idle_is_replaced_before_a_borrower_gets_it() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let database = Database::connect(&db.url, 2).await.unwrap();
+    let mut connection = database.queries.lend().await.unwrap();
+    let first: i64 = sqlx::query_scalar(BACKEND).fetch_one(&mut *connection).await.unwrap();
+    connection.keep();
+    terminate(&db, first).await;
+    tokio::time::sleep(PING_WHEN_IDLE_FOR + PING_WHEN_IDLE_FOR / 4).await;
+
+    let mut connection = database.queries.lend().await.unwrap();
+    let replaced: i64 = sqlx::query_scalar(BACKEND).fetch_one(&mut *connection).await.unwrap();
+    assert_ne!(replaced, first);
+    connection.keep();
+    database.close().await;
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_connection_closed_while_idle_is_replaced_before_a_caller_gets_it() {
