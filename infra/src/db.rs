@@ -11,7 +11,7 @@ use std::time::Duration;
 use sqlx::any::AnyPoolOptions;
 use sqlx::pool::{PoolConnectionMetadata, PoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Any, AnyPool, Connection, Executor, PgPool, Postgres, SqlitePool};
+use sqlx::{Any, AnyPool, Connection, Executor, PgPool, Postgres, Sqlite, SqlitePool};
 
 use crate::event_store::GroupCommit;
 use crate::kept::KeptConnections;
@@ -29,10 +29,20 @@ pub enum StorePool {
     Postgres(PgPool),
 }
 
+/// The commands' own connections to the store, kept between uses (see [`crate::kept`]): for the
+/// stream reads on both backends, and for PostgreSQL's appends (SQLite's go through the group
+/// commit's connection).
+#[derive(Debug, Clone)]
+pub enum CommandConnections {
+    Sqlite(Arc<KeptConnections<Sqlite>>),
+    Postgres(Arc<KeptConnections<Postgres>>),
+}
+
 #[derive(Debug, Clone)]
 pub struct Database {
     pub backend: Backend,
     pub store: StorePool,
+    pub commands: CommandConnections,
     /// The read side's pool: views, checkpoints, the log reader.
     pub read_side: AnyPool,
     /// The queries' own connections, lent without sqlx's ping on their return (see [`crate::kept`]).
@@ -92,13 +102,13 @@ impl Database {
         // A SQLite connection is a file handle in this process: it cannot go stale the way a
         // network connection can, so the pool does not ping it on every checkout (a round trip to
         // the connection's thread, as costly as a statement; profiled in ADR 8).
-        let store = SqlitePoolOptions::new()
-            .max_connections(pool_size)
-            .test_before_acquire(false)
-            .connect_with(options)
-            .await
-            .map_err(DbError::Connect)?;
+        let store_pool = || {
+            SqlitePoolOptions::new().max_connections(pool_size).test_before_acquire(false).connect_with(options.clone())
+        };
+        let store = store_pool().await.map_err(DbError::Connect)?;
         SQLITE_MIGRATIONS.run(&store).await?;
+        let commands =
+            CommandConnections::Sqlite(Arc::new(KeptConnections::new(store_pool().await.map_err(DbError::Connect)?)));
         // The read side's commits do not wait for the disk (synchronous=NORMAL): nothing it
         // writes is an acknowledged command. Its views and checkpoints are derived from the log;
         // idempotency reservations and leases are redone by the next attempt. In WAL mode a power
@@ -112,6 +122,7 @@ impl Database {
         Ok(Self {
             backend: Backend::Sqlite,
             store: StorePool::Sqlite(store),
+            commands,
             read_side,
             queries,
             write_gate: Some(write_gate),
@@ -122,6 +133,9 @@ impl Database {
     async fn connect_postgres(url: &str, pool_size: u32) -> Result<Self, DbError> {
         let store = postgres_pool::<Postgres>(pool_size).connect(url).await.map_err(DbError::Connect)?;
         POSTGRES_MIGRATIONS.run(&store).await?;
+        let commands = CommandConnections::Postgres(Arc::new(KeptConnections::new(
+            postgres_pool::<Postgres>(pool_size).connect(url).await.map_err(DbError::Connect)?,
+        )));
         // As on SQLite, the read side's commits do not wait for the disk: PostgreSQL flushes its
         // WAL in order, so every command's commit (synchronous, on the store's pool) makes the
         // read side's commits before it durable too, and a crash can only lose a suffix of them,
@@ -143,6 +157,7 @@ impl Database {
         Ok(Self {
             backend: Backend::Postgres,
             store: StorePool::Postgres(store),
+            commands,
             read_side,
             queries,
             write_gate: None,
@@ -164,6 +179,10 @@ impl Database {
     }
 
     pub async fn close(&self) {
+        match &self.commands {
+            CommandConnections::Sqlite(kept) => kept.close().await,
+            CommandConnections::Postgres(kept) => kept.close().await,
+        }
         self.queries.close().await;
         self.read_side.close().await;
         match &self.store {

@@ -25,31 +25,34 @@ use postgres_es::PostgresEventRepository;
 use serde_json::Value;
 use sqlite_es::SqliteEventRepository;
 use sqlx::Row;
-use sqlx::{PgPool, SqlitePool};
+use sqlx::{Connection, Postgres, Sqlite};
 
-use crate::db::{Database, StorePool};
+use crate::db::{CommandConnections, Database, StorePool};
 use crate::idempotency::{CALLER_ENTRY, KEY_ENTRY};
+use crate::kept::KeptConnections;
 
 pub enum EventRepository {
-    Sqlite(SqliteEventRepository, SqlitePool, Arc<GroupCommit>),
-    Postgres(PostgresEventRepository, PgPool),
+    Sqlite(SqliteEventRepository, Arc<KeptConnections<Sqlite>>, Arc<GroupCommit>),
+    Postgres(PostgresEventRepository, Arc<KeptConnections<Postgres>>),
 }
 
 const TAIL: &str = "SELECT aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata \
                     FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3 ORDER BY sequence";
 
-/// The events of one stream after `$sequence`, as cqrs-es stores them (the same code for both pool
-/// types, hence a macro). The sequence is bound, not formatted into the SQL as the crates do, so
-/// that one prepared statement serves every call.
+/// The events of one stream after `$sequence`, as cqrs-es stores them, read on a kept connection
+/// (the same code for both backends, hence a macro). The sequence is bound, not formatted into the
+/// SQL as the crates do, so that one prepared statement serves every call.
 macro_rules! tail {
-    ($pool:expr, $aggregate_type:expr, $aggregate_id:expr, $sequence:expr) => {{
+    ($kept:expr, $aggregate_type:expr, $aggregate_id:expr, $sequence:expr) => {{
+        let mut connection = $kept.lend().await.map_err(store_error)?;
         let rows = sqlx::query(TAIL)
             .bind($aggregate_type)
             .bind($aggregate_id)
             .bind($sequence as i64)
-            .fetch_all($pool)
+            .fetch_all(&mut *connection)
             .await
             .map_err(store_error)?;
+        connection.keep();
         rows.iter()
             .map(|row| {
                 Ok(SerializedEvent::new(
@@ -146,14 +149,17 @@ pub type Store<A> = CachedStore<A>;
 
 impl EventRepository {
     pub fn new(db: &Database) -> Self {
-        match &db.store {
-            StorePool::Sqlite(pool) => {
+        match (&db.store, &db.commands) {
+            (StorePool::Sqlite(pool), CommandConnections::Sqlite(kept)) => {
                 let group = db.group_commit.clone().unwrap_or_else(|| {
                     Arc::new(GroupCommit::new(pool.clone(), db.write_gate.clone().unwrap_or_default()))
                 });
-                Self::Sqlite(SqliteEventRepository::new(pool.clone()), pool.clone(), group)
+                Self::Sqlite(SqliteEventRepository::new(pool.clone()), kept.clone(), group)
             }
-            StorePool::Postgres(pool) => Self::Postgres(PostgresEventRepository::new(pool.clone()), pool.clone()),
+            (StorePool::Postgres(pool), CommandConnections::Postgres(kept)) => {
+                Self::Postgres(PostgresEventRepository::new(pool.clone()), kept.clone())
+            }
+            _ => unreachable!("the store and the commands' connections are of one backend"),
         }
     }
 
@@ -163,9 +169,12 @@ impl EventRepository {
     pub async fn append(&self, events: &[SerializedEvent]) -> Result<i64, PersistenceError> {
         match self {
             Self::Sqlite(.., group) => group.append(events).await,
-            Self::Postgres(_, pool) => {
+            Self::Postgres(_, kept) => {
                 let key = idempotency_key(events);
-                append!(pool, INSERT_EVENT_POSTGRES, events, key)
+                let mut connection = kept.lend().await.map_err(store_error)?;
+                let position = append!(&mut *connection, INSERT_EVENT_POSTGRES, events, key)?;
+                connection.keep();
+                Ok(position)
             }
         }
     }
@@ -177,8 +186,8 @@ impl EventRepository {
         sequence: usize,
     ) -> Result<Vec<SerializedEvent>, PersistenceError> {
         match self {
-            Self::Sqlite(_, pool, _) => tail!(pool, A::TYPE, aggregate_id, sequence),
-            Self::Postgres(_, pool) => tail!(pool, A::TYPE, aggregate_id, sequence),
+            Self::Sqlite(_, kept, _) => tail!(kept, A::TYPE, aggregate_id, sequence),
+            Self::Postgres(_, kept) => tail!(kept, A::TYPE, aggregate_id, sequence),
         }
     }
 }
