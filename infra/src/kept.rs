@@ -60,10 +60,12 @@ impl<DB: sqlx::Database> KeptConnections<DB> {
         self.idle().len()
     }
 
-    /// Gives every kept connection back and closes the pool.
+    /// Gives every kept connection back and closes the pool, which waits for the lent ones: a
+    /// borrower that keeps its connection after this gives it back instead ([`Lent::keep`]).
     pub async fn close(&self) {
         self.turns.close();
-        self.idle().clear();
+        let idle = std::mem::take(&mut *self.idle());
+        drop(idle);
         self.pool.close().await;
     }
 
@@ -94,10 +96,18 @@ pub struct Lent<'a, DB: sqlx::Database> {
 }
 
 impl<DB: sqlx::Database> Lent<'_, DB> {
-    /// The work finished: the connection is kept for the next borrower, as it is.
+    /// The work finished: the connection is kept for the next borrower, as it is (or, once the
+    /// connections are being closed, given back to the pool).
     pub fn keep(self) {
         let Lent { connection, home, _turn } = self;
-        home.idle().push(Idle { connection, since: Instant::now() });
+        let mut idle = home.idle();
+        // Under the list's lock: `close` closes the turns before it empties the list.
+        if home.turns.is_closed() {
+            drop(idle);
+            drop(connection);
+        } else {
+            idle.push(Idle { connection, since: Instant::now() });
+        }
     }
 }
 

@@ -49,6 +49,27 @@ async fn the_queries_connections_are_kept_between_uses_and_no_more_are_lent_than
     database.close().await;
 }
 
+on_both_backends!(closing_the_kept_connections_waits_for_the_lent_ones_and_they_are_given_back);
+
+async fn closing_the_kept_connections_waits_for_the_lent_ones_and_they_are_given_back(db: TestDb) {
+    let database = Database::connect(&db.url, 2).await.unwrap();
+    let mut idle = database.queries.lend().await.unwrap();
+    sqlx::query(ONE).execute(&mut *idle).await.unwrap();
+    idle.keep();
+    let mut lent = database.queries.lend().await.unwrap();
+    let queries = database.queries.clone();
+    let closing = tokio::spawn(async move { queries.close().await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!closing.is_finished(), "a lent connection is still out");
+    sqlx::query(ONE).execute(&mut *lent).await.unwrap();
+    lent.keep();
+    tokio::time::timeout(Duration::from_secs(5), closing)
+        .await
+        .expect("kept after the close began, the connection went back to the pool, which closed")
+        .unwrap();
+    assert!(database.queries.lend().await.is_err(), "nothing is lent once closed");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kept_connection_is_not_lent_again_after_its_work_failed_or_was_cancelled() {
     let Some(db) = TestDb::postgres().await else { return };
