@@ -14,7 +14,9 @@
 //!   connection, which flushes what the statement left unread, and keeps or closes it.
 //!
 //! A connection idle for [`PING_WHEN_IDLE_FOR`] is pinged before it is lent, as the pools do on
-//! checkout ([`crate::db`]): the database may have closed it meanwhile.
+//! checkout ([`crate::db`]): the database may have closed it meanwhile. One older than the pool's
+//! maximum lifetime (sqlx's default: 30 minutes) is not kept but handed back, and the pool closes
+//! it, as it would have had it been pooled: a database process does not grow forever.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::Mutex;
@@ -38,6 +40,9 @@ pub struct KeptConnections<DB: sqlx::Database> {
 #[derive(Debug)]
 struct Idle<DB: sqlx::Database> {
     connection: PoolConnection<DB>,
+    /// When it was taken from the pool.
+    born: Instant,
+    /// When it was last kept.
     since: Instant,
 }
 
@@ -52,7 +57,8 @@ impl<DB: sqlx::Database> KeptConnections<DB> {
     /// A connection of the borrower's own, once one is free (in order of asking).
     pub async fn lend(&self) -> Result<Lent<'_, DB>, sqlx::Error> {
         let turn = self.turns.acquire().await.map_err(|_| sqlx::Error::PoolClosed)?;
-        Ok(Lent { connection: self.take().await?, home: self, _turn: turn })
+        let (connection, born) = self.take().await?;
+        Ok(Lent { connection, born, home: self, _turn: turn })
     }
 
     /// The connections idle in the list (for tests and metrics).
@@ -70,12 +76,14 @@ impl<DB: sqlx::Database> KeptConnections<DB> {
     }
 
     /// The most recently used idle connection (its pages are the warmest), or a new one.
-    async fn take(&self) -> Result<PoolConnection<DB>, sqlx::Error> {
+    async fn take(&self) -> Result<(PoolConnection<DB>, Instant), sqlx::Error> {
         loop {
             let idle = self.idle().pop();
-            let Some(Idle { mut connection, since }) = idle else { return self.pool.acquire().await };
+            let Some(Idle { mut connection, born, since }) = idle else {
+                return Ok((self.pool.acquire().await?, Instant::now()));
+            };
             if since.elapsed() < PING_WHEN_IDLE_FOR || connection.ping().await.is_ok() {
-                return Ok(connection);
+                return Ok((connection, born));
             }
             // Dead: dropping it hands it back to the pool, which closes it.
         }
@@ -91,22 +99,25 @@ impl<DB: sqlx::Database> KeptConnections<DB> {
 #[derive(Debug)]
 pub struct Lent<'a, DB: sqlx::Database> {
     connection: PoolConnection<DB>,
+    born: Instant,
     home: &'a KeptConnections<DB>,
     _turn: SemaphorePermit<'a>,
 }
 
 impl<DB: sqlx::Database> Lent<'_, DB> {
-    /// The work finished: the connection is kept for the next borrower, as it is (or, once the
-    /// connections are being closed, given back to the pool).
+    /// The work finished: the connection is kept for the next borrower, as it is (or given back
+    /// to the pool, once it has outlived the pool's maximum lifetime or the connections are being
+    /// closed).
     pub fn keep(self) {
-        let Lent { connection, home, _turn } = self;
+        let Lent { connection, born, home, _turn } = self;
+        let expired = home.pool.options().get_max_lifetime().is_some_and(|lifetime| born.elapsed() >= lifetime);
         let mut idle = home.idle();
         // Under the list's lock: `close` closes the turns before it empties the list.
-        if home.turns.is_closed() {
+        if expired || home.turns.is_closed() {
             drop(idle);
             drop(connection);
         } else {
-            idle.push(Idle { connection, since: Instant::now() });
+            idle.push(Idle { connection, born, since: Instant::now() });
         }
     }
 }

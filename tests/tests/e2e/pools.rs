@@ -1,13 +1,15 @@
 //! The pools hand out connections without pinging each one first (a round trip per statement),
 //! yet a PostgreSQL connection that died while idle (the database restarted) never reaches a
 //! caller. The queries' kept connections are lent again as they are, with no ping on their return,
-//! but never after their work failed or was cancelled. The read side's commits do not wait for the
+//! but never after their work failed or was cancelled, nor past the pool's maximum lifetime. The read side's commits do not wait for the
 //! disk; the store's, which acknowledge commands, do.
 
 use std::time::Duration;
 
+use sqlx::sqlite::SqlitePoolOptions;
 use sqlx::{Connection, PgConnection};
 use storming_infra::db::{Database, StorePool, PING_WHEN_IDLE_FOR};
+use storming_infra::kept::KeptConnections;
 
 use crate::on_both_backends;
 use crate::support::TestDb;
@@ -68,6 +70,40 @@ async fn closing_the_kept_connections_waits_for_the_lent_ones_and_they_are_given
         .expect("kept after the close began, the connection went back to the pool, which closed")
         .unwrap();
     assert!(database.queries.lend().await.is_err(), "nothing is lent once closed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_connection_that_outlived_the_pools_lifetime_is_handed_back_not_kept() {
+    let db = TestDb::sqlite();
+    Database::connect(&db.url, 1).await.unwrap().close().await;
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .max_lifetime(Duration::from_secs(1))
+        .connect(&db.url)
+        .await
+        .unwrap();
+    let kept = KeptConnections::new(pool);
+    // A temporary table exists on its own connection only: it tells the connections apart.
+    let marked = "SELECT COUNT(*) FROM sqlite_temp_master WHERE name = 'marker'";
+    let mut connection = kept.lend().await.unwrap();
+    sqlx::query("CREATE TEMP TABLE marker (x)").execute(&mut *connection).await.unwrap();
+    connection.keep();
+    let mut connection = kept.lend().await.unwrap();
+    assert_eq!(sqlx::query_scalar::<_, i64>(marked).fetch_one(&mut *connection).await.unwrap(), 1, "young: kept");
+    connection.keep();
+
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let mut connection = kept.lend().await.unwrap();
+    sqlx::query(ONE).execute(&mut *connection).await.unwrap();
+    connection.keep();
+    let mut connection = kept.lend().await.unwrap();
+    assert_eq!(
+        sqlx::query_scalar::<_, i64>(marked).fetch_one(&mut *connection).await.unwrap(),
+        0,
+        "past the pool's lifetime the connection was handed back, and the pool closed it"
+    );
+    connection.keep();
+    kept.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
