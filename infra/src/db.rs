@@ -42,6 +42,7 @@ pub enum CommandConnections {
 pub struct Database {
     pub backend: Backend,
     pub store: StorePool,
+    /// The commands' own connections to the store, lent without sqlx's ping on their return.
     pub commands: CommandConnections,
     /// The read side's pool: views, checkpoints, the log reader.
     pub read_side: AnyPool,
