@@ -38,6 +38,15 @@ pub enum CommandConnections {
     Postgres(Arc<KeptConnections<Postgres>>),
 }
 
+impl CommandConnections {
+    async fn close(&self) {
+        match self {
+            Self::Sqlite(kept) => kept.close().await,
+            Self::Postgres(kept) => kept.close().await,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Database {
     pub backend: Backend,
@@ -103,21 +112,27 @@ impl Database {
         // A SQLite connection is a file handle in this process: it cannot go stale the way a
         // network connection can, so the pool does not ping it on every checkout (a round trip to
         // the connection's thread, as costly as a statement; profiled in ADR 8).
-        let store_pool = || {
-            SqlitePoolOptions::new().max_connections(pool_size).test_before_acquire(false).connect_with(options.clone())
-        };
-        let store = store_pool().await.map_err(DbError::Connect)?;
+        let store = SqlitePoolOptions::new()
+            .max_connections(pool_size)
+            .test_before_acquire(false)
+            .connect_with(options.clone())
+            .await
+            .map_err(DbError::Connect)?;
         SQLITE_MIGRATIONS.run(&store).await?;
-        let commands =
-            CommandConnections::Sqlite(Arc::new(KeptConnections::new(store_pool().await.map_err(DbError::Connect)?)));
+        // The kept connections' pools open a connection only when one is first lent: a process
+        // that serves no queries (`storming work`, `migrate`) opens none for them.
+        let commands = CommandConnections::Sqlite(Arc::new(KeptConnections::new(
+            SqlitePoolOptions::new().max_connections(pool_size).test_before_acquire(false).connect_lazy_with(options),
+        )));
         // The read side's commits do not wait for the disk (synchronous=NORMAL): nothing it
         // writes is an acknowledged command. Its views and checkpoints are derived from the log;
         // idempotency reservations and leases are redone by the next attempt. In WAL mode a power
         // loss can only drop a *suffix* of the commits, never reorder them, and every command's
         // commit (FULL, above) syncs everything before it: so what survives is always a log and
         // views that were true together at some instant, and workers redo the rest (ADR 8).
-        let read_side = sqlite_read_pool(url, pool_size).await?;
-        let queries = Arc::new(KeptConnections::new(sqlite_read_pool(url, pool_size).await?));
+        let read_side = sqlite_read_pool(pool_size).connect(url).await.map_err(DbError::Connect)?;
+        let queries =
+            Arc::new(KeptConnections::new(sqlite_read_pool(pool_size).connect_lazy(url).map_err(DbError::Connect)?));
         let write_gate = WriteGate::default();
         let group_commit = Arc::new(GroupCommit::new(store.clone(), write_gate.clone()));
         Ok(Self {
@@ -135,7 +150,7 @@ impl Database {
         let store = postgres_pool::<Postgres>(pool_size).connect(url).await.map_err(DbError::Connect)?;
         POSTGRES_MIGRATIONS.run(&store).await?;
         let commands = CommandConnections::Postgres(Arc::new(KeptConnections::new(
-            postgres_pool::<Postgres>(pool_size).connect(url).await.map_err(DbError::Connect)?,
+            postgres_pool::<Postgres>(pool_size).connect_lazy(url).map_err(DbError::Connect)?,
         )));
         // As on SQLite, the read side's commits do not wait for the disk: PostgreSQL flushes its
         // WAL in order, so every command's commit (synchronous, on the store's pool) makes the
@@ -153,7 +168,7 @@ impl Database {
             .await
             .map_err(DbError::Connect)?;
         let queries = Arc::new(KeptConnections::new(
-            postgres_pool::<Any>(pool_size).connect(url).await.map_err(DbError::Connect)?,
+            postgres_pool::<Any>(pool_size).connect_lazy(url).map_err(DbError::Connect)?,
         ));
         Ok(Self {
             backend: Backend::Postgres,
@@ -180,10 +195,7 @@ impl Database {
     }
 
     pub async fn close(&self) {
-        match &self.commands {
-            CommandConnections::Sqlite(kept) => kept.close().await,
-            CommandConnections::Postgres(kept) => kept.close().await,
-        }
+        self.commands.close().await;
         self.queries.close().await;
         self.read_side.close().await;
         match &self.store {
@@ -194,19 +206,13 @@ impl Database {
 }
 
 /// A pool of SQLite connections for the read side (views, checkpoints, the log, queries).
-async fn sqlite_read_pool(url: &str, pool_size: u32) -> Result<AnyPool, DbError> {
-    AnyPoolOptions::new()
-        .max_connections(pool_size)
-        .test_before_acquire(false)
-        .after_connect(|connection, _| {
-            Box::pin(async move {
-                connection.execute("PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL;").await?;
-                Ok(())
-            })
+fn sqlite_read_pool(pool_size: u32) -> AnyPoolOptions {
+    AnyPoolOptions::new().max_connections(pool_size).test_before_acquire(false).after_connect(|connection, _| {
+        Box::pin(async move {
+            connection.execute("PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL;").await?;
+            Ok(())
         })
-        .connect(url)
-        .await
-        .map_err(DbError::Connect)
+    })
 }
 
 /// A PostgreSQL connection idle for this long is pinged before it is handed out.

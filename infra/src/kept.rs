@@ -61,7 +61,7 @@ impl<DB: sqlx::Database> KeptConnections<DB> {
         Ok(Lent { connection, born, home: self, _turn: turn })
     }
 
-    /// The connections idle in the list (for tests and metrics).
+    /// The connections idle in the list (for tests).
     pub fn idle_count(&self) -> usize {
         self.idle().len()
     }
