@@ -20,6 +20,7 @@ use server::{CpuTicks, FreshDb, Server, JWT_SECRET};
 use storming_api::auth::{Role, TokenKeys};
 use storming_infra::config::Secret;
 use storming_infra::db::{Database, StorePool};
+use tokio::task::JoinHandle;
 
 #[derive(Parser, Debug, Clone)]
 #[command(about = "Benchmarks of storming and of its database's ceiling, in one run")]
@@ -46,6 +47,7 @@ struct Args {
     catchup_events: i64,
     /// Commands per second (all four command clients together) while the queries group reads:
     /// a fixed load, so that a faster command path does not take CPU from the queries it measures.
+    /// The lag group's load too, when the commands group did not run (else half its highest rate).
     #[arg(long, default_value_t = 250.0)]
     command_rate: f64,
     /// A moment per workload: proves the harness works, measures nothing.
@@ -54,8 +56,8 @@ struct Args {
     /// Where to write the results as JSON.
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Only these groups: commands, ceiling, contended, queries, catchup.
-    #[arg(long, value_delimiter = ',', default_value = "commands,ceiling,contended,queries,catchup")]
+    /// Only these groups: commands, ceiling, contended, queries, lag, catchup.
+    #[arg(long, value_delimiter = ',', default_value = "commands,ceiling,contended,queries,lag,catchup")]
     groups: Vec<String>,
 }
 
@@ -294,6 +296,26 @@ async fn drive(api: &Api, renters: Vec<Renter>, length: Duration, pace: Option<D
     (renters, summarize(tallies, started.elapsed()))
 }
 
+/// The lag probe: a customer renting and returning its own book until `deadline`, reading each
+/// command's effect on my-page with `min_position`; the tally times those reads (commit →
+/// visible in the view).
+async fn probe_lag(api: &Api, mut renter: Renter, deadline: Instant) -> (Renter, Tally) {
+    let mut lag = Tally::new();
+    let mut ignored = Tally::new();
+    while Instant::now() < deadline {
+        if let Some(position) = renter.step(api, &mut ignored).await {
+            let begun = Instant::now();
+            let status = api.get(&renter.token, &format!("/queries/my-page?min_position={position}")).await;
+            lag.record(begun, status, 200);
+        }
+    }
+    // The probe's own failed commands count as its errors, so that a probe that measured
+    // nothing says why.
+    lag.errors += ignored.errors;
+    lag.conflicts += ignored.conflicts;
+    (renter, lag)
+}
+
 /// Warm-up, then the repeats.
 async fn measure(api: &Api, mut renters: Vec<Renter>, args: &Args) -> (Vec<Renter>, Vec<Run>) {
     if args.warmup > 0 {
@@ -313,6 +335,8 @@ struct Bench {
     binary: PathBuf,
     groups: usize,
     results: Vec<Value>,
+    /// The highest command rate the commands group reached in this run: full load.
+    full_load: Option<f64>,
 }
 
 impl Bench {
@@ -337,6 +361,24 @@ impl Bench {
         Ok((server, startup, api))
     }
 
+    /// Commands in the background for the whole group (warm-up and repeats): a client per book,
+    /// `rate` per second in all; the task returns the run.
+    fn command_load(&self, api: &Api, books: &[String], rate: f64) -> JoinHandle<(Vec<Renter>, Run)> {
+        let background: Vec<Renter> = books
+            .iter()
+            .enumerate()
+            .map(|(n, book_id)| Renter {
+                token: api.token(&format!("bench-customer-{n}"), Role::Customer),
+                book_id: book_id.clone(),
+                rental: None,
+            })
+            .collect();
+        let length = Duration::from_secs(self.args.warmup + u64::from(self.args.repeats) * self.args.seconds);
+        let pace = Duration::from_secs_f64(background.len() as f64 / rate);
+        let api = api.clone();
+        tokio::spawn(async move { drive(&api, background, length, Some(pace)).await })
+    }
+
     /// The rent → return cycle over HTTP at each concurrency, each client on its own book.
     async fn commands(&mut self) -> anyhow::Result<()> {
         for &clients in &self.args.clients.clone() {
@@ -359,6 +401,7 @@ impl Bench {
             let machine = CpuTicks::now().since(cpu, started.elapsed());
             let loaded_rss = server.rss_kib();
             let point = Point::new("commands", clients, runs);
+            self.full_load = Some(self.full_load.unwrap_or(0.0).max(point.median_per_second));
             println!(
                 "{} commands  {clients:>2} clients: {:>8.0}/s ({:.0}–{:.0})  p50 {:.2} ms  p99 {:.2} ms  [fsync {fsync:.0}/s; {}]",
                 self.args.backend, point.median_per_second, point.min_per_second, point.max_per_second, point.median_p50_ms, point.median_p99_ms,
@@ -409,19 +452,7 @@ impl Bench {
         let fsync = self.fsync();
         let (server, _, api) = self.start(&db).await?;
         let books = api.shelved_books(5, "queried").await?;
-        let background: Vec<Renter> = (0..4)
-            .map(|n| Renter {
-                token: api.token(&format!("bench-customer-{n}"), Role::Customer),
-                book_id: books[n].clone(),
-                rental: None,
-            })
-            .collect();
-        let length = Duration::from_secs(self.args.warmup + u64::from(self.args.repeats) * self.args.seconds);
-        let pace = Duration::from_secs_f64(background.len() as f64 / self.args.command_rate);
-        let load = {
-            let api = api.clone();
-            tokio::spawn(async move { drive(&api, background, length, Some(pace)).await })
-        };
+        let load = self.command_load(&api, &books[..4], self.args.command_rate);
         let readers = if self.args.smoke { 2 } else { 16 };
         let mut runs = Vec::new();
         let mut lag_runs = Vec::new();
@@ -453,30 +484,12 @@ impl Bench {
                     })
                 })
                 .collect();
-            // The lag probe: one more customer renting and returning book 5, reading each
-            // command's effect with min_position.
             // The prober is kept from run to run: a run that ends with its book rented must
             // return it first in the next (a fresh prober would be refused its rent forever).
             let probe = {
                 let api = api.clone();
-                let mut renter = prober.take().expect("the prober is back from the last run");
-                tokio::spawn(async move {
-                    let mut lag = Tally::new();
-                    let mut ignored = Tally::new();
-                    while Instant::now() < deadline {
-                        if let Some(position) = renter.step(&api, &mut ignored).await {
-                            let begun = Instant::now();
-                            let status =
-                                api.get(&renter.token, &format!("/queries/my-page?min_position={position}")).await;
-                            lag.record(begun, status, 200);
-                        }
-                    }
-                    // The probe's own failed commands count as its errors, so that a probe that
-                    // measured nothing says why.
-                    lag.errors += ignored.errors;
-                    lag.conflicts += ignored.conflicts;
-                    (renter, lag)
-                })
+                let renter = prober.take().expect("the prober is back from the last run");
+                tokio::spawn(async move { probe_lag(&api, renter, deadline).await })
             };
             let mut tallies = Vec::new();
             for task in tasks {
@@ -509,6 +522,46 @@ impl Bench {
         self.results.push(json!({"group": "queries", "fsync_per_second": fsync, "point": queries,
             "command_load": {"asked_per_second": self.args.command_rate, "run": load}}));
         self.results.push(json!({"group": "lag", "fsync_per_second": fsync, "point": lag}));
+        server.stop()?;
+        db.drop().await;
+        Ok(())
+    }
+
+    /// The projection lag at half load: 4 clients run commands at half the highest rate the
+    /// commands group reached in this run (`--command-rate` when it did not run), and the lag probe
+    /// alone reads its view, with no readers beside it. The machine's use is recorded with it.
+    async fn lag_at_half_load(&mut self) -> anyhow::Result<()> {
+        let (rate, basis) = match self.full_load {
+            Some(full) => (full / 2.0, "half the commands group's highest rate"),
+            None => (self.args.command_rate, "--command-rate (the commands group did not run)"),
+        };
+        let db = self.fresh().await?;
+        let fsync = self.fsync();
+        let (server, _, api) = self.start(&db).await?;
+        let books = api.shelved_books(5, "half-load").await?;
+        let load = self.command_load(&api, &books[..4], rate);
+        let mut prober =
+            Renter { token: api.token("bench-prober", Role::Customer), book_id: books[4].clone(), rental: None };
+        tokio::time::sleep(Duration::from_secs(self.args.warmup)).await;
+        let (cpu, started) = (CpuTicks::now(), Instant::now());
+        let mut runs = Vec::new();
+        for _ in 0..self.args.repeats {
+            let begun = Instant::now();
+            let (back, lag) = probe_lag(&api, prober, begun + Duration::from_secs(self.args.seconds)).await;
+            prober = back;
+            runs.push(summarize(vec![lag], begun.elapsed()));
+        }
+        let machine = CpuTicks::now().since(cpu, started.elapsed());
+        let (_, load) = load.await.expect("the command load");
+        let lag = Point::new("lag_at_half_load", 1, runs);
+        println!(
+            "{} lag at half load: commit→visible p50 {:.2} ms  p99 {:.2} ms  beside {:.0} commands/s (asked {rate:.0}/s: {basis}), {} errors  [{:.2} cores busy, steal {:.0}%]",
+            self.args.backend, lag.median_p50_ms, lag.median_p99_ms, load.per_second, load.errors,
+            machine.busy_cores, machine.steal_share * 100.0
+        );
+        self.results
+            .push(json!({"group": "lag_at_half_load", "fsync_per_second": fsync, "point": lag, "machine": machine,
+            "command_load": {"asked_per_second": rate, "basis": basis, "run": load}}));
         server.stop()?;
         db.drop().await;
         Ok(())
@@ -838,7 +891,7 @@ async fn main() -> anyhow::Result<()> {
     if !binary.exists() {
         bail!("no storming binary at {} (build it: cargo build --release -p storming-api)", binary.display());
     }
-    let mut bench = Bench { args: args.clone(), binary, groups: 0, results: Vec::new() };
+    let mut bench = Bench { args: args.clone(), binary, groups: 0, results: Vec::new(), full_load: None };
     let started = Instant::now();
     let wanted = |group: &str| args.groups.iter().any(|name| name == group);
     if wanted("commands") {
@@ -852,6 +905,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if wanted("queries") {
         bench.queries_and_lag().await?;
+    }
+    if wanted("lag") {
+        bench.lag_at_half_load().await?;
     }
     if wanted("catchup") {
         bench.catchup().await?;
