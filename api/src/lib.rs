@@ -27,6 +27,7 @@ use axum::response::IntoResponse;
 use axum::Router;
 use storming_domain::payment::PaymentProvider;
 use storming_domain::rental::RentalTerms;
+use storming_infra::bounded::Bounded;
 use storming_infra::commands::{CommandBus, LogSignal};
 use storming_infra::config::{Config, JwtSecretSource, PaymentProviderKind};
 use storming_infra::db::{Backend, Database};
@@ -72,6 +73,8 @@ pub struct AppState {
     pub reconcile_after: Duration,
     /// The latest reading of each view, for queries that ask for no `min_position`.
     pub views: Arc<queries::RecentViews>,
+    /// Which copy holds each rental this process stored or looked up.
+    pub rentals: Arc<Bounded<commands::RentalHolder>>,
 }
 
 /// Every documented route, and the OpenAPI document that describes them.
@@ -269,6 +272,7 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         key_locks: Arc::default(),
         reconcile_after: config.payment.reconcile_after,
         views: Arc::default(),
+        rentals: Arc::new(Bounded::new(commands::RENTALS_REMEMBERED)),
         rate_limiter: limits::RateLimiter::new(config.rate_limit_per_second, config.rate_limit_burst).map(Arc::new),
         worker_settings: WorkerSettings {
             lease_ttl: config.worker_lease,

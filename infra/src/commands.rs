@@ -84,6 +84,12 @@ where
         Self { store: CachedStore::new(db, cached), services, log: GlobalLog::new(db), signal }
     }
 
+    /// `aggregate_id` was minted just now for a new aggregate, and no one else has seen it: the
+    /// first command on it decides on the empty aggregate without reading its stream.
+    pub fn minted(&self, aggregate_id: &str) {
+        self.store.mint(aggregate_id);
+    }
+
     /// Decides and stores; returns the global position of the stream's last event.
     pub async fn execute(
         &self,

@@ -14,7 +14,7 @@
 //! the events stored after it (usually none) instead of replaying the whole stream.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use cqrs_es::persist::{
     EventStoreAggregateContext, PersistedEventRepository, PersistedEventStore, PersistenceError, ReplayStream,
@@ -27,6 +27,7 @@ use sqlite_es::SqliteEventRepository;
 use sqlx::Row;
 use sqlx::{Connection, Postgres, Sqlite};
 
+use crate::bounded::Bounded;
 use crate::db::{CommandConnections, Database, StorePool};
 use crate::idempotency::{CALLER_ENTRY, KEY_ENTRY};
 use crate::kept::KeptConnections;
@@ -210,8 +211,10 @@ pub const PAYMENT_CACHE_ENTRIES: usize = 1_000;
 pub struct CachedStore<A: Aggregate> {
     inner: PersistedEventStore<EventRepository, A>,
     repo: EventRepository,
-    cache: Mutex<HashMap<String, (A, usize)>>,
-    capacity: usize,
+    cache: Bounded<(A, usize)>,
+    /// Ids this process minted for new aggregates and has not loaded yet: their first load needs
+    /// no read, since nothing can be stored under an id that nobody else has seen.
+    minted: Bounded<()>,
 }
 
 impl<A: Aggregate + Clone> CachedStore<A> {
@@ -219,32 +222,25 @@ impl<A: Aggregate + Clone> CachedStore<A> {
         Self {
             inner: PersistedEventStore::new_event_store(EventRepository::new(db)),
             repo: EventRepository::new(db),
-            cache: Mutex::new(HashMap::new()),
-            capacity,
+            cache: Bounded::new(capacity),
+            minted: Bounded::new(capacity),
         }
+    }
+
+    /// `aggregate_id` was minted just now for a new aggregate: its first load starts from the
+    /// empty aggregate without reading the store. Were its stream not empty after all, the append
+    /// would meet the store's unique key like any stale decision, and the retry reads the stream.
+    pub fn mint(&self, aggregate_id: &str) {
+        self.minted.insert(aggregate_id, ());
     }
 
     fn cached(&self, aggregate_id: &str) -> Option<(A, usize)> {
-        self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(aggregate_id).cloned()
+        self.cache.get(aggregate_id)
     }
 
     fn remember(&self, aggregate_id: &str, aggregate: A, sequence: usize) {
-        if self.capacity == 0 {
-            return;
-        }
-        let mut cache = self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if cache.len() >= self.capacity && !cache.contains_key(aggregate_id) {
-            if let Some(evicted) = cache.keys().next().cloned() {
-                cache.remove(&evicted);
-            }
-        }
-        match cache.get_mut(aggregate_id) {
-            // Never replace a newer state (a concurrent command of this process committed later).
-            Some((_, known)) if *known > sequence => {}
-            _ => {
-                cache.insert(aggregate_id.to_string(), (aggregate, sequence));
-            }
-        }
+        // Never replace a newer state (a concurrent command of this process committed later).
+        self.cache.insert_unless(aggregate_id, (aggregate, sequence), |(_, known)| *known > sequence);
     }
 }
 
@@ -252,6 +248,14 @@ impl<A: Aggregate + Clone> CachedStore<A> {
     /// The aggregate's current state and sequence: the cached state brought up to date with the
     /// events stored after it, or else the whole stream replayed.
     pub async fn load(&self, aggregate_id: &str) -> Result<EventStoreAggregateContext<A>, AggregateError<A::Error>> {
+        if self.minted.remove(aggregate_id).is_some() {
+            return Ok(EventStoreAggregateContext {
+                aggregate_id: aggregate_id.to_string(),
+                aggregate: A::default(),
+                current_sequence: 0,
+                current_snapshot: None,
+            });
+        }
         let Some((aggregate, sequence)) = self.cached(aggregate_id) else {
             let context = self.inner.load_aggregate(aggregate_id).await?;
             self.remember(aggregate_id, context.aggregate.clone(), context.current_sequence);

@@ -1,5 +1,6 @@
 //! `storming-infra`: the adapters around the domain.
 //!
+//! - [`bounded`]: a map of at most so many entries, for what the command side remembers;
 //! - [`db`]: connects to SQLite (embedded default) or PostgreSQL from one URL and migrates it;
 //! - [`event_store`]: the cqrs-es event repository chosen at run time, the append that returns an
 //!   event's position, and SQLite's group commit;
@@ -12,6 +13,7 @@
 //! - [`payment`]: the payment provider adapters and the `Payments` port of the core contexts;
 //! - [`config`]: configuration from the environment.
 
+pub mod bounded;
 pub mod commands;
 pub mod config;
 pub mod db;

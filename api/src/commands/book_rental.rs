@@ -99,9 +99,15 @@ async fn rent_book(
     let book_id = uuid("book_id", &body.value.book_id)?;
     let plan = |ids: &[Uuid]| Planned::created(ids[0], format!("/queries/book-rental/rentals/{}", ids[0]));
     let fresh = vec![Uuid::now_v7(), Uuid::now_v7()];
+    let minted_payment = fresh[1];
     let (app, caller, headers) = (&app, &caller, &headers);
     once(app, caller, headers, body.request, fresh, plan, |ids, key| async move {
         let (rental_id, payment_id) = (ids[0], ids[1]);
+        if payment_id == minted_payment {
+            // Minted by this request, not by an earlier attempt with the same key: no event is
+            // stored under it yet, so the charge need not read the payment's stream first.
+            app.bus.payments.minted(&payment_id.to_string());
+        }
         let metadata = metadata(caller, headers, rental_id);
         let command = RentalCommand::RentBook {
             rental_id,
@@ -116,6 +122,8 @@ async fn rent_book(
             app.bus.refund_unrecorded_charge(payment_id, &metadata).await;
         }
         let position = result?;
+        let holder = RentalHolder { book_id: book_id.to_string(), customer_id: caller.id.clone() };
+        app.rentals.insert(&rental_id.to_string(), holder);
         tracing::info!(rental_id = %rental_id, book_id = %book_id, "book rented");
         Ok(position)
     })
@@ -191,18 +199,39 @@ async fn act_on_rental(
     .await
 }
 
+/// Which copy holds a rental and who rented it, as the rental's `BookRented` says: a fact that
+/// never changes, so a process remembers it for the rentals it stored or looked up (at most
+/// [`RENTALS_REMEMBERED`]), and their return or cancellation need not read it from the log again.
+#[derive(Debug, Clone)]
+pub struct RentalHolder {
+    book_id: String,
+    customer_id: String,
+}
+
+/// About 150 bytes each.
+pub const RENTALS_REMEMBERED: usize = 10_000;
+
 /// Finds the book copy that holds rental `id` in the rental context's own events (strongly
 /// consistent, unlike a view), and checks that the caller is its renter.
 async fn renters_rental(app: &AppState, caller: &Caller, id: &str) -> Result<(Uuid, String), ApiError> {
     caller.require(Role::Customer)?;
     let rental_id = path_id(id, "rental-not-found")?;
     let not_found = || ApiError::not_found("rental-not-found", format!("no rental {rental_id}"));
-    let first = app.log.first_of_correlation(&rental_id.to_string(), BookCopy::TYPE).await?.ok_or_else(not_found)?;
-    match first.decode::<RentalEvent>() {
-        Ok(RentalEvent::BookRented { customer_id, .. }) if customer_id == caller.id => {
-            Ok((rental_id, first.aggregate_id))
+    let holder = match app.rentals.get(&rental_id.to_string()) {
+        Some(holder) => holder,
+        None => {
+            let first =
+                app.log.first_of_correlation(&rental_id.to_string(), BookCopy::TYPE).await?.ok_or_else(not_found)?;
+            let Ok(RentalEvent::BookRented { customer_id, .. }) = first.decode::<RentalEvent>() else {
+                return Err(not_found());
+            };
+            let holder = RentalHolder { book_id: first.aggregate_id, customer_id };
+            app.rentals.insert(&rental_id.to_string(), holder.clone());
+            holder
         }
-        Ok(RentalEvent::BookRented { .. }) => Err(ApiError::forbidden("only the renter may do this")),
-        _ => Err(not_found()),
+    };
+    if holder.customer_id != caller.id {
+        return Err(ApiError::forbidden("only the renter may do this"));
     }
+    Ok((rental_id, holder.book_id))
 }

@@ -17,6 +17,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use uuid::Uuid;
 
+pub use book_rental::{RentalHolder, RENTALS_REMEMBERED};
 pub use once::{once, IdempotencyKeyHeader, KeyLocks, Planned};
 
 use crate::auth::Caller;

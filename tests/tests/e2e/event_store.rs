@@ -241,3 +241,35 @@ async fn wait_until(condition: impl Fn() -> bool) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+on_both_backends!(an_id_said_to_be_minted_whose_stream_exists_is_decided_on_its_stream);
+
+/// A first load of a minted id reads nothing; should the id's stream exist after all (here,
+/// another process registered the book), the append meets the stored sequence and the command is
+/// decided again on the stream: no second registration.
+async fn an_id_said_to_be_minted_whose_stream_exists_is_decided_on_its_stream(db: TestDb) {
+    use cqrs_es::Aggregate;
+    use storming_domain::library::{Book, LibraryCommand, LibraryError};
+    use storming_domain::shared::{EventMetadata, Krw};
+    use storming_infra::commands::{CommandError, Executor, LogSignal};
+
+    let database = Database::connect(&db.url, 2).await.unwrap();
+    let book_id = uuid::Uuid::now_v7();
+    let register = LibraryCommand::RegisterBook {
+        book_id,
+        title: "Dune".into(),
+        author: None,
+        rental_fee: Krw::positive("rental_fee", 1500).unwrap(),
+    };
+    let metadata = EventMetadata::default();
+    let elsewhere: Executor<Book> = Executor::new(&database, (), LogSignal::new(), 10);
+    elsewhere.execute(&book_id.to_string(), register.clone(), &metadata).await.expect("registered");
+
+    let here: Executor<Book> = Executor::new(&database, (), LogSignal::new(), 10);
+    here.minted(&book_id.to_string());
+    let again = here.execute(&book_id.to_string(), register, &metadata).await;
+    assert!(matches!(again, Err(CommandError::Rejected(LibraryError::AlreadyRegistered))), "{again:?}");
+    let stream = GlobalLog::new(&database).stream(Book::TYPE, &book_id.to_string()).await.unwrap();
+    assert_eq!(stream.len(), 1, "one registration stored");
+    database.close().await;
+}
