@@ -73,7 +73,7 @@ impl Policy for ShelfPolicy {
         event.aggregate_type == Book::TYPE && event.event_type == "BookRegistered"
     }
 
-    async fn react(&self, event: &RecordedEvent) -> Result<(), BoxError> {
+    async fn react(&self, event: &RecordedEvent, _later: &[RecordedEvent]) -> Result<(), BoxError> {
         if event.aggregate_type != Book::TYPE {
             return Ok(());
         }
@@ -99,7 +99,7 @@ impl Policy for RefundPolicy {
         event.aggregate_type == BookCopy::TYPE && event.event_type == "RentalCancelled"
     }
 
-    async fn react(&self, event: &RecordedEvent) -> Result<(), BoxError> {
+    async fn react(&self, event: &RecordedEvent, _later: &[RecordedEvent]) -> Result<(), BoxError> {
         if event.aggregate_type != BookCopy::TYPE {
             return Ok(());
         }
@@ -143,14 +143,23 @@ impl Policy for ReconciliationPolicy {
         event.aggregate_type == Payment::TYPE && event.event_type == "PaymentApproved"
     }
 
-    async fn react(&self, event: &RecordedEvent) -> Result<(), BoxError> {
+    async fn react(&self, event: &RecordedEvent, later: &[RecordedEvent]) -> Result<(), BoxError> {
         if event.aggregate_type != Payment::TYPE {
             return Ok(());
         }
         let PaymentEvent::PaymentApproved { payment_id, reference, .. } = event.decode::<PaymentEvent>()? else {
             return Ok(());
         };
-        let transaction = self.bus.log.correlation(&reference.id.to_string()).await?;
+        let reference_id = reference.id.to_string();
+        // Usually the transaction's own event follows the approval within the same batch: then
+        // the log need not be read.
+        let of_another_context = |other: &RecordedEvent| {
+            other.aggregate_type != Payment::TYPE && other.metadata.correlation_id == reference_id
+        };
+        if later.iter().any(of_another_context) {
+            return Ok(());
+        }
+        let transaction = self.bus.log.correlation(&reference_id).await?;
         // A charge refunded before its command was answered (it lost its race, or its events
         // could not be stored) needs nothing more.
         let refunded = transaction
@@ -159,7 +168,7 @@ impl Policy for ReconciliationPolicy {
         if refunded {
             return Ok(());
         }
-        let recorded = transaction.iter().any(|other| other.aggregate_type != Payment::TYPE);
+        let recorded = transaction.iter().any(of_another_context);
         let approved_at = DateTime::parse_from_rfc3339(&event.recorded_at)?.with_timezone(&Utc);
         let grace = TimeDelta::from_std(self.grace)?;
         match reconcile_approval(recorded, Utc::now() - approved_at, grace) {

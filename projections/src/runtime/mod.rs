@@ -96,5 +96,7 @@ pub trait Policy: Send + Sync {
     fn wants(&self, _event: &RecordedEvent) -> bool {
         true
     }
-    async fn react(&self, event: &RecordedEvent) -> Result<(), BoxError>;
+    /// Reacts to `event`. `later` holds the events after it in the same batch, already in the
+    /// log: what the policy may know of the log after `event` without reading it.
+    async fn react(&self, event: &RecordedEvent, later: &[RecordedEvent]) -> Result<(), BoxError>;
 }

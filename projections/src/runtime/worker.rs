@@ -387,8 +387,8 @@ impl Worker {
         // No transaction is held while the policy's commands run: they write to the same database.
         let mut done = None;
         let mut failure = None;
-        for event in events {
-            match policy.react(event).await {
+        for (n, event) in events.iter().enumerate() {
+            match policy.react(event, &events[n + 1..]).await {
                 Ok(()) => done = Some(event.cursor()),
                 Err(error) if error.is::<RetryLater>() => {
                     failure = Some(error);

@@ -262,3 +262,46 @@ async fn a_charge_whose_rental_was_never_recorded_is_refunded_and_a_recorded_one
     assert_eq!(provider.refunds(), 1, "one refund, for the unrecorded charge only");
     app.stop().await;
 }
+
+on_both_backends!(the_reconciliation_policy_reads_the_log_only_when_its_batch_lacks_the_transaction);
+
+/// The reconciliation policy decides from the batch when the approval's transaction follows it
+/// there, and reads the log otherwise. Its log here is a closed database, so a read fails.
+async fn the_reconciliation_policy_reads_the_log_only_when_its_batch_lacks_the_transaction(db: TestDb) {
+    use std::sync::Arc;
+    use storming_api::workers::ReconciliationPolicy;
+    use storming_domain::recorded::LogCursor;
+    use storming_infra::commands::{CommandBus, LogSignal};
+    use storming_infra::db::Database;
+    use storming_infra::log::LogFilter;
+    use storming_infra::payment::SimulatedProvider;
+    use storming_projections::Policy;
+
+    let app = TestApp::start(&db).await;
+    let manager = app.token("librarian", &[Role::BookManager]);
+    let kim = app.token("kim", &[Role::Customer]);
+    let book_id = app.shelved_book(&manager, "Dune", 1500).await;
+    let rented = app.post(Some(&kim), "/commands/book-rental/rentals", Some(json!({"book_id": book_id}))).await;
+    assert_eq!(rented.status, StatusCode::CREATED);
+    // The log shows a commit once every older transaction has ended (other tests run beside it).
+    let events = app
+        .eventually("the rental is in the log", || async {
+            let events = app.state().log.read_after(LogCursor::START, 1000, &LogFilter::default()).await.ok()?;
+            events.iter().any(|event| event.event_type == "BookRented").then_some(events)
+        })
+        .await;
+    let approved = events.iter().position(|event| event.event_type == "PaymentApproved").expect("the approval");
+    let (approval, after) = (&events[approved], &events[approved + 1..]);
+    assert!(after.iter().any(|event| event.event_type == "BookRented"), "the rental follows its approval");
+
+    let closed = Database::connect(&db.url, 2).await.unwrap();
+    closed.close().await;
+    let bus = Arc::new(CommandBus::new(&closed, Arc::new(SimulatedProvider::default()), LogSignal::new()));
+    let policy = ReconciliationPolicy { bus, grace: Duration::from_secs(60) };
+
+    policy.react(approval, after).await.expect("decided from the batch, without reading the log");
+    let others: Vec<_> = after.iter().filter(|event| event.event_type != "BookRented").cloned().collect();
+    assert!(policy.react(approval, &others).await.is_err(), "without its rental in the batch, it reads the log");
+    assert!(policy.react(approval, &[]).await.is_err(), "nothing after it in the batch: it reads the log");
+    app.stop().await;
+}

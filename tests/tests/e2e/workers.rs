@@ -367,7 +367,7 @@ impl storming_projections::Policy for OneStreamPolicy {
         event.aggregate_id == self.stream
     }
 
-    async fn react(&self, event: &RecordedEvent) -> Result<(), BoxError> {
+    async fn react(&self, event: &RecordedEvent, _later: &[RecordedEvent]) -> Result<(), BoxError> {
         if event.aggregate_id == self.stream {
             self.acted.lock().unwrap().push(event.position);
         }
