@@ -35,6 +35,7 @@ use storming_infra::log::GlobalLog;
 use storming_infra::payment::breaker::{CircuitBreaker, GuardedProvider};
 use storming_infra::payment::http::HttpProvider;
 use storming_infra::payment::SimulatedProvider;
+use storming_projections::runtime::Applied;
 use storming_projections::WorkerSettings;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -73,6 +74,8 @@ pub struct AppState {
     pub reconcile_after: Duration,
     /// The latest reading of each view, for queries that ask for no `min_position`.
     pub views: Arc<queries::RecentViews>,
+    /// Rung when this process's workers commit a batch of a view (queries waiting for it).
+    pub applied: Arc<Applied>,
     /// Which copy holds each rental this process stored or looked up.
     pub rentals: Arc<Bounded<commands::RentalHolder>>,
 }
@@ -221,6 +224,7 @@ pub async fn replay(config: &Config, name: &str) -> anyhow::Result<i64> {
         wake: state.bus.signal.subscribe(),
         settings: state.worker_settings,
         write_gate: state.db.write_gate.clone(),
+        applied: None,
     };
     let task = tokio::spawn(supervisor.run(stop));
     while generations::active(&state.db.read_side, name).await? < generation {
@@ -273,6 +277,7 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         reconcile_after: config.payment.reconcile_after,
         views: Arc::default(),
         rentals: Arc::new(Bounded::new(commands::RENTALS_REMEMBERED)),
+        applied: Applied::new(workers::projections().iter().map(|projection| projection.name())),
         rate_limiter: limits::RateLimiter::new(config.rate_limit_per_second, config.rate_limit_burst).map(Arc::new),
         worker_settings: WorkerSettings {
             lease_ttl: config.worker_lease,

@@ -241,6 +241,7 @@ pub fn spawn(
             wake: wake(),
             settings,
             write_gate: app.db.write_gate.clone(),
+            applied: Some(app.applied.clone()),
         };
         tasks.push(tokio::spawn(supervisor.run(stop.clone())));
     }

@@ -23,6 +23,7 @@ use serde::Serialize;
 use storming_domain::recorded::LogCursor;
 use storming_domain::shared::ValidationError;
 use storming_projections::page::{DEFAULT_LIMIT, MAX_LIMIT};
+use storming_projections::runtime::applied::next_ring;
 use storming_projections::runtime::generations;
 use tokio::time::Instant;
 use utoipa_axum::router::OpenApiRouter;
@@ -129,6 +130,8 @@ pub async fn view_position(app: &AppState, name: &str, min_position: Option<i64>
         }
     }
     let mut target = None;
+    // Subscribed before the first reading, so that no batch committed after it goes unnoticed.
+    let mut applied = app.applied.subscribe(name);
     loop {
         let at = Instant::now();
         let mut connection = app.db.queries.lend().await?;
@@ -152,7 +155,12 @@ pub async fn view_position(app: &AppState, name: &str, min_position: Option<i64>
         if Instant::now() >= deadline {
             return Err(ApiError::ProjectionBehind(position));
         }
-        tokio::time::sleep(POLL).await;
+        // This process's workers ring when they commit a batch of the view; the poll covers workers
+        // in other processes.
+        tokio::select! {
+            () = tokio::time::sleep(POLL) => {}
+            () = next_ring(&mut applied) => {}
+        }
     }
 }
 

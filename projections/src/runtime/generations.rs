@@ -252,6 +252,8 @@ pub struct Supervisor {
     pub settings: super::WorkerSettings,
     /// Handed to its workers (see [`super::Worker::with_write_gate`]).
     pub write_gate: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
+    /// Rung by its workers (see [`super::Worker::with_applied`]).
+    pub applied: Option<std::sync::Arc<super::Applied>>,
 }
 
 impl Supervisor {
@@ -299,7 +301,8 @@ impl Supervisor {
                     self.wake.clone(),
                     self.settings,
                 )
-                .with_write_gate(self.write_gate.clone());
+                .with_write_gate(self.write_gate.clone())
+                .with_applied(self.applied.clone());
                 workers.push((*generation, stop_worker, tokio::spawn(worker.run(stopped))));
             }
         }

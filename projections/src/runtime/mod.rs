@@ -13,6 +13,7 @@
 //! Workers wake on an in-process signal when a command stores events (and, on PostgreSQL, on
 //! `NOTIFY` from other processes), and poll slowly as a fallback.
 
+pub mod applied;
 pub mod batch;
 mod checkpoint;
 pub mod generations;
@@ -20,6 +21,7 @@ pub mod lease;
 mod tail;
 mod worker;
 
+pub use applied::Applied;
 pub use checkpoint::{checkpoint, Checkpoint};
 pub use generations::Supervisor;
 pub use tail::{SharedTail, TAIL_EVENTS};

@@ -10,6 +10,7 @@ use tokio::sync::{watch, Mutex, MutexGuard};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::applied::Applied;
 use super::checkpoint::{advance, checkpoint};
 use super::generations::worker_key;
 use super::lease::{try_acquire, Lease, LeaseLost};
@@ -98,6 +99,8 @@ pub struct Worker {
     /// Held around each write transaction (SQLite's in-process writer queue; `storming-infra`'s
     /// `WriteGate`).
     write_gate: Option<Arc<Mutex<()>>>,
+    /// Rung after each batch a projection commits (see [`Applied`]).
+    applied: Option<Arc<Applied>>,
 }
 
 /// This process's owner name: host, process id and a random part (pids are reused).
@@ -158,12 +161,19 @@ impl Worker {
             read_ahead: None,
             unsaved: None,
             write_gate: None,
+            applied: None,
         }
     }
 
     /// Queues its write transactions behind `gate` (SQLite: see `storming_infra::db::WriteGate`).
     pub fn with_write_gate(mut self, gate: Option<Arc<Mutex<()>>>) -> Self {
         self.write_gate = gate;
+        self
+    }
+
+    /// Rings `applied` after each batch it commits (a projection's worker).
+    pub fn with_applied(mut self, applied: Option<Arc<Applied>>) -> Self {
+        self.applied = applied;
         self
     }
 
@@ -360,6 +370,9 @@ impl Worker {
         projection.apply(&mut tx, events, generation).await?;
         tx.commit().await?;
         drop(turn);
+        if let Some(applied) = &self.applied {
+            applied.ring(projection.name());
+        }
         tracing::debug!(
             worker = self.key.as_str(),
             events = events.len(),
