@@ -6,15 +6,14 @@
 
 use async_trait::async_trait;
 use cqrs_es::Aggregate;
-use serde::Serialize;
-use sqlx::any::AnyRow;
+use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row};
 use storming_domain::customer::{Customer, CustomerEvent};
 use storming_domain::payment::{Payment, PaymentEvent};
 use storming_domain::recorded::RecordedEvent;
 use storming_domain::rental::{self, BookCopy, RentalEvent};
 
-use crate::page::Page;
+use crate::page::{from_json_rows, json_rows_sql, Page};
 use crate::runtime::batch::{self, Value, Writes};
 use crate::runtime::generations::table;
 use crate::runtime::{BoxError, Projection};
@@ -161,13 +160,14 @@ pub async fn items(
     limit: i64,
     before: Option<&str>,
 ) -> Result<Page<MyPageItem>, sqlx::Error> {
-    let sql = items_sql(generation, before.is_some());
-    let mut query = sqlx::query(&sql).bind(customer_id);
+    let columns = &["flow", "item_id", "title", "status", "payment_status", "amount", "updated_at"];
+    let sql = json_rows_sql(connection, &items_sql(generation, before.is_some()), columns, "item_id DESC")?;
+    let mut query = sqlx::query_scalar(&sql).bind(customer_id);
     if let Some(before) = before {
         query = query.bind(before);
     }
-    let rows = query.bind(limit + 1).fetch_all(connection).await?;
-    let items = rows.iter().map(decode_item).collect::<Result<Vec<_>, _>>()?;
+    let json: String = query.bind(limit + 1).fetch_one(&mut *connection).await?;
+    let items = from_json_rows::<ItemRow>(&json)?.into_iter().map(ItemRow::into_item).collect();
     Ok(Page::from_rows(items, limit, |item| item.id.clone()))
 }
 
@@ -183,14 +183,21 @@ pub fn items_sql(generation: i64, after_cursor: bool) -> String {
     )
 }
 
-fn decode_item(row: &AnyRow) -> Result<MyPageItem, sqlx::Error> {
-    Ok(MyPageItem {
-        flow: row.try_get("flow")?,
-        id: row.try_get("item_id")?,
-        title: row.try_get("title")?,
-        status: row.try_get("status")?,
-        payment_status: row.try_get("payment_status")?,
-        amount: row.try_get("amount")?,
-        updated_at: row.try_get("updated_at")?,
-    })
+/// A row as [`items`] reads it.
+#[derive(Deserialize)]
+struct ItemRow {
+    flow: String,
+    item_id: String,
+    title: String,
+    status: String,
+    payment_status: String,
+    amount: i64,
+    updated_at: String,
+}
+
+impl ItemRow {
+    fn into_item(self) -> MyPageItem {
+        let Self { flow, item_id, title, status, payment_status, amount, updated_at } = self;
+        MyPageItem { flow, id: item_id, title, status, payment_status, amount, updated_at }
+    }
 }

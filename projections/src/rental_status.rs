@@ -6,14 +6,13 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
-use serde::Serialize;
-use sqlx::any::AnyRow;
-use sqlx::{Any, AnyConnection, Executor, Row};
+use serde::{Deserialize, Serialize};
+use sqlx::AnyConnection;
 use storming_domain::payment::{Payment, PaymentEvent};
 use storming_domain::recorded::RecordedEvent;
 use storming_domain::rental::{BookCopy, RentalEvent};
 
-use crate::page::Page;
+use crate::page::{from_json_rows, json_rows_sql, Page};
 use crate::rfc3339;
 use crate::runtime::batch::{self, Value, Writes};
 use crate::runtime::generations::table;
@@ -150,42 +149,56 @@ fn write(writes: &mut Writes, rentals: &str, event: &RecordedEvent) -> Result<()
     Ok(())
 }
 
+/// The columns its queries read, as [`RentalRow`] names them.
+const COLUMNS: &[&str] = &[
+    "rental_id",
+    "book_id",
+    "title",
+    "customer_id",
+    "status",
+    "overdue",
+    "payment_id",
+    "payment_status",
+    "fee",
+    "rented_at",
+    "due_at",
+    "returned_at",
+    "cancelled_at",
+    "updated_at",
+];
+
 /// The columns of generation `generation`, for its queries.
 fn select(generation: i64) -> String {
-    let rentals = table("rental_status", generation);
-    format!(
-        "SELECT rental_id, book_id, title, customer_id, status, overdue, payment_id, payment_status, fee, rented_at, \
-         due_at, returned_at, cancelled_at, updated_at FROM {rentals}"
-    )
+    format!("SELECT {} FROM {}", COLUMNS.join(", "), table("rental_status", generation))
 }
 
-pub async fn get<'c>(
-    db: impl Executor<'c, Database = Any>,
+pub async fn get(
+    connection: &mut AnyConnection,
     generation: i64,
     rental_id: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<RentalView>, sqlx::Error> {
-    let row =
-        sqlx::query(&format!("{} WHERE rental_id = $1", select(generation))).bind(rental_id).fetch_optional(db).await?;
-    row.as_ref().map(|row| decode(row, now)).transpose()
+    let sql = json_rows_sql(connection, &format!("{} WHERE rental_id = $1", select(generation)), COLUMNS, "rental_id")?;
+    let json: String = sqlx::query_scalar(&sql).bind(rental_id).fetch_one(&mut *connection).await?;
+    Ok(from_json_rows::<RentalRow>(&json)?.into_iter().next().map(|row| row.into_view(now)))
 }
 
 /// Rentals in id (time) order after the cursor, narrowed by the filter.
-pub async fn list<'c>(
-    db: impl Executor<'c, Database = Any>,
+pub async fn list(
+    connection: &mut AnyConnection,
     generation: i64,
     filter: &RentalFilter,
     limit: i64,
     after: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<Page<RentalView>, sqlx::Error> {
-    let sql = list_sql(generation, filter);
-    let mut query = sqlx::query(&sql);
+    let sql = json_rows_sql(connection, &list_sql(generation, filter), COLUMNS, "rental_id")?;
+    let mut query = sqlx::query_scalar(&sql);
     for (_, value) in set_filters(filter) {
         query = query.bind(value);
     }
-    let rows = query.bind(after.unwrap_or("")).bind(limit + 1).fetch_all(db).await?;
-    let rentals = rows.iter().map(|row| decode(row, now)).collect::<Result<Vec<_>, _>>()?;
+    let json: String = query.bind(after.unwrap_or("")).bind(limit + 1).fetch_one(&mut *connection).await?;
+    let rentals = from_json_rows::<RentalRow>(&json)?.into_iter().map(|row| row.into_view(now)).collect();
     Ok(Page::from_rows(rentals, limit, |rental| rental.id.clone()))
 }
 
@@ -208,25 +221,44 @@ fn set_filters(filter: &RentalFilter) -> impl Iterator<Item = (&'static str, &st
         .filter_map(|(column, value)| value.as_deref().map(|value| (column, value)))
 }
 
-fn decode(row: &AnyRow, now: DateTime<Utc>) -> Result<RentalView, sqlx::Error> {
-    let status: String = row.try_get("status")?;
-    let due_at: String = row.try_get("due_at")?;
-    let returned_late = row.try_get::<i64, _>("overdue")? != 0;
-    let past_due = status == "RENTED" && DateTime::parse_from_rfc3339(&due_at).is_ok_and(|due| now > due);
-    Ok(RentalView {
-        id: row.try_get("rental_id")?,
-        book_id: row.try_get("book_id")?,
-        title: row.try_get("title")?,
-        customer_id: row.try_get("customer_id")?,
-        status,
-        overdue: returned_late || past_due,
-        payment_id: row.try_get("payment_id")?,
-        payment_status: row.try_get("payment_status")?,
-        fee: row.try_get("fee")?,
-        rented_at: row.try_get("rented_at")?,
-        due_at,
-        returned_at: row.try_get("returned_at")?,
-        cancelled_at: row.try_get("cancelled_at")?,
-        updated_at: row.try_get("updated_at")?,
-    })
+/// A row as its query reads it.
+#[derive(Deserialize)]
+struct RentalRow {
+    rental_id: String,
+    book_id: String,
+    title: String,
+    customer_id: String,
+    status: String,
+    overdue: i64,
+    payment_id: String,
+    payment_status: String,
+    fee: i64,
+    rented_at: String,
+    due_at: String,
+    returned_at: Option<String>,
+    cancelled_at: Option<String>,
+    updated_at: String,
+}
+
+impl RentalRow {
+    fn into_view(self, now: DateTime<Utc>) -> RentalView {
+        let returned_late = self.overdue != 0;
+        let past_due = self.status == "RENTED" && DateTime::parse_from_rfc3339(&self.due_at).is_ok_and(|due| now > due);
+        RentalView {
+            id: self.rental_id,
+            book_id: self.book_id,
+            title: self.title,
+            customer_id: self.customer_id,
+            status: self.status,
+            overdue: returned_late || past_due,
+            payment_id: self.payment_id,
+            payment_status: self.payment_status,
+            fee: self.fee,
+            rented_at: self.rented_at,
+            due_at: self.due_at,
+            returned_at: self.returned_at,
+            cancelled_at: self.cancelled_at,
+            updated_at: self.updated_at,
+        }
+    }
 }

@@ -132,7 +132,7 @@ async fn list_rentals(
     let view = view_position(&app, rental_status::NAME, params.min_position).await?;
     let mut connection = app.db.queries.lend().await?;
     let page =
-        rental_status::list(&mut *connection, view.generation, &filter, limit, params.after.as_deref(), Utc::now())
+        rental_status::list(&mut connection, view.generation, &filter, limit, params.after.as_deref(), Utc::now())
             .await?;
     connection.keep();
     Ok(answer(view, page))
@@ -153,7 +153,7 @@ async fn get_rental(
     caller.require_any(&[Role::Customer, Role::BookManager])?;
     let view = view_position(&app, rental_status::NAME, params.min_position).await?;
     let mut connection = app.db.queries.lend().await?;
-    let rental = rental_status::get(&mut *connection, view.generation, &id, Utc::now()).await?;
+    let rental = rental_status::get(&mut connection, view.generation, &id, Utc::now()).await?;
     connection.keep();
     let rental = rental.ok_or_else(|| ApiError::not_found("rental-not-found", format!("no rental {id}")))?;
     if rental.customer_id != caller.id && !caller.has(Role::BookManager) {

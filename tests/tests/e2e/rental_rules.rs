@@ -200,3 +200,57 @@ async fn a_customer_registers_once(db: TestDb) {
     assert_eq!(page.body["profile"]["phone"], "010-1234-5678");
     app.stop().await;
 }
+
+on_both_backends!(lists_keep_their_order_text_nulls_and_pages);
+
+/// The lists come from the database as one JSON array per page: their order, text of any kind,
+/// missing values, empty lists and the cursor between pages are as the rows are.
+async fn lists_keep_their_order_text_nulls_and_pages(db: TestDb) {
+    let app = TestApp::start(&db).await;
+    let manager = app.token("librarian", &[Role::BookManager]);
+    let kim = app.token("kim", &[Role::Customer]);
+    let titles = ["Plain", "Quote \" and back\\slash", "한국어 / emoji 📚 / tab\there"];
+    let mut rentals = Vec::new();
+    let mut last = 0;
+    for title in titles {
+        let book_id = app.shelved_book(&manager, title, 1000).await;
+        let rented = app.post(Some(&kim), "/commands/book-rental/rentals", Some(json!({"book_id": book_id}))).await;
+        assert_eq!(rented.status, StatusCode::CREATED, "{}", rented.body);
+        rentals.push(rented.id());
+        last = rented.position();
+    }
+    let returned = app.post(Some(&kim), &format!("/commands/book-rental/rentals/{}/return", rentals[0]), None).await;
+    assert_eq!(returned.status, StatusCode::OK);
+    last = last.max(returned.position());
+
+    let list = app.get(&kim, &format!("/queries/book-rental/rentals?min_position={last}")).await;
+    let items = list.body["items"].as_array().unwrap();
+    let ids: Vec<&str> = items.iter().map(|item| item["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, rentals.iter().map(String::as_str).collect::<Vec<_>>(), "oldest first");
+    let shown: Vec<&str> = items.iter().map(|item| item["title"].as_str().unwrap()).collect();
+    assert_eq!(shown, titles);
+    assert!(items[0]["returned_at"].is_string() && items[1]["returned_at"].is_null());
+    assert!(items.iter().all(|item| item["cancelled_at"].is_null() && item["fee"] == 1000 && item["overdue"] == false));
+
+    let first = app.get(&kim, &format!("/queries/my-page?limit=2&min_position={last}")).await;
+    let newest: Vec<&str> = first.body["items"].as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap()).collect();
+    assert_eq!(newest, [rentals[2].as_str(), rentals[1].as_str()], "newest first");
+    assert_eq!(first.body["items"][0]["title"], titles[2]);
+    let cursor = first.body["next"].as_str().expect("a second page");
+    let second = app.get(&kim, &format!("/queries/my-page?limit=2&after={cursor}")).await;
+    assert_eq!(second.body["items"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        (second.body["items"][0]["id"].as_str(), &second.body["items"][0]["status"]),
+        (Some(rentals[0].as_str()), &json!("RETURNED"))
+    );
+    assert!(second.body["next"].is_null());
+
+    let lee = app.token("lee", &[Role::Customer]);
+    let empty = app.get(&lee, &format!("/queries/my-page?min_position={last}")).await;
+    assert_eq!((empty.status, &empty.body["items"]), (StatusCode::OK, &json!([])));
+    let none = app.get(&lee, &format!("/queries/book-rental/rentals?min_position={last}")).await;
+    assert_eq!((none.status, &none.body["items"], &none.body["next"]), (StatusCode::OK, &json!([]), &json!(null)));
+    let unknown = app.get(&kim, &format!("/queries/book-rental/rentals/{}", uuid::Uuid::now_v7())).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    app.stop().await;
+}
