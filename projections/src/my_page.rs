@@ -7,13 +7,14 @@
 use async_trait::async_trait;
 use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
-use sqlx::{AnyConnection, Row};
+use sqlx::any::AnyArguments;
+use sqlx::{AnyConnection, FromRow, Row};
 use storming_domain::customer::{Customer, CustomerEvent};
 use storming_domain::payment::{Payment, PaymentEvent};
 use storming_domain::recorded::RecordedEvent;
 use storming_domain::rental::{self, BookCopy, RentalEvent};
 
-use crate::page::{from_json_rows, json_rows_sql, Page};
+use crate::page::{fetch_rows, with, Page};
 use crate::runtime::batch::{self, Value, Writes};
 use crate::runtime::generations::table;
 use crate::runtime::{BoxError, Projection};
@@ -161,13 +162,14 @@ pub async fn items(
     before: Option<&str>,
 ) -> Result<Page<MyPageItem>, sqlx::Error> {
     let columns = &["flow", "item_id", "title", "status", "payment_status", "amount", "updated_at"];
-    let sql = json_rows_sql(connection, &items_sql(generation, before.is_some()), columns, "item_id DESC")?;
-    let mut query = sqlx::query_scalar(&sql).bind(customer_id);
+    let sql = items_sql(generation, before.is_some());
+    let mut arguments = with(AnyArguments::default(), customer_id)?;
     if let Some(before) = before {
-        query = query.bind(before);
+        arguments = with(arguments, before)?;
     }
-    let json: String = query.bind(limit + 1).fetch_one(&mut *connection).await?;
-    let items = from_json_rows::<ItemRow>(&json)?.into_iter().map(ItemRow::into_item).collect();
+    let arguments = with(arguments, limit + 1)?;
+    let rows: Vec<ItemRow> = fetch_rows(connection, &sql, columns, "item_id DESC", arguments).await?;
+    let items = rows.into_iter().map(ItemRow::into_item).collect();
     Ok(Page::from_rows(items, limit, |item| item.id.clone()))
 }
 
@@ -184,7 +186,7 @@ pub fn items_sql(generation: i64, after_cursor: bool) -> String {
 }
 
 /// A row as [`items`] reads it.
-#[derive(Deserialize)]
+#[derive(Deserialize, FromRow)]
 struct ItemRow {
     flow: String,
     item_id: String,

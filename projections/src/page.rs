@@ -2,7 +2,8 @@
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use sqlx::AnyConnection;
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::{Any, AnyConnection, Arguments, FromRow};
 
 pub const DEFAULT_LIMIT: i64 = 50;
 pub const MAX_LIMIT: i64 = 500;
@@ -28,30 +29,40 @@ impl<T> Page<T> {
     }
 }
 
-/// `select` (a statement of `columns`, its rows in `order`) wrapped so that the database returns
-/// its rows as one JSON array of objects keyed by column name: a page crosses from the database
-/// as one value instead of a row per item. On SQLite each row is a message from sqlx's connection
-/// thread, turned into `Any`'s row and then decoded: a page of ten rentals was answered at half
-/// the rate of a page of one (BENCHMARKS.md, eighth session).
-pub fn json_rows_sql(
-    connection: &AnyConnection,
-    select: &str,
+/// The rows of `select` (a statement of `columns`, its rows in `order`) with `arguments`.
+///
+/// On SQLite the database returns them as one JSON array of objects keyed by column name, read
+/// with `serde`: every row is otherwise a message from sqlx's connection thread and an `Any` row
+/// to decode, and a page of ten rentals was answered at half the rate of a page of one. On
+/// PostgreSQL, whose rows arrive together on the socket, building the JSON cost the database more
+/// than it saved (queries 17% slower), so the rows are read as they are (BENCHMARKS.md, eighth
+/// session).
+pub async fn fetch_rows<'q, T>(
+    connection: &mut AnyConnection,
+    select: &'q str,
     columns: &[&str],
     order: &str,
-) -> Result<String, sqlx::Error> {
-    let pairs = columns.iter().map(|column| format!("'{column}', {column}")).collect::<Vec<_>>().join(", ");
-    match connection.backend_name() {
-        "SQLite" => Ok(format!("SELECT json_group_array(json_object({pairs}) ORDER BY {order}) FROM ({select})")),
-        "PostgreSQL" => Ok(format!(
-            "SELECT coalesce(json_agg(json_build_object({pairs}) ORDER BY {order}), '[]')::text FROM ({select}) AS page"
-        )),
-        other => Err(sqlx::Error::Configuration(format!("no JSON rows for the {other} backend").into())),
+    arguments: AnyArguments<'q>,
+) -> Result<Vec<T>, sqlx::Error>
+where
+    T: DeserializeOwned + for<'r> FromRow<'r, AnyRow> + Send + Unpin,
+{
+    if connection.backend_name() != "SQLite" {
+        return sqlx::query_as_with(select, arguments).fetch_all(&mut *connection).await;
     }
+    let pairs = columns.iter().map(|column| format!("'{column}', {column}")).collect::<Vec<_>>().join(", ");
+    let sql = format!("SELECT json_group_array(json_object({pairs}) ORDER BY {order}) FROM ({select})");
+    let json: String = sqlx::query_scalar_with(&sql, arguments).fetch_one(&mut *connection).await?;
+    serde_json::from_str(&json).map_err(|error| sqlx::Error::Decode(error.into()))
 }
 
-/// The rows of a statement from [`json_rows_sql`].
-pub fn from_json_rows<T: DeserializeOwned>(json: &str) -> Result<Vec<T>, sqlx::Error> {
-    serde_json::from_str(json).map_err(|error| sqlx::Error::Decode(error.into()))
+/// `arguments`, then `value`.
+pub fn with<'q, T>(mut arguments: AnyArguments<'q>, value: T) -> Result<AnyArguments<'q>, sqlx::Error>
+where
+    T: 'q + sqlx::Encode<'q, Any> + sqlx::Type<Any>,
+{
+    arguments.add(value).map_err(sqlx::Error::Encode)?;
+    Ok(arguments)
 }
 
 #[cfg(test)]

@@ -7,12 +7,13 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
-use sqlx::AnyConnection;
+use sqlx::any::AnyArguments;
+use sqlx::{AnyConnection, FromRow};
 use storming_domain::payment::{Payment, PaymentEvent};
 use storming_domain::recorded::RecordedEvent;
 use storming_domain::rental::{BookCopy, RentalEvent};
 
-use crate::page::{from_json_rows, json_rows_sql, Page};
+use crate::page::{fetch_rows, with, Page};
 use crate::rfc3339;
 use crate::runtime::batch::{self, Value, Writes};
 use crate::runtime::generations::table;
@@ -178,9 +179,10 @@ pub async fn get(
     rental_id: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<RentalView>, sqlx::Error> {
-    let sql = json_rows_sql(connection, &format!("{} WHERE rental_id = $1", select(generation)), COLUMNS, "rental_id")?;
-    let json: String = sqlx::query_scalar(&sql).bind(rental_id).fetch_one(&mut *connection).await?;
-    Ok(from_json_rows::<RentalRow>(&json)?.into_iter().next().map(|row| row.into_view(now)))
+    let sql = format!("{} WHERE rental_id = $1", select(generation));
+    let arguments = with(AnyArguments::default(), rental_id)?;
+    let rows: Vec<RentalRow> = fetch_rows(connection, &sql, COLUMNS, "rental_id", arguments).await?;
+    Ok(rows.into_iter().next().map(|row| row.into_view(now)))
 }
 
 /// Rentals in id (time) order after the cursor, narrowed by the filter.
@@ -192,13 +194,14 @@ pub async fn list(
     after: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<Page<RentalView>, sqlx::Error> {
-    let sql = json_rows_sql(connection, &list_sql(generation, filter), COLUMNS, "rental_id")?;
-    let mut query = sqlx::query_scalar(&sql);
+    let sql = list_sql(generation, filter);
+    let mut arguments = AnyArguments::default();
     for (_, value) in set_filters(filter) {
-        query = query.bind(value);
+        arguments = with(arguments, value)?;
     }
-    let json: String = query.bind(after.unwrap_or("")).bind(limit + 1).fetch_one(&mut *connection).await?;
-    let rentals = from_json_rows::<RentalRow>(&json)?.into_iter().map(|row| row.into_view(now)).collect();
+    let arguments = with(with(arguments, after.unwrap_or(""))?, limit + 1)?;
+    let rows: Vec<RentalRow> = fetch_rows(connection, &sql, COLUMNS, "rental_id", arguments).await?;
+    let rentals = rows.into_iter().map(|row| row.into_view(now)).collect();
     Ok(Page::from_rows(rentals, limit, |rental| rental.id.clone()))
 }
 
@@ -221,8 +224,8 @@ fn set_filters(filter: &RentalFilter) -> impl Iterator<Item = (&'static str, &st
         .filter_map(|(column, value)| value.as_deref().map(|value| (column, value)))
 }
 
-/// A row as its query reads it.
-#[derive(Deserialize)]
+/// A row as its queries read it.
+#[derive(Deserialize, FromRow)]
 struct RentalRow {
     rental_id: String,
     book_id: String,
