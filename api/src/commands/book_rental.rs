@@ -193,15 +193,19 @@ async fn act_on_rental(
         |_, key| async move {
             let command = command(rental_id, caller.id.clone(), Utc::now());
             let metadata = metadata(caller, headers, rental_id);
-            Ok(app.bus.shelf.execute_once(&book_id, command, &metadata, key.as_ref()).await?)
+            let position = app.bus.shelf.execute_once(&book_id, command, &metadata, key.as_ref()).await?;
+            // The rental has ended: a later command on it is refused, and may read it again.
+            app.rentals.remove(&rental_id.to_string());
+            Ok(position)
         },
     )
     .await
 }
 
 /// Which copy holds a rental and who rented it, as the rental's `BookRented` says: a fact that
-/// never changes, so a process remembers it for the rentals it stored or looked up (at most
-/// [`RENTALS_REMEMBERED`]), and their return or cancellation need not read it from the log again.
+/// never changes, so a process remembers it for the open rentals it stored or looked up (at most
+/// [`RENTALS_REMEMBERED`]; forgotten when returned or cancelled), and their return or cancellation
+/// need not read it from the log again.
 #[derive(Debug, Clone)]
 pub struct RentalHolder {
     book_id: String,
