@@ -70,6 +70,7 @@ impl<DB: sqlx::Database> KeptConnections<DB> {
     /// borrower that keeps its connection after this gives it back instead ([`Lent::keep`]).
     pub async fn close(&self) {
         self.turns.close();
+        // Taken out under the lock, dropped after it: each drop hands a connection back to the pool.
         let idle = std::mem::take(&mut *self.idle());
         drop(idle);
         self.pool.close().await;

@@ -74,7 +74,9 @@ impl Projection for RentalStatusView {
     }
 }
 
-const RENTED: &[&str] = &[
+/// Every column, as [`RentalRow`] names them and its queries read them: first those a rental
+/// starts with ([`RENTED`]), then those its end sets.
+const COLUMNS: &[&str] = &[
     "rental_id",
     "book_id",
     "title",
@@ -87,7 +89,12 @@ const RENTED: &[&str] = &[
     "rented_at",
     "due_at",
     "updated_at",
+    "returned_at",
+    "cancelled_at",
 ];
+
+/// The columns `BookRented` inserts.
+const RENTED: &[&str] = COLUMNS.split_at(12).0;
 
 /// The row writes of one event.
 fn write(writes: &mut Writes, rentals: &str, event: &RecordedEvent) -> Result<(), BoxError> {
@@ -149,24 +156,6 @@ fn write(writes: &mut Writes, rentals: &str, event: &RecordedEvent) -> Result<()
     }
     Ok(())
 }
-
-/// The columns its queries read, as [`RentalRow`] names them.
-const COLUMNS: &[&str] = &[
-    "rental_id",
-    "book_id",
-    "title",
-    "customer_id",
-    "status",
-    "overdue",
-    "payment_id",
-    "payment_status",
-    "fee",
-    "rented_at",
-    "due_at",
-    "returned_at",
-    "cancelled_at",
-    "updated_at",
-];
 
 /// The columns of generation `generation`, for its queries.
 fn select(generation: i64) -> String {

@@ -221,16 +221,16 @@ async fn renters_rental(app: &AppState, caller: &Caller, id: &str) -> Result<(Uu
     caller.require(Role::Customer)?;
     let rental_id = path_id(id, "rental-not-found")?;
     let not_found = || ApiError::not_found("rental-not-found", format!("no rental {rental_id}"));
-    let holder = match app.rentals.get(&rental_id.to_string()) {
+    let key = rental_id.to_string();
+    let holder = match app.rentals.get(&key) {
         Some(holder) => holder,
         None => {
-            let first =
-                app.log.first_of_correlation(&rental_id.to_string(), BookCopy::TYPE).await?.ok_or_else(not_found)?;
+            let first = app.log.first_of_correlation(&key, BookCopy::TYPE).await?.ok_or_else(not_found)?;
             let Ok(RentalEvent::BookRented { customer_id, .. }) = first.decode::<RentalEvent>() else {
                 return Err(not_found());
             };
             let holder = RentalHolder { book_id: first.aggregate_id, customer_id };
-            app.rentals.insert(&rental_id.to_string(), holder.clone());
+            app.rentals.insert(&key, holder.clone());
             holder
         }
     };

@@ -130,8 +130,9 @@ pub async fn view_position(app: &AppState, name: &str, min_position: Option<i64>
         }
     }
     let mut target = None;
-    // Subscribed before the first reading, so that no batch committed after it goes unnoticed.
-    let mut applied = app.applied.subscribe(name);
+    // Subscribed before the first reading, so that no batch committed after it goes unnoticed
+    // (only by a query that may wait: one without `min_position` answers after that reading).
+    let mut applied = wanted.and_then(|_| app.applied.subscribe(name));
     loop {
         let at = Instant::now();
         let mut connection = app.db.queries.lend().await?;

@@ -1,8 +1,8 @@
 //! The pools hand out connections without pinging each one first (a round trip per statement),
 //! yet a PostgreSQL connection that died while idle (the database restarted) never reaches a
 //! caller. The queries' kept connections are lent again as they are, with no ping on their return,
-//! but never after their work failed or was cancelled, nor past the pool's maximum lifetime. The read side's commits do not wait for the
-//! disk; the store's, which acknowledge commands, do.
+//! but never after their work failed or was cancelled, nor past the pool's maximum lifetime. The
+//! read side's commits do not wait for the disk; the store's, which acknowledge commands, do.
 
 use std::time::Duration;
 
