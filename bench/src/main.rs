@@ -399,17 +399,17 @@ impl Bench {
             let (cpu, started) = (CpuTicks::now(), Instant::now());
             let (_, runs) = measure(&api, renters, &self.args).await;
             let machine = CpuTicks::now().since(cpu, started.elapsed());
-            let loaded_rss = server.rss_kib();
+            let (loaded_rss, peak_rss) = (server.rss_kib(), server.peak_rss_kib());
             let point = Point::new("commands", clients, runs);
             self.full_load = Some(self.full_load.unwrap_or(0.0).max(point.median_per_second));
             println!(
-                "{} commands  {clients:>2} clients: {:>8.0}/s ({:.0}–{:.0})  p50 {:.2} ms  p99 {:.2} ms  [fsync {fsync:.0}/s; {}]",
+                "{} commands  {clients:>2} clients: {:>8.0}/s ({:.0}–{:.0})  p50 {:.2} ms  p99 {:.2} ms  RSS {} MB (peak {})  [fsync {fsync:.0}/s; {}]",
                 self.args.backend, point.median_per_second, point.min_per_second, point.max_per_second, point.median_p50_ms, point.median_p99_ms,
-                machine.describe(point.median_per_second)
+                loaded_rss / 1024, peak_rss / 1024, machine.describe(point.median_per_second)
             );
             self.results
                 .push(json!({"group": "commands", "fsync_per_second": fsync, "startup_ms": startup.as_millis(),
-                "rss_idle_kib": idle_rss, "rss_loaded_kib": loaded_rss, "machine": machine, "point": point}));
+                "rss_idle_kib": idle_rss, "rss_loaded_kib": loaded_rss, "rss_peak_kib": peak_rss, "machine": machine, "point": point}));
             server.stop()?;
             db.drop().await;
         }

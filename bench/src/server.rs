@@ -96,6 +96,12 @@ impl Server {
         rss_kib(self.child.id())
     }
 
+    /// The most resident memory the server has held since it started (the kernel's high-water
+    /// mark): what a reading at the end of a run cannot show if memory was given back before it.
+    pub fn peak_rss_kib(&self) -> u64 {
+        status_kib(self.child.id(), "VmHWM:")
+    }
+
     /// SIGTERM, then wait.
     pub fn stop(mut self) -> anyhow::Result<()> {
         Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status()?;
@@ -106,12 +112,17 @@ impl Server {
 
 /// Resident memory of process `pid`, from /proc.
 pub fn rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmRSS:")
+}
+
+/// One of the kiB figures of `/proc/PID/status` (`field` with its colon), 0 if unreadable.
+fn status_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|status| {
             status
                 .lines()
-                .find(|line| line.starts_with("VmRSS:"))
+                .find(|line| line.starts_with(field))
                 .and_then(|line| line.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)

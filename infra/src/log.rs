@@ -8,8 +8,9 @@
 //!
 //! The same reader serves the audit (with filters) and the write side's look-ups.
 
-use sqlx::any::AnyRow;
-use sqlx::{AnyPool, Row};
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::query::Query;
+use sqlx::{Any, AnyPool, Row};
 use storming_domain::recorded::{LogCursor, Payload, RecordedEvent};
 use storming_domain::shared::EventMetadata;
 
@@ -37,9 +38,21 @@ pub struct GlobalLog {
     sql: &'static LogSql,
 }
 
+/// How a backend's lists of events come back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rows {
+    /// A row per event (PostgreSQL: the rows of a result arrive together on the socket).
+    PerEvent,
+    /// One row, one JSON array of [`EventColumns`]s (SQLite: each row is otherwise a message from
+    /// sqlx's connection thread and an `Any` row to decode; a catch-up reads 2,000 at a time).
+    OneJsonArray,
+}
+
 /// The SQL of one backend.
 #[derive(Debug)]
 struct LogSql {
+    /// How `follow`, `read_after`, `stream` and `correlation` return their events.
+    rows: Rows,
     /// What workers run: no filter, so that the planner walks the log-order index and stops at
     /// the limit. PostgreSQL runs it as a prepared statement with a generic plan, which must not
     /// sort (tests/e2e/global_log.rs checks the plan): with a sort, one batch took 1.8 s at 300,000
@@ -81,17 +94,43 @@ macro_rules! columns {
     };
 }
 
+/// SQLite: the events `$select` finds (it reads `columns!(sqlite)`), in `$order`, as one JSON array
+/// of arrays in the order of [`EventColumns`]. Payload and metadata go in as JSON strings, their text
+/// as stored, and are decoded as the rows' columns are (a position names what is undecodable).
+macro_rules! one_json_array {
+    ($select:expr, $order:literal) => {
+        concat!(
+            "SELECT json_group_array(json_array(position, recorded_at, aggregate_type, aggregate_id, sequence, \
+             event_type, event_version, payload, metadata) ORDER BY ",
+            $order,
+            ") FROM (",
+            $select,
+            ")"
+        )
+    };
+}
+
 // Arguments of read_after, on both backends: $1 position, $2 aggregate_type, $3 event_type,
 // $4 correlation_id, $5 limit, $6 transaction id (PostgreSQL only; SQLite ignores it).
 static SQLITE: LogSql = LogSql {
-    follow: concat!(columns!(sqlite), " WHERE position > $1 ORDER BY position LIMIT $2"),
-    read_after: concat!(
-        columns!(sqlite),
-        " WHERE position > $1 AND ($2 IS NULL OR aggregate_type = $2) AND ($3 IS NULL OR event_type = $3)",
-        " AND ($4 IS NULL OR json_extract(metadata, '$.correlation_id') = $4) ORDER BY position LIMIT $5"
+    rows: Rows::OneJsonArray,
+    follow: one_json_array!(concat!(columns!(sqlite), " WHERE position > $1 ORDER BY position LIMIT $2"), "position"),
+    read_after: one_json_array!(
+        concat!(
+            columns!(sqlite),
+            " WHERE position > $1 AND ($2 IS NULL OR aggregate_type = $2) AND ($3 IS NULL OR event_type = $3)",
+            " AND ($4 IS NULL OR json_extract(metadata, '$.correlation_id') = $4) ORDER BY position LIMIT $5"
+        ),
+        "position"
     ),
-    stream: concat!(columns!(sqlite), " WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence"),
-    correlation: concat!(columns!(sqlite), " WHERE json_extract(metadata, '$.correlation_id') = $1 ORDER BY position"),
+    stream: one_json_array!(
+        concat!(columns!(sqlite), " WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence"),
+        "sequence"
+    ),
+    correlation: one_json_array!(
+        concat!(columns!(sqlite), " WHERE json_extract(metadata, '$.correlation_id') = $1 ORDER BY position"),
+        "position"
+    ),
     head: "SELECT COALESCE(MAX(position), 0) FROM events",
     cursor_of: "SELECT 0 FROM events WHERE position = $1",
     last_position_of_stream:
@@ -102,6 +141,7 @@ static SQLITE: LogSql = LogSql {
 };
 
 static POSTGRES: LogSql = LogSql {
+    rows: Rows::PerEvent,
     follow: concat!(
         columns!(postgres),
         " WHERE (transaction_id, global_position) > ($3::text::xid8, $1)",
@@ -168,36 +208,40 @@ impl GlobalLog {
         filter: &LogFilter,
     ) -> Result<Vec<RecordedEvent>, LogError> {
         if filter.aggregate_type.is_none() && filter.event_type.is_none() && filter.correlation_id.is_none() {
-            let rows = sqlx::query(self.sql.follow)
-                .bind(cursor.position)
-                .bind(limit)
-                .bind(cursor.transaction_id.to_string())
-                .fetch_all(&self.pool)
-                .await?;
-            return rows.iter().map(decode).collect();
+            let query = sqlx::query(self.sql.follow).bind(cursor.position).bind(limit);
+            return self.events(query.bind(cursor.transaction_id.to_string())).await;
         }
-        let rows = sqlx::query(self.sql.read_after)
+        let query = sqlx::query(self.sql.read_after)
             .bind(cursor.position)
             .bind(filter.aggregate_type.clone())
             .bind(filter.event_type.clone())
             .bind(filter.correlation_id.clone())
             .bind(limit)
-            .bind(cursor.transaction_id.to_string())
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(decode).collect()
+            .bind(cursor.transaction_id.to_string());
+        self.events(query).await
     }
 
     /// One stream (aggregate instance), in sequence order.
     pub async fn stream(&self, aggregate_type: &str, aggregate_id: &str) -> Result<Vec<RecordedEvent>, LogError> {
-        let rows = sqlx::query(self.sql.stream).bind(aggregate_type).bind(aggregate_id).fetch_all(&self.pool).await?;
-        rows.iter().map(decode).collect()
+        self.events(sqlx::query(self.sql.stream).bind(aggregate_type).bind(aggregate_id)).await
     }
 
     /// Every event of one business transaction, in log position order.
     pub async fn correlation(&self, correlation_id: &str) -> Result<Vec<RecordedEvent>, LogError> {
-        let rows = sqlx::query(self.sql.correlation).bind(correlation_id).fetch_all(&self.pool).await?;
-        rows.iter().map(decode).collect()
+        self.events(sqlx::query(self.sql.correlation).bind(correlation_id)).await
+    }
+
+    /// The events one of the lists above finds, read as this backend returns them.
+    async fn events<'q>(&self, query: Query<'q, Any, AnyArguments<'q>>) -> Result<Vec<RecordedEvent>, LogError> {
+        match self.sql.rows {
+            Rows::PerEvent => query.fetch_all(&self.pool).await?.iter().map(decode).collect(),
+            Rows::OneJsonArray => {
+                let json: String = query.fetch_one(&self.pool).await?.try_get(0)?;
+                let events: Vec<EventColumns> =
+                    serde_json::from_str(&json).map_err(|error| sqlx::Error::Decode(error.into()))?;
+                events.into_iter().map(EventColumns::decode).collect()
+            }
+        }
     }
 
     /// The first event of a business transaction in streams of one aggregate type — how a command
@@ -267,26 +311,60 @@ impl GlobalLog {
 }
 
 fn decode(row: &AnyRow) -> Result<RecordedEvent, LogError> {
-    let position: i64 = row.try_get("position")?;
-    let payload: String = row.try_get("payload")?;
-    let metadata: String = row.try_get("metadata")?;
-    let payload =
-        Payload::parse(payload).map_err(|source| LogError::Undecodable { position, column: "payload", source })?;
-    let metadata: EventMetadata = serde_json::from_str(&metadata).map_err(|source| LogError::Undecodable {
-        position,
-        column: "metadata",
-        source,
-    })?;
-    Ok(RecordedEvent {
-        position,
-        transaction_id: row.try_get("transaction_id")?,
-        recorded_at: row.try_get("recorded_at")?,
-        aggregate_type: row.try_get("aggregate_type")?,
-        aggregate_id: row.try_get("aggregate_id")?,
-        sequence: row.try_get("sequence")?,
-        event_type: row.try_get("event_type")?,
-        event_version: row.try_get("event_version")?,
-        payload,
-        metadata,
-    })
+    EventColumns(
+        row.try_get("position")?,
+        row.try_get("recorded_at")?,
+        row.try_get("aggregate_type")?,
+        row.try_get("aggregate_id")?,
+        row.try_get("sequence")?,
+        row.try_get("event_type")?,
+        row.try_get("event_version")?,
+        row.try_get("payload")?,
+        row.try_get("metadata")?,
+    )
+    .decode_with(row.try_get("transaction_id")?)
+}
+
+/// One event's columns, in the order SQLite's lists return them (`one_json_array!`).
+#[derive(serde::Deserialize)]
+struct EventColumns(i64, String, String, String, i64, String, String, String, String);
+
+impl EventColumns {
+    /// On SQLite, where one writer at a time makes every transaction id 0.
+    fn decode(self) -> Result<RecordedEvent, LogError> {
+        self.decode_with(0)
+    }
+
+    fn decode_with(self, transaction_id: i64) -> Result<RecordedEvent, LogError> {
+        let Self(
+            position,
+            recorded_at,
+            aggregate_type,
+            aggregate_id,
+            sequence,
+            event_type,
+            event_version,
+            payload,
+            metadata,
+        ) = self;
+        let payload =
+            Payload::parse(payload).map_err(|source| LogError::Undecodable { position, column: "payload", source })?;
+        let metadata: EventMetadata = serde_json::from_str(&metadata).map_err(|source| LogError::Undecodable {
+            position,
+            column: "metadata",
+            source,
+        })?;
+        Ok(RecordedEvent {
+            position,
+            transaction_id,
+            recorded_at,
+            aggregate_type,
+            aggregate_id,
+            sequence,
+            event_type,
+            event_version,
+            payload,
+            metadata,
+        })
+    }
 }

@@ -244,3 +244,91 @@ async fn anything_stored_after_a_cursor_is_seen(db: TestDb) {
     assert!(!log.any_after(events[0].cursor()).await.unwrap(), "nothing after the last event");
     database.close().await;
 }
+
+on_both_backends!(every_list_of_events_returns_them_as_stored);
+
+/// SQLite returns a list of events as one JSON array (payload and metadata inside it as strings);
+/// PostgreSQL a row per event. Either way each reader gives back every column as stored: text
+/// that JSON must escape, characters beyond ASCII, numbers JSON cannot hold in a double, in order.
+async fn every_list_of_events_returns_them_as_stored(db: TestDb) {
+    let database = Database::connect(&db.url, 4).await.unwrap();
+    let log = GlobalLog::new(&database);
+    let payloads = [
+        r#"{"title":"\"Quoted\", back\\slash, tab\t, bell\u0007, line\nbreak"}"#,
+        r#"{"title":"Tee für 2 — 緑茶 🍵","price":12345678901234567890,"rate":0.1}"#,
+        r#"{"nested":{"list":[1,null,true,"x"]},"empty":""}"#,
+    ];
+    let metadata = r#"{"correlation_id":"rental-\"7\"","causation_id":"request\\/1","actor":"ünïcode"}"#;
+    let insert =
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
+                  VALUES ('test.stream', 'odd \"text\" ü', $1, 'Appended', '1.0', {payload}, {metadata})";
+    for (sequence, payload) in (1_i64..).zip(payloads) {
+        match &database.store {
+            StorePool::Postgres(pool) => {
+                let insert = insert.replace("{payload}", "$2::jsonb").replace("{metadata}", "$3::jsonb");
+                sqlx::query(&insert).bind(sequence).bind(payload).bind(metadata).execute(pool).await.unwrap();
+            }
+            StorePool::Sqlite(pool) => {
+                let insert = insert.replace("{payload}", "$2").replace("{metadata}", "$3");
+                sqlx::query(&insert).bind(sequence).bind(payload).bind(metadata).execute(pool).await.unwrap();
+            }
+        }
+    }
+
+    let followed = log.read_after(LogCursor::START, 10, &LogFilter::default()).await.unwrap();
+    let filtered = LogFilter { event_type: Some("Appended".into()), ..LogFilter::default() };
+    let audited = log.read_after(LogCursor::START, 10, &filtered).await.unwrap();
+    let stream = log.stream("test.stream", "odd \"text\" ü").await.unwrap();
+    let transaction = log.correlation("rental-\"7\"").await.unwrap();
+    for (reader, events) in [("follow", followed), ("audit", audited), ("stream", stream), ("correlation", transaction)]
+    {
+        assert_eq!(events.len(), payloads.len(), "{reader}: every event");
+        for (index, event) in events.iter().enumerate() {
+            assert_eq!(event.sequence, index as i64 + 1, "{reader}: in order");
+            assert_eq!(event.aggregate_id, "odd \"text\" ü", "{reader}");
+            assert_eq!((event.event_type.as_str(), event.event_version.as_str()), ("Appended", "1.0"), "{reader}");
+            assert_eq!(event.recorded_at.len(), "2026-12-03T10:00:00.000Z".len(), "{reader}: {}", event.recorded_at);
+            assert_eq!(event.metadata.correlation_id, "rental-\"7\"", "{reader}");
+            let stored: serde_json::Value = serde_json::from_str(payloads[index]).unwrap();
+            let read: serde_json::Value = serde_json::from_str(event.payload.get()).unwrap();
+            assert_eq!(read, stored, "{reader}: the payload's value");
+            if matches!(database.store, StorePool::Sqlite(_)) {
+                assert_eq!(event.payload.get(), payloads[index], "{reader}: SQLite keeps the payload's text");
+            }
+        }
+    }
+    database.close().await;
+}
+
+/// A payload that is not JSON (SQLite's text column holds anything) is reported with its position
+/// by every reader, not as a list that failed somewhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sqlite_an_undecodable_payload_is_reported_with_its_position() {
+    let db = TestDb::sqlite();
+    let database = Database::connect(&db.url, 4).await.unwrap();
+    let StorePool::Sqlite(pool) = &database.store else { unreachable!("a SQLite test database") };
+    for (sequence, payload) in [(1, "{}"), (2, "{not json")] {
+        sqlx::query(
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
+             VALUES ('test.stream', 'broken', $1, 'Appended', '1.0', $2, '{\"correlation_id\":\"c\"}')",
+        )
+        .bind(sequence)
+        .bind(payload)
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+    let log = GlobalLog::new(&database);
+    let errors = [
+        log.read_after(LogCursor::START, 10, &LogFilter::default()).await.unwrap_err(),
+        log.stream("test.stream", "broken").await.unwrap_err(),
+        log.correlation("c").await.unwrap_err(),
+    ];
+    for error in errors {
+        assert!(
+            matches!(error, storming_infra::log::LogError::Undecodable { position: 2, column: "payload", .. }),
+            "{error}"
+        );
+    }
+    database.close().await;
+}
