@@ -15,7 +15,6 @@ use sqlx::{Any, AnyPool, Connection, Executor, PgPool, Postgres, Sqlite, SqliteP
 
 use crate::event_store::GroupCommit;
 use crate::kept::KeptConnections;
-use crate::wal::{Checkpointer, NO_CHECKPOINT_ON_COMMIT};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -62,8 +61,6 @@ pub struct Database {
     pub write_gate: Option<WriteGate>,
     /// SQLite only: the write side's appends, grouped into shared commits under the gate.
     pub group_commit: Option<Arc<GroupCommit>>,
-    /// SQLite only: the task that copies the WAL into the database file (no commit does).
-    pub checkpointer: Option<Arc<Checkpointer>>,
 }
 
 /// SQLite has one writer at a time, and a connection that finds the lock taken *sleeps* in its
@@ -111,8 +108,7 @@ impl Database {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(SQLITE_BUSY_TIMEOUT)
-            .pragma("wal_autocheckpoint", "0");
+            .busy_timeout(SQLITE_BUSY_TIMEOUT);
         // A SQLite connection is a file handle in this process: it cannot go stale the way a
         // network connection can, so the pool does not ping it on every checkout (a round trip to
         // the connection's thread, as costly as a statement; profiled in ADR 8).
@@ -126,10 +122,7 @@ impl Database {
         // The kept connections' pools open a connection only when one is first lent: a process
         // that serves no queries (`storming work`, `migrate`) opens none for them.
         let commands = CommandConnections::Sqlite(Arc::new(KeptConnections::new(
-            SqlitePoolOptions::new()
-                .max_connections(pool_size)
-                .test_before_acquire(false)
-                .connect_lazy_with(options.clone()),
+            SqlitePoolOptions::new().max_connections(pool_size).test_before_acquire(false).connect_lazy_with(options),
         )));
         // The read side's commits do not wait for the disk (synchronous=NORMAL): nothing it
         // writes is an acknowledged command. Its views and checkpoints are derived from the log;
@@ -142,7 +135,6 @@ impl Database {
             Arc::new(KeptConnections::new(sqlite_read_pool(pool_size).connect_lazy(url).map_err(DbError::Connect)?));
         let write_gate = WriteGate::default();
         let group_commit = Arc::new(GroupCommit::new(store.clone(), write_gate.clone()));
-        let checkpointer = Checkpointer::start(&options, store.clone()).await.map_err(DbError::Connect)?;
         Ok(Self {
             backend: Backend::Sqlite,
             store: StorePool::Sqlite(store),
@@ -151,7 +143,6 @@ impl Database {
             queries,
             write_gate: Some(write_gate),
             group_commit: Some(group_commit),
-            checkpointer: Some(checkpointer),
         })
     }
 
@@ -187,7 +178,6 @@ impl Database {
             queries,
             write_gate: None,
             group_commit: None,
-            checkpointer: None,
         })
     }
 
@@ -220,7 +210,6 @@ fn sqlite_read_pool(pool_size: u32) -> AnyPoolOptions {
     AnyPoolOptions::new().max_connections(pool_size).test_before_acquire(false).after_connect(|connection, _| {
         Box::pin(async move {
             connection.execute("PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL;").await?;
-            connection.execute(NO_CHECKPOINT_ON_COMMIT).await?;
             Ok(())
         })
     })

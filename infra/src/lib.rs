@@ -11,7 +11,6 @@
 //! - [`idempotency`]: the `Idempotency-Key` reservations;
 //! - [`kept`]: connections lent to queries without sqlx's round trip on their return;
 //! - [`payment`]: the payment provider adapters and the `Payments` port of the core contexts;
-//! - [`wal`]: SQLite's checkpoints, run by a task of their own instead of inside commits;
 //! - [`config`]: configuration from the environment.
 
 pub mod bounded;
@@ -23,4 +22,3 @@ pub mod idempotency;
 pub mod kept;
 pub mod log;
 pub mod payment;
-pub mod wal;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use sqlx::sqlite::SqlitePoolOptions;
 use sqlx::{Connection, PgConnection};
-use storming_infra::db::{CommandConnections, Database, StorePool, PING_WHEN_IDLE_FOR};
+use storming_infra::db::{Database, StorePool, PING_WHEN_IDLE_FOR};
 use storming_infra::kept::KeptConnections;
 
 use crate::on_both_backends;
@@ -199,48 +199,4 @@ async fn on_sqlite_only_the_read_side_commits_without_waiting_for_the_disk() {
     // 2 = FULL, 1 = NORMAL
     assert_eq!(sqlx::query_scalar::<_, i64>("PRAGMA synchronous").fetch_one(store).await.unwrap(), 2);
     assert_eq!(sqlx::query_scalar::<_, i64>("PRAGMA synchronous").fetch_one(&database.read_side).await.unwrap(), 1);
-}
-
-/// No commit copies SQLite's WAL into the database file: not a command's, whose commit holds the
-/// write gate with every other command queued behind it, nor a worker's. The process's checkpointer
-/// does, beside them, and copies all of it once no reader needs the old pages.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn on_sqlite_no_commit_checkpoints_and_the_checkpointer_copies_the_wal() {
-    let db = TestDb::sqlite();
-    let database = Database::connect(&db.url, 2).await.unwrap();
-    let StorePool::Sqlite(store) = &database.store else { unreachable!("a SQLite URL") };
-    let CommandConnections::Sqlite(commands) = &database.commands else { unreachable!("a SQLite URL") };
-    let autocheckpoint = "PRAGMA wal_autocheckpoint";
-    let mut command = commands.lend().await.unwrap();
-    let mut query = database.queries.lend().await.unwrap();
-    let pages_before_a_commit_checkpoints = [
-        sqlx::query_scalar::<_, i64>(autocheckpoint).fetch_one(store).await.unwrap(),
-        sqlx::query_scalar::<_, i64>(autocheckpoint).fetch_one(&mut *command).await.unwrap(),
-        sqlx::query_scalar::<_, i64>(autocheckpoint).fetch_one(&database.read_side).await.unwrap(),
-        sqlx::query_scalar::<_, i64>(autocheckpoint).fetch_one(&mut *query).await.unwrap(),
-    ];
-    assert_eq!(pages_before_a_commit_checkpoints, [0; 4], "store, commands, read side, queries");
-    command.keep();
-    query.keep();
-
-    // Three times the 1,000 pages after which a commit would checkpoint by default.
-    sqlx::query("CREATE TABLE ballast (data blob)").execute(store).await.unwrap();
-    sqlx::query(
-        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000) \
-         INSERT INTO ballast SELECT randomblob(4000) FROM n",
-    )
-    .execute(store)
-    .await
-    .unwrap();
-    let checkpointer = database.checkpointer.clone().expect("a SQLite database has a checkpointer");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let pass = checkpointer.last_pass();
-        if matches!(pass, Some((wal, copied)) if wal >= 3000 && copied == wal) {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "the WAL was not copied within 10 s: {pass:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    database.close().await;
 }
