@@ -10,9 +10,8 @@
 
 use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::query::Query;
-use sqlx::{Any, AnyPool, Row};
+use sqlx::{Any, AnyPool, FromRow, Row};
 use storming_domain::recorded::{LogCursor, Payload, RecordedEvent};
-use storming_domain::shared::EventMetadata;
 
 use crate::db::{Backend, Database};
 
@@ -311,23 +310,23 @@ impl GlobalLog {
 }
 
 fn decode(row: &AnyRow) -> Result<RecordedEvent, LogError> {
-    EventColumns(
-        row.try_get("position")?,
-        row.try_get("recorded_at")?,
-        row.try_get("aggregate_type")?,
-        row.try_get("aggregate_id")?,
-        row.try_get("sequence")?,
-        row.try_get("event_type")?,
-        row.try_get("event_version")?,
-        row.try_get("payload")?,
-        row.try_get("metadata")?,
-    )
-    .decode_with(row.try_get("transaction_id")?)
+    EventColumns::from_row(row)?.decode_with(row.try_get("transaction_id")?)
 }
 
-/// One event's columns, in the order SQLite's lists return them (`one_json_array!`).
-#[derive(serde::Deserialize)]
-struct EventColumns(i64, String, String, String, i64, String, String, String, String);
+/// One event's columns: a row's, by name, or an element of SQLite's lists (`one_json_array!`),
+/// an array in this order.
+#[derive(serde::Deserialize, sqlx::FromRow)]
+struct EventColumns {
+    position: i64,
+    recorded_at: String,
+    aggregate_type: String,
+    aggregate_id: String,
+    sequence: i64,
+    event_type: String,
+    event_version: String,
+    payload: String,
+    metadata: String,
+}
 
 impl EventColumns {
     /// On SQLite, where one writer at a time makes every transaction id 0.
@@ -336,35 +335,19 @@ impl EventColumns {
     }
 
     fn decode_with(self, transaction_id: i64) -> Result<RecordedEvent, LogError> {
-        let Self(
-            position,
-            recorded_at,
-            aggregate_type,
-            aggregate_id,
-            sequence,
-            event_type,
-            event_version,
-            payload,
-            metadata,
-        ) = self;
-        let payload =
-            Payload::parse(payload).map_err(|source| LogError::Undecodable { position, column: "payload", source })?;
-        let metadata: EventMetadata = serde_json::from_str(&metadata).map_err(|source| LogError::Undecodable {
-            position,
-            column: "metadata",
-            source,
-        })?;
+        let position = self.position;
+        let undecodable = |column| move |source| LogError::Undecodable { position, column, source };
         Ok(RecordedEvent {
             position,
             transaction_id,
-            recorded_at,
-            aggregate_type,
-            aggregate_id,
-            sequence,
-            event_type,
-            event_version,
-            payload,
-            metadata,
+            payload: Payload::parse(self.payload).map_err(undecodable("payload"))?,
+            metadata: serde_json::from_str(&self.metadata).map_err(undecodable("metadata"))?,
+            recorded_at: self.recorded_at,
+            aggregate_type: self.aggregate_type,
+            aggregate_id: self.aggregate_id,
+            sequence: self.sequence,
+            event_type: self.event_type,
+            event_version: self.event_version,
         })
     }
 }
