@@ -259,13 +259,14 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
     let breaker = Arc::new(CircuitBreaker::new(config.payment.breaker_failures, config.payment.breaker_cooldown));
     let provider = Arc::new(GuardedProvider::new(provider, breaker, config.payment.timeout));
     let bus = Arc::new(CommandBus::new(&db, provider, LogSignal::new()));
-    // Catch-up batches (BENCHMARKS.md, sixth session, 1,000,000 events): 4,000 events against 500
-    // made PostgreSQL's catch-ups and rebuilds 1.1–1.2× faster. On SQLite a batch holds the single
-    // writer the commands queue for, 12–24 ms (median) at 2,000 events: 2,000 there made `my_page`
-    // 1.2× faster and left `rental_status` as it was (4,000 cost it ~5% on 300,000 events).
-    let catch_up_batch_size = match db.backend {
-        Backend::Sqlite => 2_000,
-        Backend::Postgres => 4_000,
+    // Catch-up batches (BENCHMARKS.md, sixth and tenth sessions, 1,000,000 events): on
+    // PostgreSQL 4,000 events against 500 made catch-ups and rebuilds 1.1–1.2× faster. On SQLite a
+    // batch holds the single writer the commands queue for, and what a commit costs depends on the
+    // view (`my_page` writes a page per customer: 105 ms for 2,000 events, `rental_status` 28 ms),
+    // so its batches are sized to hold the writer about `catch_up_hold`, up to 16,000 events.
+    let (catch_up_batch_size, catch_up_hold) = match db.backend {
+        Backend::Sqlite => (16_000, Some(config.catch_up_hold)),
+        Backend::Postgres => (4_000, None),
     };
     let state = AppState {
         log: GlobalLog::new(&db),
@@ -284,6 +285,7 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
             poll_interval: config.worker_poll,
             coalesce: config.worker_coalesce,
             catch_up_batch_size,
+            catch_up_hold,
             ..WorkerSettings::default()
         },
     };

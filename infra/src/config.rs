@@ -82,6 +82,9 @@ pub struct Config {
     pub worker_poll: Duration,
     /// How long a worker at the head lets new events gather before its next batch.
     pub worker_coalesce: Duration,
+    /// SQLite: how long one batch of a projection that is catching up may hold the single writer
+    /// the commands queue for (its batches are sized to it).
+    pub catch_up_hold: Duration,
     /// Requests per second per caller (0: no limit), and the burst allowed above it.
     pub rate_limit_per_second: u32,
     pub rate_limit_burst: u32,
@@ -164,6 +167,7 @@ impl Config {
                 Some(value) => Duration::from_millis(parse_number("STORMING_WORKER_COALESCE_MS", &value, 0)? as u64),
                 None => Duration::from_millis(10),
             },
+            catch_up_hold: milliseconds("STORMING_CATCH_UP_HOLD_MS", Duration::from_millis(200))?,
             rate_limit_per_second: match get("STORMING_RATE_LIMIT_PER_SECOND") {
                 Some(value) => parse_number("STORMING_RATE_LIMIT_PER_SECOND", &value, 0)? as u32,
                 None => 100,

@@ -19,6 +19,9 @@ use super::{at_position, BoxError, EventSource, Policy, Projection, RetryLater};
 /// A batch being read in the background.
 type Reading = JoinHandle<Result<Vec<RecordedEvent>, BoxError>>;
 
+/// How much a catch-up batch may grow from one batch to the next (see `catch_up_hold`).
+const MOST_GROWTH: i64 = 4;
+
 /// How soon a worker looks again at events it could not read yet.
 const HORIZON_RETRY: Duration = Duration::from_millis(10);
 
@@ -30,8 +33,14 @@ pub struct WorkerSettings {
     /// was full): a catch-up or a rebuild. Larger batches spread each transaction's fixed cost
     /// (lease, checkpoint, commit, and on SQLite the pages a commit writes) over more events; on
     /// SQLite a batch holds the single writer, so commands wait up to one batch's transaction.
-    /// Never below `batch_size`; policies always use `batch_size`.
+    /// Never below `batch_size`; policies always use `batch_size`. With `catch_up_hold`, the most.
     pub catch_up_batch_size: i64,
+    /// SQLite: how long one catch-up transaction may hold the single writer that commands queue
+    /// for. Each catch-up batch is then sized from the one before it — events in proportion to
+    /// the time its transaction took — between `batch_size` and `catch_up_batch_size`, so that a
+    /// view whose batches cost more per event (more pages written per commit) takes smaller ones.
+    /// `None`: every catch-up batch is `catch_up_batch_size` events.
+    pub catch_up_hold: Option<Duration>,
     /// How often an idle worker looks at the log without being woken.
     pub poll_interval: Duration,
     /// The longest pause between retries after a failure.
@@ -49,6 +58,7 @@ impl Default for WorkerSettings {
         Self {
             batch_size: 500,
             catch_up_batch_size: 4_000,
+            catch_up_hold: None,
             poll_interval: Duration::from_millis(500),
             max_backoff: Duration::from_secs(30),
             lease_ttl: Duration::from_secs(5),
@@ -90,9 +100,11 @@ pub struct Worker {
     cursor: Option<LogCursor>,
     /// Whether its last read was full: it is behind, and reads on at once, in larger batches.
     behind: bool,
+    /// Events per catch-up batch (see `WorkerSettings::catch_up_hold`).
+    catch_up_limit: i64,
     /// While a projection applies a full batch (it is behind), the next batch is already being
-    /// read on another connection: the batch after `.0`.
-    read_ahead: Option<(LogCursor, Reading)>,
+    /// read on another connection: the batch of at most `.1` events after `.0`.
+    read_ahead: Option<(LogCursor, i64, Reading)>,
     /// How far a policy got past its stored checkpoint through events it ignores (stored with
     /// the next lease renewal).
     unsaved: Option<LogCursor>,
@@ -158,6 +170,10 @@ impl Worker {
             renewed: Instant::now(),
             cursor: None,
             behind: false,
+            catch_up_limit: match settings.catch_up_hold {
+                Some(_) => settings.batch_size,
+                None => settings.catch_up_batch_size.max(settings.batch_size),
+            },
             read_ahead: None,
             unsaved: None,
             write_gate: None,
@@ -289,7 +305,7 @@ impl Worker {
     /// How many events the next read asks for.
     fn limit(&self) -> i64 {
         match self.task {
-            Task::Projection(..) if self.behind => self.settings.catch_up_batch_size.max(self.settings.batch_size),
+            Task::Projection(..) if self.behind => self.catch_up_limit,
             _ => self.settings.batch_size,
         }
     }
@@ -297,20 +313,21 @@ impl Worker {
     /// The batch after `cursor`: the one read ahead if it starts there, else read now. A
     /// projection that got a full batch starts reading the next one before applying this one.
     async fn read(&mut self, cursor: LogCursor) -> Result<Vec<RecordedEvent>, BoxError> {
-        let limit = self.limit();
-        let events = match self.read_ahead.take() {
-            Some((after, reading)) if after == cursor => reading.await??,
-            Some((_, stale)) => {
-                stale.abort();
-                self.source.read_after(cursor, limit).await?
+        let (events, asked) = match self.read_ahead.take() {
+            Some((after, asked, reading)) if after == cursor => (reading.await??, asked),
+            stale => {
+                if let Some((_, _, stale)) = stale {
+                    stale.abort();
+                }
+                let limit = self.limit();
+                (self.source.read_after(cursor, limit).await?, limit)
             }
-            None => self.source.read_after(cursor, limit).await?,
         };
-        // Full: it got all it asked for (a read ahead asked for the same `limit`), so more follow.
-        self.behind = events.len() as i64 >= limit;
+        // Full: it got all it asked for, so more follow.
+        self.behind = events.len() as i64 >= asked;
         if let (true, Task::Projection(..), Some(last)) = (self.behind, &self.task, events.last()) {
             let (source, after, limit) = (self.source.clone(), last.cursor(), self.limit());
-            self.read_ahead = Some((after, tokio::spawn(async move { source.read_after(after, limit).await })));
+            self.read_ahead = Some((after, limit, tokio::spawn(async move { source.read_after(after, limit).await })));
         }
         Ok(events)
     }
@@ -370,6 +387,11 @@ impl Worker {
         projection.apply(&mut tx, events, generation).await?;
         tx.commit().await?;
         drop(turn);
+        if let (true, Some(hold)) = (self.behind, self.settings.catch_up_hold) {
+            let (least, most) =
+                (self.settings.batch_size, self.settings.catch_up_batch_size.max(self.settings.batch_size));
+            self.catch_up_limit = next_catch_up_limit(events.len(), held.elapsed(), hold, least, most);
+        }
         if let Some(applied) = &self.applied {
             applied.ring(projection.name());
         }
@@ -424,5 +446,41 @@ impl Worker {
             self.unsaved = None;
         }
         failure.map_or(Ok(()), Err)
+    }
+}
+
+/// The next catch-up batch's size: as many events as would hold the writer for `hold`, if a
+/// transaction's time grows in proportion to its events as the last one's did (`took` for
+/// `events`); at most `MOST_GROWTH` times the last, and between `least` and `most`. A fixed cost
+/// per transaction makes the proportion overestimate a small batch's cost per event, so the
+/// sizes grow towards the one that takes `hold` from below.
+fn next_catch_up_limit(events: usize, took: Duration, hold: Duration, least: i64, most: i64) -> i64 {
+    let events = events.max(1) as i64;
+    let fitting = (events as f64 * hold.as_secs_f64() / took.as_secs_f64().max(1e-6)) as i64;
+    fitting.min(events * MOST_GROWTH).clamp(least, most)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn a_catch_up_batch_grows_towards_the_hold_at_most_fourfold() {
+        assert_eq!(next_catch_up_limit(500, 10 * MS, 200 * MS, 500, 16_000), 2_000, "20x would fit; 4x at most");
+        assert_eq!(next_catch_up_limit(2_000, 100 * MS, 200 * MS, 500, 16_000), 4_000);
+    }
+
+    #[test]
+    fn a_catch_up_batch_that_held_the_writer_too_long_shrinks() {
+        assert_eq!(next_catch_up_limit(8_000, 400 * MS, 200 * MS, 500, 16_000), 4_000);
+    }
+
+    #[test]
+    fn a_catch_up_batch_stays_within_its_bounds() {
+        assert_eq!(next_catch_up_limit(16_000, 50 * MS, 200 * MS, 500, 16_000), 16_000);
+        assert_eq!(next_catch_up_limit(500, 2_000 * MS, 200 * MS, 500, 16_000), 500);
+        assert_eq!(next_catch_up_limit(0, Duration::ZERO, 200 * MS, 500, 16_000), 500, "an empty batch, an instant");
     }
 }

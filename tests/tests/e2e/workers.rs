@@ -313,18 +313,56 @@ async fn a_projection_behind_reads_on_in_catch_up_batches(db: TestDb) {
     let database = log_with_events(&db, 350).await;
     let settings = WorkerSettings { batch_size: 10, catch_up_batch_size: 100, ..WorkerSettings::default() };
     let mut worker = counter_worker(&database, Counter::new(), "only", settings);
+    assert_eq!(batches_until_caught_up(&mut worker).await, [10, 100, 100, 100, 40]);
+    assert_eq!(times_applied(&database).await, (350, 0));
+    database.close().await;
+}
+
+/// The sizes of the batches `worker` applies until it reaches the head.
+async fn batches_until_caught_up(worker: &mut Worker) -> Vec<usize> {
     let mut steps = Vec::new();
     loop {
-        match step(&mut worker).await.unwrap() {
+        match step(worker).await.unwrap() {
             Step::Applied(count) => steps.push(count),
             outcome => {
                 assert_eq!(outcome, Step::CaughtUp);
-                break;
+                return steps;
             }
         }
     }
-    assert_eq!(steps, [10, 100, 100, 100, 40]);
+}
+
+on_both_backends!(catch_up_batches_sized_to_a_hold_grow_while_they_fit_it);
+
+/// With a hold no batch comes near, catch-up batches grow fourfold per batch up to the most; the
+/// growth shows one batch late, because the batch after the one being applied is already being read.
+async fn catch_up_batches_sized_to_a_hold_grow_while_they_fit_it(db: TestDb) {
+    let database = log_with_events(&db, 350).await;
+    let settings = WorkerSettings {
+        batch_size: 10,
+        catch_up_batch_size: 100,
+        catch_up_hold: Some(Duration::from_secs(60)),
+        ..WorkerSettings::default()
+    };
+    let mut worker = counter_worker(&database, Counter::new(), "only", settings);
+    assert_eq!(batches_until_caught_up(&mut worker).await, [10, 10, 40, 40, 100, 100, 50]);
     assert_eq!(times_applied(&database).await, (350, 0));
+    database.close().await;
+}
+
+on_both_backends!(catch_up_batches_that_take_longer_than_the_hold_stay_small);
+
+async fn catch_up_batches_that_take_longer_than_the_hold_stay_small(db: TestDb) {
+    let database = log_with_events(&db, 100).await;
+    let settings = WorkerSettings {
+        batch_size: 10,
+        catch_up_batch_size: 100,
+        catch_up_hold: Some(Duration::from_nanos(1)),
+        ..WorkerSettings::default()
+    };
+    let mut worker = counter_worker(&database, Counter::new(), "only", settings);
+    assert_eq!(batches_until_caught_up(&mut worker).await, [10; 10]);
+    assert_eq!(times_applied(&database).await, (100, 0));
     database.close().await;
 }
 
