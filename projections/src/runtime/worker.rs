@@ -324,7 +324,11 @@ impl Worker {
             }
         };
         // Full: it got all it asked for, so more follow.
+        let was_behind = self.behind;
         self.behind = events.len() as i64 >= asked;
+        if was_behind && !self.behind {
+            give_back_freed_memory();
+        }
         if let (true, Task::Projection(..), Some(last)) = (self.behind, &self.task, events.last()) {
             let (source, after, limit) = (self.source.clone(), last.cursor(), self.limit());
             self.read_ahead = Some((after, limit, tokio::spawn(async move { source.read_after(after, limit).await })));
@@ -446,6 +450,17 @@ impl Worker {
             self.unsaved = None;
         }
         failure.map_or(Ok(()), Err)
+    }
+}
+
+/// Hands the heap's free pages back to the system once a catch-up is over. glibc keeps what its
+/// batches freed (a server whose four views caught up on 1,000,000 events held 261 MB after, 209 MB
+/// with this; ADR 14).
+fn give_back_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory of glibc's heaps; it touches nothing in use.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

@@ -332,38 +332,36 @@ async fn batches_until_caught_up(worker: &mut Worker) -> Vec<usize> {
     }
 }
 
+/// The batches of a projection that catches up on `events` events in batches of 10 at first and
+/// 100 at most, sized to `hold`; each event applied once.
+async fn catch_up_batches_sized_to(db: TestDb, events: i64, hold: Duration) -> Vec<usize> {
+    let database = log_with_events(&db, events).await;
+    let settings = WorkerSettings {
+        batch_size: 10,
+        catch_up_batch_size: 100,
+        catch_up_hold: Some(hold),
+        ..WorkerSettings::default()
+    };
+    let mut worker = counter_worker(&database, Counter::new(), "only", settings);
+    let batches = batches_until_caught_up(&mut worker).await;
+    assert_eq!(times_applied(&database).await, (events, 0));
+    database.close().await;
+    batches
+}
+
 on_both_backends!(catch_up_batches_sized_to_a_hold_grow_while_they_fit_it);
 
 /// With a hold no batch comes near, catch-up batches grow fourfold per batch up to the most; the
 /// growth shows one batch late, because the batch after the one being applied is already being read.
 async fn catch_up_batches_sized_to_a_hold_grow_while_they_fit_it(db: TestDb) {
-    let database = log_with_events(&db, 350).await;
-    let settings = WorkerSettings {
-        batch_size: 10,
-        catch_up_batch_size: 100,
-        catch_up_hold: Some(Duration::from_secs(60)),
-        ..WorkerSettings::default()
-    };
-    let mut worker = counter_worker(&database, Counter::new(), "only", settings);
-    assert_eq!(batches_until_caught_up(&mut worker).await, [10, 10, 40, 40, 100, 100, 50]);
-    assert_eq!(times_applied(&database).await, (350, 0));
-    database.close().await;
+    let batches = catch_up_batches_sized_to(db, 350, Duration::from_secs(60)).await;
+    assert_eq!(batches, [10, 10, 40, 40, 100, 100, 50]);
 }
 
 on_both_backends!(catch_up_batches_that_take_longer_than_the_hold_stay_small);
 
 async fn catch_up_batches_that_take_longer_than_the_hold_stay_small(db: TestDb) {
-    let database = log_with_events(&db, 100).await;
-    let settings = WorkerSettings {
-        batch_size: 10,
-        catch_up_batch_size: 100,
-        catch_up_hold: Some(Duration::from_nanos(1)),
-        ..WorkerSettings::default()
-    };
-    let mut worker = counter_worker(&database, Counter::new(), "only", settings);
-    assert_eq!(batches_until_caught_up(&mut worker).await, [10; 10]);
-    assert_eq!(times_applied(&database).await, (100, 0));
-    database.close().await;
+    assert_eq!(catch_up_batches_sized_to(db, 100, Duration::from_nanos(1)).await, [10; 10]);
 }
 
 on_both_backends!(a_crash_mid_batch_leaves_nothing_of_the_batch_and_it_is_applied_once_after);
