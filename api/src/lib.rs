@@ -225,6 +225,7 @@ pub async fn replay(config: &Config, name: &str) -> anyhow::Result<i64> {
         settings: state.worker_settings,
         write_gate: state.db.write_gate.clone(),
         applied: None,
+        appends: workers::appends(&state.db),
     };
     let task = tokio::spawn(supervisor.run(stop));
     while generations::active(&state.db.read_side, name).await? < generation {

@@ -20,13 +20,13 @@ use storming_domain::recorded::{LogCursor, RecordedEvent};
 use storming_domain::rental::{policies::shelve_registered_book, BookCopy, RentalEvent};
 use storming_domain::shared::EventMetadata;
 use storming_infra::commands::{CommandBus, CommandError, LogSignal};
-use storming_infra::db::StorePool;
+use storming_infra::db::{Database, StorePool};
 use storming_infra::log::{GlobalLog, LogFilter};
 use storming_projections::book_catalog::BookCatalog;
 use storming_projections::my_page::MyPage;
 use storming_projections::payments::PaymentsView;
 use storming_projections::rental_status::RentalStatusView;
-use storming_projections::runtime::{generations, SharedTail, TAIL_EVENTS};
+use storming_projections::runtime::{generations, AppendCount, SharedTail, TAIL_EVENTS};
 use storming_projections::{BoxError, EventSource, Policy, Projection, RetryLater, Supervisor, Worker};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -242,6 +242,7 @@ pub fn spawn(
             settings,
             write_gate: app.db.write_gate.clone(),
             applied: Some(app.applied.clone()),
+            appends: appends(&app.db),
         };
         tasks.push(tokio::spawn(supervisor.run(stop.clone())));
     }
@@ -277,4 +278,11 @@ async fn relay_notifications(pool: sqlx::PgPool, signal: Arc<LogSignal>, mut sto
             _ = stop.changed() => {}
         }
     }
+}
+
+/// SQLite: the count of the process's appends, which a catch-up batch yields to (see
+/// `Worker::with_appends`). PostgreSQL has no single writer to share.
+pub fn appends(db: &Database) -> Option<AppendCount> {
+    let group_commit = db.group_commit.clone()?;
+    Some(Arc::new(move || group_commit.appends()))
 }

@@ -102,6 +102,11 @@ impl GroupCommit {
         self.queue().len()
     }
 
+    /// How many appends this process has asked for (a command's events are one).
+    pub fn appends(&self) -> u64 {
+        self.next_id.load(Ordering::Relaxed)
+    }
+
     /// How many transactions this process's appends have committed.
     pub fn commits(&self) -> u64 {
         self.commits.load(Ordering::Relaxed)

@@ -254,6 +254,8 @@ pub struct Supervisor {
     pub write_gate: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
     /// Rung by its workers (see [`super::Worker::with_applied`]).
     pub applied: Option<std::sync::Arc<super::Applied>>,
+    /// Handed to its workers (see [`super::Worker::with_appends`]).
+    pub appends: Option<super::AppendCount>,
 }
 
 impl Supervisor {
@@ -302,7 +304,8 @@ impl Supervisor {
                     self.settings,
                 )
                 .with_write_gate(self.write_gate.clone())
-                .with_applied(self.applied.clone());
+                .with_applied(self.applied.clone())
+                .with_appends(self.appends.clone());
                 workers.push((*generation, stop_worker, tokio::spawn(worker.run(stopped))));
             }
         }

@@ -33,6 +33,10 @@ use storming_domain::recorded::{LogCursor, RecordedEvent};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
+/// How many appends (commands) this process has asked the log for so far: a catch-up that saw
+/// some during its batch leaves the writer to them for a while (see `Worker::with_appends`).
+pub type AppendCount = std::sync::Arc<dyn Fn() -> u64 + Send + Sync>;
+
 /// Where workers read the global log from (the gap-safe reader in `storming-infra`).
 #[async_trait]
 pub trait EventSource: Send + Sync {

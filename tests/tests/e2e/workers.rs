@@ -20,7 +20,7 @@ use storming_api::{ServeOptions, WorkerProcess};
 use storming_domain::recorded::RecordedEvent;
 use storming_infra::db::{Database, StorePool};
 use storming_infra::log::GlobalLog;
-use storming_projections::runtime::lease;
+use storming_projections::runtime::{lease, AppendCount};
 use storming_projections::{BoxError, Projection, Step, Worker, WorkerSettings};
 use tokio::sync::watch;
 
@@ -335,6 +335,11 @@ async fn batches_until_caught_up(worker: &mut Worker) -> Vec<usize> {
 /// The batches of a projection that catches up on `events` events in batches of 10 at first and
 /// 100 at most, sized to `hold`; each event applied once.
 async fn catch_up_batches_sized_to(db: TestDb, events: i64, hold: Duration) -> Vec<usize> {
+    catch_up_batches_beside(db, events, hold, None).await
+}
+
+/// The same, with `appends` as the process's count of appends (see `Worker::with_appends`).
+async fn catch_up_batches_beside(db: TestDb, events: i64, hold: Duration, appends: Option<AppendCount>) -> Vec<usize> {
     let database = log_with_events(&db, events).await;
     let settings = WorkerSettings {
         batch_size: 10,
@@ -342,7 +347,7 @@ async fn catch_up_batches_sized_to(db: TestDb, events: i64, hold: Duration) -> V
         catch_up_hold: Some(hold),
         ..WorkerSettings::default()
     };
-    let mut worker = counter_worker(&database, Counter::new(), "only", settings);
+    let mut worker = counter_worker(&database, Counter::new(), "only", settings).with_appends(appends);
     let batches = batches_until_caught_up(&mut worker).await;
     assert_eq!(times_applied(&database).await, (events, 0));
     database.close().await;
@@ -355,6 +360,17 @@ on_both_backends!(catch_up_batches_sized_to_a_hold_grow_while_they_fit_it);
 /// growth shows one batch late, because the batch after the one being applied is already being read.
 async fn catch_up_batches_sized_to_a_hold_grow_while_they_fit_it(db: TestDb) {
     let batches = catch_up_batches_sized_to(db, 350, Duration::from_secs(60)).await;
+    assert_eq!(batches, [10, 10, 40, 40, 100, 100, 50]);
+}
+
+on_both_backends!(a_catch_up_that_yields_to_commands_applies_the_same_batches);
+
+/// Commands appending during every batch (a count that moves whenever it is read): the catch-up
+/// pauses after each batch, and applies the same batches, each event once.
+async fn a_catch_up_that_yields_to_commands_applies_the_same_batches(db: TestDb) {
+    let count = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let appends: AppendCount = Arc::new(move || count.fetch_add(1, Ordering::Relaxed));
+    let batches = catch_up_batches_beside(db, 350, Duration::from_secs(60), Some(appends)).await;
     assert_eq!(batches, [10, 10, 40, 40, 100, 100, 50]);
 }
 
