@@ -53,6 +53,13 @@ pub struct WorkerSettings {
     pub coalesce: Duration,
 }
 
+impl WorkerSettings {
+    /// The most events a catch-up batch holds.
+    fn most_catch_up(&self) -> i64 {
+        self.catch_up_batch_size.max(self.batch_size)
+    }
+}
+
 impl Default for WorkerSettings {
     fn default() -> Self {
         Self {
@@ -176,7 +183,7 @@ impl Worker {
             behind: false,
             catch_up_limit: match settings.catch_up_hold {
                 Some(_) => settings.batch_size,
-                None => settings.catch_up_batch_size.max(settings.batch_size),
+                None => settings.most_catch_up(),
             },
             read_ahead: None,
             unsaved: None,
@@ -398,7 +405,7 @@ impl Worker {
         events: &[RecordedEvent],
     ) -> Result<(), BoxError> {
         let last = events.last().map(RecordedEvent::cursor).unwrap_or_default();
-        let appends_before = self.appends.as_ref().map(|appends| appends());
+        let appends_before = self.appends_so_far();
         let asked = Instant::now();
         let turn = Self::turn(&self.write_gate).await;
         let held = Instant::now();
@@ -411,12 +418,11 @@ impl Worker {
         projection.apply(&mut tx, events, generation).await?;
         tx.commit().await?;
         drop(turn);
+        let took = held.elapsed();
         if let (true, Some(hold)) = (self.behind, self.settings.catch_up_hold) {
-            let (least, most) =
-                (self.settings.batch_size, self.settings.catch_up_batch_size.max(self.settings.batch_size));
-            self.catch_up_limit = next_catch_up_limit(events.len(), held.elapsed(), hold, least, most);
-            let appended = appends_before != self.appends.as_ref().map(|appends| appends());
-            self.yield_for = appended.then(|| held.elapsed());
+            let (least, most) = (self.settings.batch_size, self.settings.most_catch_up());
+            self.catch_up_limit = next_catch_up_limit(events.len(), took, hold, least, most);
+            self.yield_for = (self.appends_so_far() != appends_before).then_some(took);
         }
         if let Some(applied) = &self.applied {
             applied.ring(projection.name());
@@ -425,12 +431,17 @@ impl Worker {
             worker = self.key.as_str(),
             events = events.len(),
             waited_us = (held - asked).as_micros() as u64,
-            transaction_us = held.elapsed().as_micros() as u64,
+            transaction_us = took.as_micros() as u64,
             "applied a batch"
         );
         self.renewed = Instant::now();
         self.cursor = Some(last);
         Ok(())
+    }
+
+    /// The process's appends so far, if it counts them (see [`Worker::with_appends`]).
+    fn appends_so_far(&self) -> Option<u64> {
+        self.appends.as_ref().map(|appends| appends())
     }
 
     async fn react_to_batch(
