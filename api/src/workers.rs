@@ -283,6 +283,7 @@ async fn relay_notifications(pool: sqlx::PgPool, signal: Arc<LogSignal>, mut sto
 /// SQLite: the count of the process's appends, which a catch-up batch yields to (see
 /// `Worker::with_appends`). PostgreSQL has no single writer to share.
 pub fn appends(db: &Database) -> Option<AppendCount> {
-    let group_commit = db.group_commit.clone()?;
+    db.write_gate.as_ref()?;
+    let group_commit = db.group_commit.clone();
     Some(Arc::new(move || group_commit.appends()))
 }

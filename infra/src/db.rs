@@ -59,8 +59,8 @@ pub struct Database {
     pub queries: Arc<KeptConnections<Any>>,
     /// SQLite only: held around every hot write transaction of this process (see [`WriteGate`]).
     pub write_gate: Option<WriteGate>,
-    /// SQLite only: the write side's appends, grouped into shared commits under the gate.
-    pub group_commit: Option<Arc<GroupCommit>>,
+    /// The write side's appends, grouped into shared commits (on SQLite under the write gate).
+    pub group_commit: Arc<GroupCommit>,
 }
 
 /// SQLite has one writer at a time, and a connection that finds the lock taken *sleeps* in its
@@ -134,7 +134,7 @@ impl Database {
         let queries =
             Arc::new(KeptConnections::new(sqlite_read_pool(pool_size).connect_lazy(url).map_err(DbError::Connect)?));
         let write_gate = WriteGate::default();
-        let group_commit = Arc::new(GroupCommit::new(store.clone(), write_gate.clone()));
+        let group_commit = Arc::new(GroupCommit::sqlite(store.clone(), write_gate.clone()));
         Ok(Self {
             backend: Backend::Sqlite,
             store: StorePool::Sqlite(store),
@@ -142,16 +142,18 @@ impl Database {
             read_side,
             queries,
             write_gate: Some(write_gate),
-            group_commit: Some(group_commit),
+            group_commit,
         })
     }
 
     async fn connect_postgres(url: &str, pool_size: u32) -> Result<Self, DbError> {
         let store = postgres_pool::<Postgres>(pool_size).connect(url).await.map_err(DbError::Connect)?;
         POSTGRES_MIGRATIONS.run(&store).await?;
-        let commands = CommandConnections::Postgres(Arc::new(KeptConnections::new(
+        let kept = Arc::new(KeptConnections::new(
             postgres_pool::<Postgres>(pool_size).connect_lazy(url).map_err(DbError::Connect)?,
-        )));
+        ));
+        let group_commit = Arc::new(GroupCommit::postgres(kept.clone()));
+        let commands = CommandConnections::Postgres(kept);
         // As on SQLite, the read side's commits do not wait for the disk: PostgreSQL flushes its
         // WAL in order, so every command's commit (synchronous, on the store's pool) makes the
         // read side's commits before it durable too, and a crash can only lose a suffix of them,
@@ -177,7 +179,7 @@ impl Database {
             read_side,
             queries,
             write_gate: None,
-            group_commit: None,
+            group_commit,
         })
     }
 

@@ -25,7 +25,7 @@ use postgres_es::PostgresEventRepository;
 use serde_json::Value;
 use sqlite_es::SqliteEventRepository;
 use sqlx::Row;
-use sqlx::{Connection, Postgres, Sqlite};
+use sqlx::{Postgres, Sqlite};
 
 use crate::bounded::Bounded;
 use crate::db::{CommandConnections, Database, StorePool};
@@ -34,7 +34,7 @@ use crate::kept::KeptConnections;
 
 pub enum EventRepository {
     Sqlite(SqliteEventRepository, Arc<KeptConnections<Sqlite>>, Arc<GroupCommit>),
-    Postgres(PostgresEventRepository, Arc<KeptConnections<Postgres>>),
+    Postgres(PostgresEventRepository, Arc<KeptConnections<Postgres>>, Arc<GroupCommit>),
 }
 
 const TAIL: &str = "SELECT aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata \
@@ -152,13 +152,10 @@ impl EventRepository {
     pub fn new(db: &Database) -> Self {
         match (&db.store, &db.commands) {
             (StorePool::Sqlite(pool), CommandConnections::Sqlite(kept)) => {
-                let group = db.group_commit.clone().unwrap_or_else(|| {
-                    Arc::new(GroupCommit::new(pool.clone(), db.write_gate.clone().unwrap_or_default()))
-                });
-                Self::Sqlite(SqliteEventRepository::new(pool.clone()), kept.clone(), group)
+                Self::Sqlite(SqliteEventRepository::new(pool.clone()), kept.clone(), db.group_commit.clone())
             }
             (StorePool::Postgres(pool), CommandConnections::Postgres(kept)) => {
-                Self::Postgres(PostgresEventRepository::new(pool.clone()), kept.clone())
+                Self::Postgres(PostgresEventRepository::new(pool.clone()), kept.clone(), db.group_commit.clone())
             }
             _ => unreachable!("the store and the commands' connections are of one backend"),
         }
@@ -169,14 +166,7 @@ impl EventRepository {
     /// optimistic-concurrency conflict.
     pub async fn append(&self, events: &[SerializedEvent]) -> Result<i64, PersistenceError> {
         match self {
-            Self::Sqlite(.., group) => group.append(events).await,
-            Self::Postgres(_, kept) => {
-                let key = idempotency_key(events);
-                let mut connection = kept.lend().await.map_err(store_error)?;
-                let position = append!(&mut *connection, INSERT_EVENT_POSTGRES, events, key)?;
-                connection.keep();
-                Ok(position)
-            }
+            Self::Sqlite(.., group) | Self::Postgres(.., group) => group.append(events).await,
         }
     }
 
@@ -188,7 +178,7 @@ impl EventRepository {
     ) -> Result<Vec<SerializedEvent>, PersistenceError> {
         match self {
             Self::Sqlite(_, kept, _) => tail!(kept, A::TYPE, aggregate_id, sequence),
-            Self::Postgres(_, kept) => tail!(kept, A::TYPE, aggregate_id, sequence),
+            Self::Postgres(_, kept, _) => tail!(kept, A::TYPE, aggregate_id, sequence),
         }
     }
 }
@@ -314,7 +304,7 @@ impl PersistedEventRepository for EventRepository {
     async fn get_events<A: Aggregate>(&self, aggregate_id: &str) -> Result<Vec<SerializedEvent>, PersistenceError> {
         match self {
             Self::Sqlite(repo, ..) => repo.get_events::<A>(aggregate_id).await,
-            Self::Postgres(repo, _) => repo.get_events::<A>(aggregate_id).await,
+            Self::Postgres(repo, ..) => repo.get_events::<A>(aggregate_id).await,
         }
     }
 
@@ -325,7 +315,7 @@ impl PersistedEventRepository for EventRepository {
     ) -> Result<Vec<SerializedEvent>, PersistenceError> {
         match self {
             Self::Sqlite(repo, ..) => repo.get_last_events::<A>(aggregate_id, last_sequence).await,
-            Self::Postgres(repo, _) => repo.get_last_events::<A>(aggregate_id, last_sequence).await,
+            Self::Postgres(repo, ..) => repo.get_last_events::<A>(aggregate_id, last_sequence).await,
         }
     }
 
@@ -335,7 +325,7 @@ impl PersistedEventRepository for EventRepository {
     ) -> Result<Option<SerializedSnapshot>, PersistenceError> {
         match self {
             Self::Sqlite(repo, ..) => repo.get_snapshot::<A>(aggregate_id).await,
-            Self::Postgres(repo, _) => repo.get_snapshot::<A>(aggregate_id).await,
+            Self::Postgres(repo, ..) => repo.get_snapshot::<A>(aggregate_id).await,
         }
     }
 
@@ -355,14 +345,14 @@ impl PersistedEventRepository for EventRepository {
     async fn stream_events<A: Aggregate>(&self, aggregate_id: &str) -> Result<ReplayStream, PersistenceError> {
         match self {
             Self::Sqlite(repo, ..) => repo.stream_events::<A>(aggregate_id).await,
-            Self::Postgres(repo, _) => repo.stream_events::<A>(aggregate_id).await,
+            Self::Postgres(repo, ..) => repo.stream_events::<A>(aggregate_id).await,
         }
     }
 
     async fn stream_all_events<A: Aggregate>(&self) -> Result<ReplayStream, PersistenceError> {
         match self {
             Self::Sqlite(repo, ..) => repo.stream_all_events::<A>().await,
-            Self::Postgres(repo, _) => repo.stream_all_events::<A>().await,
+            Self::Postgres(repo, ..) => repo.stream_all_events::<A>().await,
         }
     }
 }

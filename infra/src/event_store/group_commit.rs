@@ -1,43 +1,65 @@
-//! Group commit for SQLite's single writer.
+//! Group commit: the appends of concurrent commands share a transaction.
 //!
-//! SQLite commits one transaction at a time, and each commit waits for the disk (fsync). Commands
-//! that arrive while a commit is under way queue here. The next to get the write gate *leads*: it
-//! takes every queued append and stores them all in one transaction, so they share one fsync and
-//! one turn of the gate. Each append in a group is still all-or-nothing and still refused alone:
-//! a single event is one INSERT (SQLite backs out only the failing statement on a conflict),
-//! several events or a key to complete run under a savepoint. Any other failure fails the whole
-//! group, and nothing of it is stored.
+//! Every commit waits for the disk (fsync), and on PostgreSQL a transaction costs the database
+//! CPU of its own beside its statements. Appends that arrive while a group is being stored queue
+//! here. The next to get the writer's turn *leads*: it takes the queued appends and stores them
+//! in one transaction, so they share one commit. Each append in a group is still all-or-nothing
+//! and still refused alone (a stored sequence is a conflict for that append only). Any other
+//! failure fails the whole group, and nothing of it is stored.
 //!
-//! A lone append (no one else waiting) is stored by its own caller, as if there were no queue. A
-//! group is stored by a spawned task, so that a leader whose request is dropped (its client went
-//! away) cannot leave the others without an answer, or answered wrongly.
+//! The turn is one at a time on both backends:
+//! - SQLite has a single writer anyway: the turn is the process's write gate, which the workers'
+//!   transactions hold too. A group runs one statement per append on the appends' own connection
+//!   (SQLite backs out only the failing statement on a conflict; several events or a key to
+//!   complete run under a savepoint).
+//! - PostgreSQL takes writers side by side, but a group is one multi-row INSERT (`UNNEST`,
+//!   `ON CONFLICT DO NOTHING`, so a conflict refuses its rows without failing the statement) on
+//!   one of the commands' kept connections: a statement of its own when every append is one
+//!   event without a key, else in a transaction with what follows. Two or four groups at once
+//!   were no faster than one (ADR 15). A group holds one append per stream (the others wait for
+//!   the next), and its rows go in in key order, so two processes' groups never wait on each
+//!   other in a cycle. Of an append some of whose events were refused, the others are deleted
+//!   again before the commit.
 //!
-//! Appends run on one connection kept for them, taken from the pool once: a pooled checkout costs
-//! sqlx a ping of the connection's thread when it is handed back, as much as a statement.
+//! A lone append (no one else waiting) is stored by its own caller, as if there were no queue:
+//! one statement, its own transaction. A group is stored by a spawned task, so that a leader
+//! whose request is dropped (its client went away) cannot leave the others without an answer, or
+//! answered wrongly.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use cqrs_es::persist::{PersistenceError, SerializedEvent};
-use sqlx::{Acquire, SqliteConnection, SqlitePool};
+use sqlx::{Acquire, PgConnection, Postgres, SqliteConnection, SqlitePool};
 use tokio::sync::{oneshot, OwnedMutexGuard};
 
-use super::{idempotency_key, store_error, COMPLETE_KEY, INSERT_EVENT_SQLITE};
+use super::{idempotency_key, store_error, COMPLETE_KEY, INSERT_EVENT_POSTGRES, INSERT_EVENT_SQLITE};
 use crate::db::WriteGate;
+use crate::kept::KeptConnections;
 
 type Answer = Result<i64, PersistenceError>;
 
-/// The appends of one process's SQLite write side, grouped into shared commits.
+/// The appends of one process's write side, grouped into shared commits.
 #[derive(Debug)]
 pub struct GroupCommit {
-    pool: SqlitePool,
+    writer: Writer,
+    /// The writer's turn: SQLite's write gate (shared with the workers), or PostgreSQL's own.
     gate: WriteGate,
-    /// The appends' own connection, used only under the gate; opened on first use, and dropped
-    /// after any failure other than a conflict so that the next append starts on a fresh one.
-    writer: tokio::sync::Mutex<Option<SqliteConnection>>,
     queue: Mutex<Vec<Pending>>,
     next_id: AtomicU64,
     commits: AtomicU64,
+}
+
+#[derive(Debug)]
+enum Writer {
+    /// The appends' own connection, used only under the gate; opened on first use, and dropped
+    /// after any failure other than a conflict so that the next append starts on a fresh one.
+    /// (A pooled checkout costs sqlx a ping of the connection's thread when it is handed back, as
+    /// much as a statement.)
+    Sqlite { pool: SqlitePool, connection: tokio::sync::Mutex<Option<SqliteConnection>> },
+    /// The commands' kept connections; one that failed goes back through sqlx's pool.
+    Postgres(Arc<KeptConnections<Postgres>>),
 }
 
 #[derive(Debug)]
@@ -48,15 +70,18 @@ struct Pending {
 }
 
 impl GroupCommit {
-    pub fn new(pool: SqlitePool, gate: WriteGate) -> Self {
-        Self {
-            pool,
-            gate,
-            writer: tokio::sync::Mutex::default(),
-            queue: Mutex::default(),
-            next_id: AtomicU64::new(0),
-            commits: AtomicU64::new(0),
-        }
+    /// SQLite's appends, under the process's write `gate`.
+    pub fn sqlite(pool: SqlitePool, gate: WriteGate) -> Self {
+        Self::new(Writer::Sqlite { pool, connection: tokio::sync::Mutex::default() }, gate)
+    }
+
+    /// PostgreSQL's appends, on the commands' `kept` connections.
+    pub fn postgres(kept: Arc<KeptConnections<Postgres>>) -> Self {
+        Self::new(Writer::Postgres(kept), WriteGate::default())
+    }
+
+    fn new(writer: Writer, gate: WriteGate) -> Self {
+        Self { writer, gate, queue: Mutex::default(), next_id: AtomicU64::new(0), commits: AtomicU64::new(0) }
     }
 
     /// Stores the events of one command (completing its idempotency key, if any) and returns the
@@ -65,39 +90,44 @@ impl GroupCommit {
         let (reply, mut answer) = oneshot::channel();
         let queued = Queued { group: self, id: self.next_id.fetch_add(1, Ordering::Relaxed) };
         self.queue().push(Pending { id: queued.id, events: events.to_vec(), reply });
-        let turn = tokio::select! {
-            biased;
-            // A leader stored it while this request waited for the gate.
-            stored = &mut answer => return answered(stored),
-            turn = self.gate.clone().lock_owned() => turn,
-        };
-        let mut group = {
-            let mut queue = self.queue();
-            if queue.iter().any(|pending| pending.id == queued.id) {
-                std::mem::take(&mut *queue)
-            } else {
-                Vec::new() // taken by the leader before this one, which has answered by now
-            }
-        };
-        match group.len() {
-            0 => {
-                drop(turn);
-                answered(answer.await)
-            }
-            1 => {
-                drop(group.pop());
-                let stored = self.store_alone(events).await;
-                drop(turn);
-                stored
-            }
-            _ => {
-                tokio::spawn(self.clone().store_group(group, turn));
-                answered(answer.await)
+        loop {
+            let turn = tokio::select! {
+                biased;
+                // A leader stored it while this request waited for the turn.
+                stored = &mut answer => return answered(stored),
+                turn = self.gate.clone().lock_owned() => turn,
+            };
+            let mut group = self.take();
+            let mine = group.iter().any(|pending| pending.id == queued.id);
+            match group.len() {
+                // Taken by a leader before this one, which has answered by now.
+                0 => {
+                    drop(turn);
+                    return answered(answer.await);
+                }
+                1 if mine => {
+                    drop(group.pop());
+                    let stored = self.store_alone(events).await;
+                    drop(turn);
+                    return stored;
+                }
+                _ => {
+                    tokio::spawn(self.clone().store_group(group, turn));
+                    if mine {
+                        return answered(answer.await);
+                    }
+                    // This one waits for the next group: an append of its stream is in this one.
+                }
             }
         }
     }
 
-    /// How many appends wait for the gate now.
+    /// Holds the writer's turn until the guard is dropped: appends queue behind it (for tests).
+    pub async fn hold(&self) -> OwnedMutexGuard<()> {
+        self.gate.clone().lock_owned().await
+    }
+
+    /// How many appends wait for the turn now.
     pub fn waiting(&self) -> usize {
         self.queue().len()
     }
@@ -116,56 +146,91 @@ impl GroupCommit {
         self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    async fn store_alone(&self, events: &[SerializedEvent]) -> Answer {
-        let mut writer = self.writer.lock().await;
-        let connection = Self::connection(&mut writer, &self.pool).await?;
-        let key = idempotency_key(events);
-        let stored = append!(&mut *connection, INSERT_EVENT_SQLITE, events, key);
-        self.settled(&mut writer, stored)
+    /// The next group: the whole queue on SQLite; on PostgreSQL the appends none of whose streams
+    /// an earlier append in the queue writes to, the others staying queued in order (so a key
+    /// is inserted at most once per statement, and each append's rows are its own).
+    fn take(&self) -> Vec<Pending> {
+        let mut queue = self.queue();
+        match self.writer {
+            Writer::Sqlite { .. } => std::mem::take(&mut *queue),
+            Writer::Postgres(_) => {
+                let mut seen = HashSet::new();
+                let (group, later) = std::mem::take(&mut *queue).into_iter().partition(|pending| {
+                    let streams: Vec<(String, String)> = pending.events.iter().map(stream_of).collect();
+                    let first = streams.iter().all(|stream| !seen.contains(stream));
+                    seen.extend(streams);
+                    first
+                });
+                *queue = later;
+                group
+            }
+        }
     }
 
-    /// Stores `group` in one transaction and answers each of its appends; holds the gate `turn`
-    /// until then.
+    async fn store_alone(&self, events: &[SerializedEvent]) -> Answer {
+        let key = idempotency_key(events);
+        match &self.writer {
+            Writer::Sqlite { pool, connection } => {
+                let mut writer = connection.lock().await;
+                let stored = async {
+                    let connection = Self::sqlite_connection(&mut writer, pool).await?;
+                    append!(&mut *connection, INSERT_EVENT_SQLITE, events, key)
+                };
+                let stored = stored.await;
+                self.settled(&mut writer, stored)
+            }
+            Writer::Postgres(kept) => {
+                let mut connection = kept.lend().await.map_err(store_error)?;
+                let stored = async { append!(&mut *connection, INSERT_EVENT_POSTGRES, events, key) }.await;
+                // A conflict is an answer; after anything else the connection is not kept.
+                if matches!(stored, Ok(_) | Err(PersistenceError::OptimisticLockError)) {
+                    connection.keep();
+                }
+                self.counted(stored)
+            }
+        }
+    }
+
+    /// Stores `group` in one transaction and answers each of its appends; holds the turn until
+    /// then.
     async fn store_group(self: Arc<Self>, group: Vec<Pending>, turn: OwnedMutexGuard<()>) {
-        let mut writer = self.writer.lock().await;
-        let stored = self.store_together(&mut writer, &group).await;
-        let answers = match self.settled(&mut writer, stored) {
-            Ok(answers) => answers,
+        let stored = match &self.writer {
+            Writer::Sqlite { pool, connection } => {
+                let mut writer = connection.lock().await;
+                let stored = async {
+                    let connection = Self::sqlite_connection(&mut writer, pool).await?;
+                    store_sqlite_group(connection, &group).await
+                };
+                let stored = stored.await;
+                self.settled(&mut writer, stored)
+            }
+            Writer::Postgres(kept) => {
+                let stored = async {
+                    let mut connection = kept.lend().await.map_err(store_error)?;
+                    let answers = store_postgres_group(&mut connection, &group).await?;
+                    connection.keep();
+                    Ok(answers)
+                };
+                self.counted(stored.await)
+            }
+        };
+        drop(turn);
+        let answers = match stored {
+            Ok(answers) => {
+                metrics::histogram!("storming_event_store_group_size").record(group.len() as f64);
+                answers
+            }
             Err(error) => {
                 let detail = format!("the group commit failed: {error}");
                 group.iter().map(|_| Err(PersistenceError::UnknownError(detail.clone().into()))).collect()
             }
         };
-        drop(writer);
-        drop(turn);
         for (pending, answer) in group.into_iter().zip(answers) {
             let _ = pending.reply.send(answer); // a caller that went away needs no answer
         }
     }
 
-    async fn store_together(
-        &self,
-        writer: &mut Option<SqliteConnection>,
-        group: &[Pending],
-    ) -> Result<Vec<Answer>, PersistenceError> {
-        let connection = Self::connection(writer, &self.pool).await?;
-        let mut tx = connection.begin().await.map_err(store_error)?;
-        let mut answers = Vec::with_capacity(group.len());
-        for pending in group {
-            let (events, key) = (&pending.events[..], idempotency_key(&pending.events));
-            let answer = async { append!(&mut *tx, INSERT_EVENT_SQLITE, events, key) }.await;
-            match answer {
-                Ok(_) | Err(PersistenceError::OptimisticLockError) => answers.push(answer),
-                // Anything else may have ended the transaction: store none of the group.
-                Err(error) => return Err(error),
-            }
-        }
-        tx.commit().await.map_err(store_error)?;
-        metrics::histogram!("storming_event_store_group_size").record(group.len() as f64);
-        Ok(answers)
-    }
-
-    async fn connection<'w>(
+    async fn sqlite_connection<'w>(
         writer: &'w mut Option<SqliteConnection>,
         pool: &SqlitePool,
     ) -> Result<&'w mut SqliteConnection, PersistenceError> {
@@ -175,21 +240,177 @@ impl GroupCommit {
         Ok(writer.as_mut().expect("opened above"))
     }
 
-    /// Counts a commit; after a failure other than a conflict, the connection is not trusted.
+    /// Counts a commit; after a failure other than a conflict, SQLite's connection is not trusted.
     fn settled<T>(
         &self,
         writer: &mut Option<SqliteConnection>,
         result: Result<T, PersistenceError>,
     ) -> Result<T, PersistenceError> {
-        match &result {
-            Ok(_) => {
-                self.commits.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(PersistenceError::OptimisticLockError) => {}
-            Err(_) => *writer = None,
+        if matches!(result, Err(ref error) if !matches!(error, PersistenceError::OptimisticLockError)) {
+            *writer = None;
+        }
+        self.counted(result)
+    }
+
+    fn counted<T>(&self, result: Result<T, PersistenceError>) -> Result<T, PersistenceError> {
+        if result.is_ok() {
+            self.commits.fetch_add(1, Ordering::Relaxed);
         }
         result
     }
+}
+
+/// One statement per append, in one transaction.
+async fn store_sqlite_group(
+    connection: &mut SqliteConnection,
+    group: &[Pending],
+) -> Result<Vec<Answer>, PersistenceError> {
+    let mut tx = connection.begin().await.map_err(store_error)?;
+    let mut answers = Vec::with_capacity(group.len());
+    for pending in group {
+        let (events, key) = (&pending.events[..], idempotency_key(&pending.events));
+        let answer = async { append!(&mut *tx, INSERT_EVENT_SQLITE, events, key) }.await;
+        match answer {
+            Ok(_) | Err(PersistenceError::OptimisticLockError) => answers.push(answer),
+            // Anything else may have ended the transaction: store none of the group.
+            Err(error) => return Err(error),
+        }
+    }
+    tx.commit().await.map_err(store_error)?;
+    Ok(answers)
+}
+
+/// Every event of the group in one statement; a row whose (type, id, sequence) is stored is not
+/// inserted, and not returned.
+const INSERT_GROUP_POSTGRES: &str = "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, \
+     event_version, payload, metadata) \
+     SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[]) \
+     ON CONFLICT DO NOTHING RETURNING aggregate_type, aggregate_id, sequence, global_position";
+/// The rows an append that was refused in part had inserted (its transaction has not committed).
+const DELETE_ROWS_POSTGRES: &str = "DELETE FROM events WHERE (aggregate_type, aggregate_id, sequence) IN \
+     (SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[]))";
+/// The keys of the stored appends, each completed with its append's position.
+const COMPLETE_KEYS_POSTGRES: &str = "UPDATE idempotency_keys AS k SET position = done.position \
+     FROM UNNEST($1::text[], $2::text[], $3::bigint[]) AS done (caller, key, position) \
+     WHERE k.caller = done.caller AND k.key = done.key AND k.position IS NULL";
+
+/// One INSERT for the whole group (one append per stream). A group of single events without keys
+/// is that statement alone, atomic by itself; otherwise the clean-up of appends refused in part and
+/// the keys to complete follow it in one transaction.
+async fn store_postgres_group(
+    connection: &mut PgConnection,
+    group: &[Pending],
+) -> Result<Vec<Answer>, PersistenceError> {
+    let mut rows: Vec<&SerializedEvent> = group.iter().flat_map(|pending| &pending.events).collect();
+    // In key order: two groups that insert rows of the same streams wait on each other in order.
+    rows.sort_unstable_by(|a, b| {
+        (&a.aggregate_type, &a.aggregate_id, a.sequence).cmp(&(&b.aggregate_type, &b.aggregate_id, b.sequence))
+    });
+    let alone = group.iter().all(|pending| pending.events.len() == 1 && idempotency_key(&pending.events).is_none());
+    if alone {
+        let inserted = insert_rows(&mut *connection, &rows).await?;
+        return Ok(decide(group, &inserted).answers);
+    }
+    let mut tx = connection.begin().await.map_err(store_error)?;
+    let inserted = insert_rows(&mut tx, &rows).await?;
+    let Decided { answers, refused_in_part, keys } = decide(group, &inserted);
+    if !refused_in_part.is_empty() {
+        sqlx::query(DELETE_ROWS_POSTGRES)
+            .bind(refused_in_part.iter().map(|event| event.aggregate_type.as_str()).collect::<Vec<_>>())
+            .bind(refused_in_part.iter().map(|event| event.aggregate_id.as_str()).collect::<Vec<_>>())
+            .bind(refused_in_part.iter().map(|event| event.sequence as i64).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+    }
+    if !keys.is_empty() {
+        sqlx::query(COMPLETE_KEYS_POSTGRES)
+            .bind(keys.iter().map(|(caller, ..)| *caller).collect::<Vec<_>>())
+            .bind(keys.iter().map(|(_, key, _)| *key).collect::<Vec<_>>())
+            .bind(keys.iter().map(|(.., position)| *position).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+    }
+    tx.commit().await.map_err(store_error)?;
+    Ok(answers)
+}
+
+/// A row the group's INSERT stored: its key and its global position.
+type Inserted = (String, String, i64, i64);
+
+async fn insert_rows(
+    connection: &mut PgConnection,
+    rows: &[&SerializedEvent],
+) -> Result<Vec<Inserted>, PersistenceError> {
+    let column =
+        |get: fn(&SerializedEvent) -> &String| rows.iter().map(|event| get(event).as_str()).collect::<Vec<_>>();
+    sqlx::query_as(INSERT_GROUP_POSTGRES)
+        .bind(column(|event| &event.aggregate_type))
+        .bind(column(|event| &event.aggregate_id))
+        .bind(rows.iter().map(|event| event.sequence as i64).collect::<Vec<_>>())
+        .bind(column(|event| &event.event_type))
+        .bind(column(|event| &event.event_version))
+        .bind(rows.iter().map(|event| &event.payload).collect::<Vec<_>>())
+        .bind(rows.iter().map(|event| &event.metadata).collect::<Vec<_>>())
+        .fetch_all(connection)
+        .await
+        .map_err(store_error)
+}
+
+/// What the INSERT decided for each append of the group.
+struct Decided<'g> {
+    /// In the group's order: the position of the append's last event, or a conflict.
+    answers: Vec<Answer>,
+    /// The rows that were inserted of appends refused in part.
+    refused_in_part: Vec<&'g SerializedEvent>,
+    /// The keys of the stored appends: (caller, key, position).
+    keys: Vec<(&'g str, &'g str, i64)>,
+}
+
+/// An append is stored if every one of its events was inserted, refused otherwise.
+fn decide<'g>(group: &'g [Pending], inserted: &[Inserted]) -> Decided<'g> {
+    let positions: HashMap<(&str, &str, i64), i64> = inserted
+        .iter()
+        .map(|(aggregate_type, aggregate_id, sequence, position)| {
+            ((aggregate_type.as_str(), aggregate_id.as_str(), *sequence), *position)
+        })
+        .collect();
+    let mut decided =
+        Decided { answers: Vec::with_capacity(group.len()), refused_in_part: Vec::new(), keys: Vec::new() };
+    for pending in group {
+        let stored: Vec<(&SerializedEvent, Option<i64>)> = pending
+            .events
+            .iter()
+            .map(|event| {
+                let key = (event.aggregate_type.as_str(), event.aggregate_id.as_str(), event.sequence as i64);
+                (event, positions.get(&key).copied())
+            })
+            .collect();
+        let answer = match stored.iter().map(|(_, position)| *position).collect::<Option<Vec<i64>>>() {
+            // The last event's, which the rows' order (by sequence) numbered last.
+            Some(positions) => match positions.into_iter().max() {
+                Some(last) => {
+                    if let Some((caller, key)) = idempotency_key(&pending.events) {
+                        decided.keys.push((caller, key, last));
+                    }
+                    Ok(last)
+                }
+                None => Err(store_error(sqlx::Error::RowNotFound)), // an append of no events
+            },
+            None => {
+                let inserted = stored.iter().filter(|(_, position)| position.is_some());
+                decided.refused_in_part.extend(inserted.map(|(event, _)| *event));
+                Err(PersistenceError::OptimisticLockError)
+            }
+        };
+        decided.answers.push(answer);
+    }
+    decided
+}
+
+fn stream_of(event: &SerializedEvent) -> (String, String) {
+    (event.aggregate_type.clone(), event.aggregate_id.clone())
 }
 
 /// An append in the queue; a request dropped while it waits leaves the queue with it.

@@ -139,61 +139,92 @@ async fn rows_other_writers_insert_without_a_position_are_numbered_in_order(db: 
     assert_eq!(positions[2], appended);
 }
 
-/// Appends queued behind SQLite's write gate, as under concurrent commands: the first to get the
-/// gate stores the whole queue in one transaction; each append is still refused or stored alone.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn appends_waiting_for_the_sqlite_writer_are_committed_together_and_decided_one_by_one() {
-    let db = TestDb::sqlite();
+on_both_backends!(appends_waiting_for_the_writer_are_committed_together_and_decided_one_by_one);
+
+/// Appends queued behind the writer's turn, as under concurrent commands: the first to get it
+/// stores the whole queue in one transaction (on PostgreSQL one INSERT); each append is still
+/// refused or stored alone, and an append's events keep their order in the log.
+async fn appends_waiting_for_the_writer_are_committed_together_and_decided_one_by_one(db: TestDb) {
     let database = Database::connect(&db.url, 4).await.unwrap();
     let store = EventRepository::new(&database);
     store.append(&[plain("taken", 1)]).await.unwrap();
+    store.append(&[plain("partly", 2)]).await.unwrap();
     let key = IdempotencyKey { caller: "customer-1".into(), key: "k".into() };
     idempotency::reserve(&database.read_side, &key, &reservation()).await.unwrap();
     let keyed = json!({ "correlation_id": "k", CALLER_ENTRY: key.caller, KEY_ENTRY: key.key });
 
     let mut appends: Vec<Vec<SerializedEvent>> = (0..20).map(|n| vec![plain(&format!("s{n}"), 1)]).collect();
     appends.push(vec![plain("taken", 1)]); // a conflict
-    appends.push(vec![plain("m", 1), plain("taken", 1)]); // a conflict on its second event
+    appends.push(vec![plain("partly", 1), plain("partly", 2)]); // a conflict on its second event
     appends.push(vec![event("k", 1, keyed.clone()), event("k", 2, keyed)]);
-    let (answers, commits) = append_behind_the_write_gate(&database, appends).await;
+    let (answers, commits) = append_behind_the_writer(&database, appends).await;
 
     assert_eq!(commits, 1, "one transaction for the whole queue");
     assert!(answers[..20].iter().all(Result::is_ok), "{answers:?}");
     assert!(matches!(answers[20], Err(PersistenceError::OptimisticLockError)), "{:?}", answers[20]);
     assert!(matches!(answers[21], Err(PersistenceError::OptimisticLockError)), "{:?}", answers[21]);
-    let log = log_of(&database, 23).await;
-    assert_eq!(log.len(), 23, "taken, s0..s19, k1, k2: {log:?}");
-    assert!(log.iter().all(|(stream, ..)| stream != "m"), "none of a refused append is stored");
+    let log = log_of(&database, 24).await;
+    assert_eq!(log.len(), 24, "taken, partly 2, s0..s19, k1, k2: {log:?}");
+    let partly: Vec<i64> =
+        log.iter().filter(|(stream, ..)| stream == "partly").map(|(_, sequence, _)| *sequence).collect();
+    assert_eq!(partly, vec![2], "none of a refused append is stored: {log:?}");
     let positions: Vec<i64> = log.iter().map(|(_, _, position)| *position).collect();
-    assert_eq!(positions, (1..=23).collect::<Vec<i64>>());
+    assert!(positions.windows(2).all(|pair| pair[0] < pair[1]), "{positions:?}");
+    if !db.is_postgres() {
+        // PostgreSQL's identity column spends a number on every row it tried to insert.
+        assert_eq!(positions, (1..=24).collect::<Vec<i64>>());
+    }
     for (n, answer) in answers[..20].iter().enumerate() {
         let stored = log.iter().find(|(stream, ..)| *stream == format!("s{n}")).unwrap();
         assert_eq!(answer.as_ref().unwrap(), &stored.2);
     }
-    // The appends queued in whatever order their tasks ran: find the keyed one's last event.
-    let k2 = log.iter().find(|(stream, sequence, _)| stream == "k" && *sequence == 2).unwrap().2;
-    assert_eq!(answers[22].as_ref().unwrap(), &k2);
+    let k: Vec<&(String, i64, i64)> = log.iter().filter(|(stream, ..)| stream == "k").collect();
+    assert_eq!(k.iter().map(|(_, sequence, _)| *sequence).collect::<Vec<_>>(), vec![1, 2], "in order: {log:?}");
+    assert_eq!(answers[22].as_ref().unwrap(), &k[1].2);
     let completed = idempotency::load(&database.read_side, &key).await.unwrap().unwrap();
-    assert_eq!(completed.position, Some(k2));
+    assert_eq!(completed.position, Some(k[1].2));
 }
+
+on_both_backends!(two_queued_appends_to_one_stream_store_one_and_refuse_the_other);
+
+/// Two commands decided on the same state of one stream and queued together: one is stored, the
+/// other is a conflict (PostgreSQL stores the second in the next group, where it meets the first).
+async fn two_queued_appends_to_one_stream_store_one_and_refuse_the_other(db: TestDb) {
+    let database = Database::connect(&db.url, 4).await.unwrap();
+    let appends = vec![vec![plain("x", 1)], vec![plain("y", 1)], vec![plain("x", 1)], vec![plain("x", 2)]];
+    let (answers, commits) = append_behind_the_writer(&database, appends).await;
+
+    if db.is_postgres() {
+        assert!(commits >= 2, "the second append of x waited for another group: {commits}");
+    } else {
+        assert_eq!(commits, 1);
+    }
+    assert!(answers[0].is_ok() && answers[1].is_ok(), "{answers:?}");
+    assert!(matches!(answers[2], Err(PersistenceError::OptimisticLockError)), "{:?}", answers[2]);
+    assert!(answers[3].is_ok(), "{answers:?}");
+    let log = log_of(&database, 3).await;
+    let streams: Vec<(&str, i64)> = log.iter().map(|(stream, sequence, _)| (stream.as_str(), *sequence)).collect();
+    assert_eq!(streams.len(), 3, "{log:?}");
+    assert!(streams.contains(&("x", 1)) && streams.contains(&("x", 2)) && streams.contains(&("y", 1)), "{log:?}");
+}
+
+on_both_backends!(a_group_with_a_failing_append_stores_none_of_it);
 
 /// A failure that is not a conflict (here a CHECK constraint) fails every append of its group:
 /// none of them is stored, and the next appends go on.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_group_with_a_failing_append_stores_none_of_it() {
-    let db = TestDb::sqlite();
+async fn a_group_with_a_failing_append_stores_none_of_it(db: TestDb) {
     let database = Database::connect(&db.url, 4).await.unwrap();
     let mut appends: Vec<Vec<SerializedEvent>> = (0..5).map(|n| vec![plain(&format!("s{n}"), 1)]).collect();
     appends.push(vec![plain("broken", usize::MAX)]); // stored as sequence -1: refused by CHECK
-    let (answers, commits) = append_behind_the_write_gate(&database, appends).await;
+    let (answers, commits) = append_behind_the_writer(&database, appends).await;
     assert_eq!(commits, 0);
     for answer in answers {
         assert!(matches!(answer, Err(PersistenceError::UnknownError(_))), "{answer:?}");
     }
 
     let store = EventRepository::new(&database);
-    assert_eq!(store.append(&[plain("after", 1)]).await.unwrap(), 1);
-    assert_eq!(log_of(&database, 1).await, vec![("after".to_string(), 1, 1)]);
+    let after = store.append(&[plain("after", 1)]).await.unwrap();
+    assert_eq!(log_of(&database, 1).await, vec![("after".to_string(), 1, after)]);
 }
 
 fn reservation() -> Reservation {
@@ -207,24 +238,25 @@ fn reservation() -> Reservation {
     }
 }
 
-/// Runs `appends` concurrently while this test holds SQLite's write gate, and lets it go once all
+/// Runs `appends` concurrently while this test holds the writer's turn, and lets it go once all
 /// of them wait in the group commit's queue. Their answers, in `appends`' order, and how many
 /// transactions they committed.
-async fn append_behind_the_write_gate(
+async fn append_behind_the_writer(
     database: &Database,
     appends: Vec<Vec<SerializedEvent>>,
 ) -> (Vec<Result<i64, PersistenceError>>, u64) {
-    let group = database.group_commit.clone().unwrap();
+    let group = database.group_commit.clone();
     let queued = appends.len();
-    let turn = database.write_gate.clone().unwrap().lock_owned().await;
-    let tasks: Vec<_> = appends
-        .into_iter()
-        .map(|events| {
-            let store = EventRepository::new(database);
-            tokio::spawn(async move { store.append(&events).await })
-        })
-        .collect();
-    wait_until(|| group.waiting() == queued).await;
+    let turn = group.hold().await;
+    let mut tasks = Vec::new();
+    for events in appends {
+        // One at a time into the queue, so that its order is `appends`' order.
+        let store = EventRepository::new(database);
+        let waiting = group.waiting();
+        tasks.push(tokio::spawn(async move { store.append(&events).await }));
+        wait_until(|| group.waiting() > waiting).await;
+    }
+    assert_eq!(group.waiting(), queued);
     let commits = group.commits();
     drop(turn);
     let mut answers = Vec::new();
