@@ -1,0 +1,2 @@
+\set id random(1, 1000000000)
+INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) SELECT 'Rental', 'r-' || :id || '-' || :client_id || '-' || g, 1, 'BookRented', '1.0', '{"BookRented":{"book_id":"b-1234567","customer_id":"c-123"}}', '{"correlation_id":"abc-def"}' FROM generate_series(1,8) g ON CONFLICT DO NOTHING RETURNING global_position;
