@@ -185,6 +185,20 @@ impl Api {
         }
     }
 
+    /// How far the server's views are behind the log's head (`GET /admin/projections`): the most
+    /// events and the most milliseconds of any projection. A load the views do not keep up with
+    /// shows here, not in the commands' own figures, and holds memory: a projection that is
+    /// behind reads in catch-up batches. (A policy's stored checkpoint trails what it has done
+    /// by up to a lease renewal, so policies are left out.)
+    async fn views_behind(&self) -> Option<(i64, i64)> {
+        let admin = self.token("bench-admin", Role::Admin);
+        let answer = self.http.get(format!("{}/admin/projections", self.base)).bearer_auth(admin).send().await.ok()?;
+        let page: Value = answer.json().await.ok()?;
+        let views = page["items"].as_array()?.iter().filter(|worker| worker["kind"] == "projection");
+        let most = |field: &str| views.clone().filter_map(|view| view[field].as_i64()).max().unwrap_or(0);
+        Some((most("lag_events"), most("lag_ms")))
+    }
+
     /// Registers `count` books and waits until the shelf policy has shelved them all.
     async fn shelved_books(&self, count: usize, tag: &str) -> anyhow::Result<Vec<String>> {
         let manager = self.token("bench-librarian", Role::BookManager);
@@ -400,16 +414,18 @@ impl Bench {
             let (_, runs) = measure(&api, renters, &self.args).await;
             let machine = CpuTicks::now().since(cpu, started.elapsed());
             let (loaded_rss, peak_rss) = (server.rss_kib(), server.peak_rss_kib());
+            let (behind_events, behind_ms) = api.views_behind().await.unwrap_or_default();
             let point = Point::new("commands", clients, runs);
             self.full_load = Some(self.full_load.unwrap_or(0.0).max(point.median_per_second));
             println!(
-                "{} commands  {clients:>2} clients: {:>8.0}/s ({:.0}–{:.0})  p50 {:.2} ms  p99 {:.2} ms  RSS {} MB (peak {})  [fsync {fsync:.0}/s; {}]",
+                "{} commands  {clients:>2} clients: {:>8.0}/s ({:.0}–{:.0})  p50 {:.2} ms  p99 {:.2} ms  RSS {} MB (peak {})  views behind at the end {behind_events} events, {behind_ms} ms  [fsync {fsync:.0}/s; {}]",
                 self.args.backend, point.median_per_second, point.min_per_second, point.max_per_second, point.median_p50_ms, point.median_p99_ms,
                 loaded_rss / 1024, peak_rss / 1024, machine.describe(point.median_per_second)
             );
             self.results
                 .push(json!({"group": "commands", "fsync_per_second": fsync, "startup_ms": startup.as_millis(),
-                "rss_idle_kib": idle_rss, "rss_loaded_kib": loaded_rss, "rss_peak_kib": peak_rss, "machine": machine, "point": point}));
+                "rss_idle_kib": idle_rss, "rss_loaded_kib": loaded_rss, "rss_peak_kib": peak_rss,
+                "views_behind_events": behind_events, "views_behind_ms": behind_ms, "machine": machine, "point": point}));
             server.stop()?;
             db.drop().await;
         }
