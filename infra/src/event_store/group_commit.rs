@@ -17,9 +17,10 @@
 //!   one of the commands' kept connections: a statement of its own when every append is one
 //!   event without a key, else in a transaction with what follows. Two or four groups at once
 //!   were no faster than one (ADR 15). A group holds one append per stream (the others wait for
-//!   the next), and its rows go in in key order, so two processes' groups never wait on each
-//!   other in a cycle. Of an append some of whose events were refused, the others are deleted
-//!   again before the commit.
+//!   the next), except that a single event under the key of a single event already in the group
+//!   is answered as a conflict with it, unsent. Its rows go in in key order, so two processes'
+//!   groups never wait on each other in a cycle. Of an append some of whose events were
+//!   refused, the others are deleted again before the commit.
 //!
 //! A lone append (no one else waiting) is stored by its own caller, as if there were no queue:
 //! one statement, its own transaction. A group is stored by a spawned task, so that a leader
@@ -67,6 +68,10 @@ struct Pending {
     id: u64,
     events: Vec<SerializedEvent>,
     reply: oneshot::Sender<Answer>,
+    /// PostgreSQL: a single event under the (type, id, sequence) of a single event earlier in its
+    /// group. Whatever that one meets (stored, or refused by a stored row), this one is a
+    /// conflict, so it is answered with the group and never sent.
+    doomed: bool,
 }
 
 impl GroupCommit {
@@ -89,7 +94,7 @@ impl GroupCommit {
     pub async fn append(self: &Arc<Self>, events: &[SerializedEvent]) -> Answer {
         let (reply, mut answer) = oneshot::channel();
         let queued = Queued { group: self, id: self.next_id.fetch_add(1, Ordering::Relaxed) };
-        self.queue().push(Pending { id: queued.id, events: events.to_vec(), reply });
+        self.queue().push(Pending { id: queued.id, events: events.to_vec(), reply, doomed: false });
         loop {
             let turn = tokio::select! {
                 biased;
@@ -146,25 +151,37 @@ impl GroupCommit {
         self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The next group: the whole queue on SQLite; on PostgreSQL the appends none of whose streams
-    /// an earlier append in the queue writes to, the others staying queued in order (so a key
-    /// is inserted at most once per statement, and each append's rows are its own).
+    /// The next group: the whole queue on SQLite. On PostgreSQL the appends none of whose streams
+    /// an earlier append in the queue writes to (so a key is inserted at most once per statement,
+    /// and each append's rows are its own), with the doomed ones (see [`Pending::doomed`]: under
+    /// contention most appends race for one sequence, and each would otherwise cost a group of
+    /// its own); the others stay queued in order.
     fn take(&self) -> Vec<Pending> {
         let mut queue = self.queue();
-        match self.writer {
-            Writer::Sqlite { .. } => std::mem::take(&mut *queue),
-            Writer::Postgres(_) => {
-                let mut seen = HashSet::new();
-                let (group, later) = std::mem::take(&mut *queue).into_iter().partition(|pending| {
-                    let streams: Vec<(String, String)> = pending.events.iter().map(stream_of).collect();
-                    let first = streams.iter().all(|stream| !seen.contains(stream));
-                    seen.extend(streams);
-                    first
-                });
-                *queue = later;
-                group
-            }
+        if let Writer::Sqlite { .. } = self.writer {
+            return std::mem::take(&mut *queue);
         }
+        let (mut streams, mut keys) = (HashSet::new(), HashSet::new());
+        let (mut group, mut later) = (Vec::new(), Vec::new());
+        for mut pending in std::mem::take(&mut *queue) {
+            let its_streams: Vec<(String, String)> = pending.events.iter().map(stream_of).collect();
+            let single = match &pending.events[..] {
+                [event] => Some(key_of(event)),
+                _ => None,
+            };
+            if its_streams.iter().all(|stream| !streams.contains(stream)) {
+                keys.extend(single);
+                group.push(pending);
+            } else if single.is_some_and(|key| keys.contains(&key)) {
+                pending.doomed = true;
+                group.push(pending);
+            } else {
+                later.push(pending);
+            }
+            streams.extend(its_streams);
+        }
+        *queue = later;
+        group
     }
 
     async fn store_alone(&self, events: &[SerializedEvent]) -> Answer {
@@ -301,7 +318,8 @@ async fn store_postgres_group(
     connection: &mut PgConnection,
     group: &[Pending],
 ) -> Result<Vec<Answer>, PersistenceError> {
-    let mut rows: Vec<&SerializedEvent> = group.iter().flat_map(|pending| &pending.events).collect();
+    let mut rows: Vec<&SerializedEvent> =
+        group.iter().filter(|pending| !pending.doomed).flat_map(|pending| &pending.events).collect();
     // In key order: two groups that insert rows of the same streams wait on each other in order.
     rows.sort_unstable_by(|a, b| {
         (&a.aggregate_type, &a.aggregate_id, a.sequence).cmp(&(&b.aggregate_type, &b.aggregate_id, b.sequence))
@@ -379,6 +397,10 @@ fn decide<'g>(group: &'g [Pending], inserted: &[Inserted]) -> Decided<'g> {
     let mut decided =
         Decided { answers: Vec::with_capacity(group.len()), refused_in_part: Vec::new(), keys: Vec::new() };
     for pending in group {
+        if pending.doomed {
+            decided.answers.push(Err(PersistenceError::OptimisticLockError));
+            continue;
+        }
         let stored: Vec<(&SerializedEvent, Option<i64>)> = pending
             .events
             .iter()
@@ -411,6 +433,10 @@ fn decide<'g>(group: &'g [Pending], inserted: &[Inserted]) -> Decided<'g> {
 
 fn stream_of(event: &SerializedEvent) -> (String, String) {
     (event.aggregate_type.clone(), event.aggregate_id.clone())
+}
+
+fn key_of(event: &SerializedEvent) -> (String, String, usize) {
+    (event.aggregate_type.clone(), event.aggregate_id.clone(), event.sequence)
 }
 
 /// An append in the queue; a request dropped while it waits leaves the queue with it.
