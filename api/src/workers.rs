@@ -20,7 +20,7 @@ use storming_domain::recorded::{LogCursor, RecordedEvent};
 use storming_domain::rental::{policies::shelve_registered_book, BookCopy, RentalEvent};
 use storming_domain::shared::EventMetadata;
 use storming_infra::commands::{CommandBus, CommandError, LogSignal};
-use storming_infra::db::{Database, StorePool};
+use storming_infra::db::{Backend, Database, StorePool};
 use storming_infra::log::{GlobalLog, LogFilter};
 use storming_projections::book_catalog::BookCatalog;
 use storming_projections::my_page::MyPage;
@@ -283,7 +283,9 @@ async fn relay_notifications(pool: sqlx::PgPool, signal: Arc<LogSignal>, mut sto
 /// SQLite: the count of the process's appends, which a catch-up batch yields to (see
 /// `Worker::with_appends`). PostgreSQL has no single writer to share.
 pub fn appends(db: &Database) -> Option<AppendCount> {
-    db.write_gate.as_ref()?;
+    if !matches!(db.backend, Backend::Sqlite) {
+        return None;
+    }
     let group_commit = db.group_commit.clone();
     Some(Arc::new(move || group_commit.appends()))
 }

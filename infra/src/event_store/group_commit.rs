@@ -334,9 +334,9 @@ async fn store_postgres_group(
     let Decided { answers, refused_in_part, keys } = decide(group, &inserted);
     if !refused_in_part.is_empty() {
         sqlx::query(DELETE_ROWS_POSTGRES)
-            .bind(refused_in_part.iter().map(|event| event.aggregate_type.as_str()).collect::<Vec<_>>())
-            .bind(refused_in_part.iter().map(|event| event.aggregate_id.as_str()).collect::<Vec<_>>())
-            .bind(refused_in_part.iter().map(|event| event.sequence as i64).collect::<Vec<_>>())
+            .bind(column(&refused_in_part, |event| &event.aggregate_type))
+            .bind(column(&refused_in_part, |event| &event.aggregate_id))
+            .bind(sequences(&refused_in_part))
             .execute(&mut *tx)
             .await
             .map_err(store_error)?;
@@ -361,19 +361,26 @@ async fn insert_rows(
     connection: &mut PgConnection,
     rows: &[&SerializedEvent],
 ) -> Result<Vec<Inserted>, PersistenceError> {
-    let column =
-        |get: fn(&SerializedEvent) -> &String| rows.iter().map(|event| get(event).as_str()).collect::<Vec<_>>();
     sqlx::query_as(INSERT_GROUP_POSTGRES)
-        .bind(column(|event| &event.aggregate_type))
-        .bind(column(|event| &event.aggregate_id))
-        .bind(rows.iter().map(|event| event.sequence as i64).collect::<Vec<_>>())
-        .bind(column(|event| &event.event_type))
-        .bind(column(|event| &event.event_version))
+        .bind(column(rows, |event| &event.aggregate_type))
+        .bind(column(rows, |event| &event.aggregate_id))
+        .bind(sequences(rows))
+        .bind(column(rows, |event| &event.event_type))
+        .bind(column(rows, |event| &event.event_version))
         .bind(rows.iter().map(|event| &event.payload).collect::<Vec<_>>())
         .bind(rows.iter().map(|event| &event.metadata).collect::<Vec<_>>())
         .fetch_all(connection)
         .await
         .map_err(store_error)
+}
+
+/// One text column of `rows`, as an array parameter of the `UNNEST` statements.
+fn column<'r>(rows: &[&'r SerializedEvent], get: fn(&SerializedEvent) -> &String) -> Vec<&'r str> {
+    rows.iter().map(|event| get(event).as_str()).collect()
+}
+
+fn sequences(rows: &[&SerializedEvent]) -> Vec<i64> {
+    rows.iter().map(|event| event.sequence as i64).collect()
 }
 
 /// What the INSERT decided for each append of the group.

@@ -223,6 +223,12 @@ impl Worker {
         self
     }
 
+    /// How long its next step leaves the writer alone before it reads (see
+    /// [`Worker::with_appends`]); `None` when it reads at once.
+    pub fn pause_before_next(&self) -> Option<Duration> {
+        self.yield_for
+    }
+
     /// Names the owner explicitly (two replicas inside one test process).
     pub fn with_owner(mut self, owner: impl Into<String>) -> Self {
         self.owner = owner.into();

@@ -335,11 +335,19 @@ async fn batches_until_caught_up(worker: &mut Worker) -> Vec<usize> {
 /// The batches of a projection that catches up on `events` events in batches of 10 at first and
 /// 100 at most, sized to `hold`; each event applied once.
 async fn catch_up_batches_sized_to(db: TestDb, events: i64, hold: Duration) -> Vec<usize> {
-    catch_up_batches_beside(db, events, hold, None).await
+    let (batches, pauses) = catch_up_batches_beside(db, events, hold, None).await;
+    assert!(pauses.iter().all(|pause| !pause), "no appends, no pause: {pauses:?}");
+    batches
 }
 
-/// The same, with `appends` as the process's count of appends (see `Worker::with_appends`).
-async fn catch_up_batches_beside(db: TestDb, events: i64, hold: Duration, appends: Option<AppendCount>) -> Vec<usize> {
+/// The same, with `appends` as the process's count of appends (see `Worker::with_appends`); and
+/// after each batch, whether the worker pauses before its next read.
+async fn catch_up_batches_beside(
+    db: TestDb,
+    events: i64,
+    hold: Duration,
+    appends: Option<AppendCount>,
+) -> (Vec<usize>, Vec<bool>) {
     let database = log_with_events(&db, events).await;
     let settings = WorkerSettings {
         batch_size: 10,
@@ -348,10 +356,22 @@ async fn catch_up_batches_beside(db: TestDb, events: i64, hold: Duration, append
         ..WorkerSettings::default()
     };
     let mut worker = counter_worker(&database, Counter::new(), "only", settings).with_appends(appends);
-    let batches = batches_until_caught_up(&mut worker).await;
+    let (mut batches, mut pauses) = (Vec::new(), Vec::new());
+    loop {
+        match step(&mut worker).await.unwrap() {
+            Step::Applied(count) => {
+                batches.push(count);
+                pauses.push(worker.pause_before_next().is_some());
+            }
+            outcome => {
+                assert_eq!(outcome, Step::CaughtUp);
+                break;
+            }
+        }
+    }
     assert_eq!(times_applied(&database).await, (events, 0));
     database.close().await;
-    batches
+    (batches, pauses)
 }
 
 on_both_backends!(catch_up_batches_sized_to_a_hold_grow_while_they_fit_it);
@@ -366,12 +386,14 @@ async fn catch_up_batches_sized_to_a_hold_grow_while_they_fit_it(db: TestDb) {
 on_both_backends!(a_catch_up_that_yields_to_commands_applies_the_same_batches);
 
 /// Commands appending during every batch (a count that moves whenever it is read): the catch-up
-/// pauses after each batch, and applies the same batches, each event once.
+/// pauses after each batch it applied while behind (not after the last, which reached the head),
+/// and applies the same batches, each event once.
 async fn a_catch_up_that_yields_to_commands_applies_the_same_batches(db: TestDb) {
     let count = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let appends: AppendCount = Arc::new(move || count.fetch_add(1, Ordering::Relaxed));
-    let batches = catch_up_batches_beside(db, 350, Duration::from_secs(60), Some(appends)).await;
+    let (batches, pauses) = catch_up_batches_beside(db, 350, Duration::from_secs(60), Some(appends)).await;
     assert_eq!(batches, [10, 10, 40, 40, 100, 100, 50]);
+    assert_eq!(pauses, [true, true, true, true, true, true, false]);
 }
 
 on_both_backends!(catch_up_batches_that_take_longer_than_the_hold_stay_small);
