@@ -3,12 +3,19 @@
 //!
 //! A view describes each event's effect as an [`Writes::insert`] ("insert this row unless its key
 //! exists") or an [`Writes::update`] ("set these columns of the row with this key"). [`Writes::flush`]
-//! sends consecutive writes of the same shape as one statement, in order, so the result is the
-//! one the writes would have had one by one:
-//! - a run of inserts becomes one `INSERT … VALUES (…), (…) ON CONFLICT DO NOTHING` (the first row
+//! sends writes of the same shape as one statement, so the result is the one the writes would have
+//! had one by one:
+//! - an insert statement is one `INSERT … VALUES (…), (…) ON CONFLICT DO NOTHING` (the first row
 //!   of a key wins, as it would have alone);
-//! - a run of updates keeps the last write per key (they set the same columns) and becomes one
+//! - an update statement keeps the last write per key (they set the same columns) and is one
 //!   `UPDATE … FROM (VALUES …)`, which both SQLite (3.33+) and PostgreSQL run.
+//!
+//! Writes of one shape need not be consecutive to share a statement: a write that touches a row
+//! no earlier write of another statement touched can move before them ([`plan`]). A live log
+//! interleaves many rentals — rent, rent, return, rent, return… — and sent in event order those
+//! were a statement per event or two; planned, a batch of them is one insert and one update.
+
+use std::collections::HashMap;
 
 use sqlx::any::AnyArguments;
 use sqlx::{AnyConnection, Arguments};
@@ -49,7 +56,7 @@ impl From<i64> for Value {
 }
 
 /// The statement a write belongs to: writes of one shape can share a statement.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Shape {
     /// `columns`, with the conflict target `key`.
     Insert { table: String, columns: &'static [&'static str], key: &'static [&'static str] },
@@ -62,6 +69,84 @@ struct Write {
     shape: Shape,
     /// Insert: one per column. Update: the key's values, then the set columns' values.
     values: Vec<Value>,
+}
+
+impl Shape {
+    /// The table and the columns that find a write's row.
+    fn target(&self) -> (&str, &'static [&'static str]) {
+        match self {
+            Shape::Insert { table, key, .. } | Shape::Update { table, key, .. } => (table, key),
+        }
+    }
+}
+
+impl Write {
+    /// The values of its row's key, in the key's column order.
+    fn key_values(&self) -> Vec<&Value> {
+        match &self.shape {
+            Shape::Insert { columns, key, .. } => key
+                .iter()
+                .map(|name| {
+                    let at = columns.iter().position(|column| column == name);
+                    &self.values[at.expect("an insert's key is among its columns")]
+                })
+                .collect(),
+            Shape::Update { key, .. } => self.values[..key.len()].iter().collect(),
+        }
+    }
+}
+
+/// One statement's writes: its shape and the rows it sends, in event order.
+type Statement = (Shape, Vec<Vec<Value>>);
+
+/// The statements `writes` go out as, in the order they are sent: each write joins a statement of
+/// its shape, the earliest one that runs after every statement holding an earlier write to the same
+/// row — or that statement itself, if it has the same shape (its rows are then applied as one by
+/// one would: the first insert of a key wins, the last update). Any other write commutes with it.
+/// Two writes of one table whose keys are different columns (a rental found by its id, a rental
+/// found by its payment) may touch the same row: they keep their order.
+fn plan(writes: Vec<Write>) -> Vec<Statement> {
+    type Row<'w> = (&'w str, &'static [&'static str], Vec<&'w Value>);
+    let mut statements: Vec<&Shape> = Vec::new();
+    let mut of_shape: HashMap<&Shape, Vec<usize>> = HashMap::new();
+    let mut last_of_row: HashMap<Row<'_>, usize> = HashMap::new();
+    // For each table, each way of finding its rows and the last statement that used it.
+    let mut last_of_keying: HashMap<&str, Vec<(&'static [&'static str], usize)>> = HashMap::new();
+    let mut placed = Vec::with_capacity(writes.len());
+    for write in &writes {
+        let (table, key) = write.shape.target();
+        let row = (table, key, write.key_values());
+        let keyings = last_of_keying.entry(table).or_default();
+        let other_keyings = keyings.iter().filter(|(other, _)| *other != key).map(|(_, last)| *last);
+        let after = last_of_row.get(&row).copied().into_iter().chain(other_keyings).max();
+        let at = match after {
+            Some(last) if *statements[last] == write.shape => last,
+            _ => {
+                let mine = of_shape.entry(&write.shape).or_default();
+                let first_free = mine.partition_point(|&at| after.is_some_and(|last| at <= last));
+                match mine.get(first_free) {
+                    Some(&at) => at,
+                    None => {
+                        mine.push(statements.len());
+                        statements.push(&write.shape);
+                        statements.len() - 1
+                    }
+                }
+            }
+        };
+        match keyings.iter_mut().find(|(other, _)| *other == key) {
+            Some((_, last)) => *last = (*last).max(at),
+            None => keyings.push((key, at)),
+        }
+        let last = last_of_row.entry(row).or_insert(at);
+        *last = (*last).max(at);
+        placed.push(at);
+    }
+    let mut planned: Vec<Statement> = statements.into_iter().map(|shape| (shape.clone(), Vec::new())).collect();
+    for (write, at) in writes.into_iter().zip(placed) {
+        planned[at].1.push(write.values);
+    }
+    planned
 }
 
 /// Applies `events` through a view's `write` (one event's row writes), sending them together.
@@ -116,42 +201,39 @@ impl Writes {
         self.writes.is_empty()
     }
 
-    /// Sends every write, in order, in as few statements as their shapes allow.
+    /// Sends every write in as few statements as their shapes and rows allow (see [`plan`]).
     pub async fn flush(self, tx: &mut AnyConnection) -> Result<(), sqlx::Error> {
         let style = if tx.backend_name() == "SQLite" { Parameters::Anonymous } else { Parameters::Numbered };
         if style == Parameters::Numbered && self.writes.iter().any(|write| matches!(write.shape, Shape::Update { .. }))
         {
             join_by_key(tx).await?;
         }
-        let mut writes = self.writes.into_iter().peekable();
-        while let Some(first) = writes.next() {
-            let per_row = first.values.len();
-            let mut rows = vec![first.values];
-            while let Some(next) = writes.peek() {
-                if next.shape != first.shape || (rows.len() + 1) * per_row > MAX_PARAMETERS {
-                    break;
-                }
-                rows.push(writes.next().map(|write| write.values).unwrap_or_default());
-            }
-            let (sql, rows) = match &first.shape {
-                Shape::Insert { table, columns, key } => (insert_sql(table, columns, key, rows.len(), style), rows),
-                Shape::Update { table, key, set } => {
-                    let rows = last_per_key(rows, key.len());
-                    (update_sql(table, key, set, rows.len(), style), rows)
-                }
+        for (shape, rows) in plan(self.writes) {
+            let rows = match &shape {
+                Shape::Insert { .. } => rows,
+                Shape::Update { key, .. } => last_per_key(rows, key.len()),
             };
-            let rows_sent = rows.len();
-            let mut arguments = AnyArguments::default();
-            for value in rows.into_iter().flatten() {
-                match value {
-                    Value::Text(text) => arguments.add(text),
-                    Value::MaybeText(text) => arguments.add(text),
-                    Value::Int(number) => arguments.add(number),
+            let per_row = rows.first().map_or(1, Vec::len).max(1);
+            let mut rows = rows.into_iter().peekable();
+            while rows.peek().is_some() {
+                let chunk: Vec<Vec<Value>> = rows.by_ref().take((MAX_PARAMETERS / per_row).max(1)).collect();
+                let sql = match &shape {
+                    Shape::Insert { table, columns, key } => insert_sql(table, columns, key, chunk.len(), style),
+                    Shape::Update { table, key, set } => update_sql(table, key, set, chunk.len(), style),
+                };
+                let rows_sent = chunk.len();
+                let mut arguments = AnyArguments::default();
+                for value in chunk.into_iter().flatten() {
+                    match value {
+                        Value::Text(text) => arguments.add(text),
+                        Value::MaybeText(text) => arguments.add(text),
+                        Value::Int(number) => arguments.add(number),
+                    }
+                    .map_err(sqlx::Error::Encode)?;
                 }
-                .map_err(sqlx::Error::Encode)?;
+                let keep = keeps_prepared(style, rows_sent);
+                sqlx::query_with(&sql, arguments).persistent(keep).execute(&mut *tx).await?;
             }
-            let keep = keeps_prepared(style, rows_sent);
-            sqlx::query_with(&sql, arguments).persistent(keep).execute(&mut *tx).await?;
         }
         Ok(())
     }
@@ -184,7 +266,7 @@ async fn join_by_key(tx: &mut AnyConnection) -> Result<(), sqlx::Error> {
 /// Of several updates to one key, the last; in the order the keys were first written.
 fn last_per_key(rows: Vec<Vec<Value>>, key_len: usize) -> Vec<Vec<Value>> {
     let mut kept: Vec<Vec<Value>> = Vec::with_capacity(rows.len());
-    let mut at: std::collections::HashMap<Vec<Value>, usize> = std::collections::HashMap::new();
+    let mut at: HashMap<Vec<Value>, usize> = HashMap::new();
     for row in rows {
         let key = row[..key_len].to_vec();
         match at.get(&key) {
@@ -288,6 +370,121 @@ mod tests {
     #[test]
     fn sqlite_gets_anonymous_parameters() {
         assert_eq!(placeholders(2, 2, Parameters::Anonymous), "(?, ?), (?, ?)");
+    }
+
+    /// The writes of a rent and of a return of rental `id` (`rental_status`'s shapes, smaller).
+    fn rented(writes: &mut Writes, id: &str) {
+        writes.insert("rentals", &["id", "status", "payment"], &["id"], vec![id.into(), "RENTED".into(), id.into()]);
+    }
+
+    fn returned(writes: &mut Writes, id: &str) {
+        writes.update("rentals", &["id"], &["status"], vec![id.into(), "RETURNED".into()]);
+    }
+
+    fn shapes(planned: &[Statement]) -> Vec<(&'static str, usize)> {
+        planned
+            .iter()
+            .map(|(shape, rows)| (if matches!(shape, Shape::Insert { .. }) { "insert" } else { "update" }, rows.len()))
+            .collect()
+    }
+
+    #[test]
+    fn interleaved_rentals_are_one_insert_and_one_update() {
+        let mut writes = Writes::default();
+        for id in ["a", "b", "c", "d"] {
+            rented(&mut writes, id);
+            returned(&mut writes, id);
+        }
+        rented(&mut writes, "e");
+        assert_eq!(shapes(&plan(writes.writes)), [("insert", 5), ("update", 4)]);
+    }
+
+    #[test]
+    fn a_write_never_moves_before_an_earlier_write_to_its_row() {
+        let mut writes = Writes::default();
+        returned(&mut writes, "a"); // nothing to update yet
+        rented(&mut writes, "a");
+        rented(&mut writes, "b");
+        returned(&mut writes, "b");
+        assert_eq!(shapes(&plan(writes.writes)), [("update", 1), ("insert", 2), ("update", 1)]);
+    }
+
+    #[test]
+    fn writes_that_find_rows_by_other_columns_keep_their_order() {
+        let mut writes = Writes::default();
+        rented(&mut writes, "a");
+        writes.update("rentals", &["payment"], &["status"], vec!["b".into(), "REFUNDED".into()]);
+        rented(&mut writes, "b");
+        assert_eq!(shapes(&plan(writes.writes)), [("insert", 1), ("update", 1), ("insert", 1)]);
+    }
+
+    /// A table as the statements leave it: rows of named values, in insertion order.
+    type Table = Vec<HashMap<&'static str, Value>>;
+
+    /// What one statement of `shape` with `rows` does to `table` (an insert's conflict target and
+    /// an update's key are the rows' identity, as the views' tables declare them).
+    fn run(table: &mut Table, shape: &Shape, rows: Vec<Vec<Value>>) {
+        match shape {
+            Shape::Insert { columns, key, .. } => {
+                for values in rows {
+                    let row: HashMap<_, _> = columns.iter().copied().zip(values).collect();
+                    if !table.iter().any(|other| key.iter().all(|column| other[column] == row[column])) {
+                        table.push(row);
+                    }
+                }
+            }
+            Shape::Update { key, set, .. } => {
+                for values in last_per_key(rows, key.len()) {
+                    for row in table.iter_mut().filter(|row| key.iter().zip(&values).all(|(c, v)| &row[c] == v)) {
+                        for (column, value) in set.iter().zip(&values[key.len()..]) {
+                            row.insert(column, value.clone());
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A table's rows, in no particular order (a table has none).
+    fn contents(table: &Table) -> Vec<String> {
+        let mut rows: Vec<String> = table
+            .iter()
+            .map(|row| {
+                let mut values: Vec<_> = row.iter().collect();
+                values.sort_by_key(|(column, _)| **column);
+                format!("{values:?}")
+            })
+            .collect();
+        rows.sort();
+        rows
+    }
+
+    #[test]
+    fn planned_statements_leave_a_table_as_the_writes_one_by_one_do() {
+        use rand::{Rng, SeedableRng};
+        let columns: &'static [&'static str] = &["id", "status", "payment"];
+        for seed in 0..2_000 {
+            let mut random = rand::rngs::StdRng::seed_from_u64(seed);
+            let mut writes = Writes::default();
+            for _ in 0..random.gen_range(1..24) {
+                let id = ["a", "b", "c"][random.gen_range(0..3)];
+                let word = ["RENTED", "RETURNED", "LATE"][random.gen_range(0..3)];
+                match random.gen_range(0..4) {
+                    0 => writes.insert("t", columns, &["id"], vec![id.into(), word.into(), id.into()]),
+                    1 => writes.update("t", &["id"], &["status"], vec![id.into(), word.into()]),
+                    2 => writes.update("t", &["id"], &["status", "payment"], vec![id.into(), word.into(), word.into()]),
+                    _ => writes.update("t", &["payment"], &["status"], vec![id.into(), word.into()]),
+                }
+            }
+            let (mut one_by_one, mut planned) = (Table::new(), Table::new());
+            for write in &writes.writes {
+                run(&mut one_by_one, &write.shape, vec![write.values.clone()]);
+            }
+            for (shape, rows) in plan(writes.writes) {
+                run(&mut planned, &shape, rows);
+            }
+            assert_eq!(contents(&planned), contents(&one_by_one), "seed {seed}");
+        }
     }
 
     #[test]
