@@ -45,6 +45,11 @@ struct Args {
     /// Events in the log for the catch-up and rebuild group.
     #[arg(long, default_value_t = 1_000_000)]
     catchup_events: i64,
+    /// The order of that log's events: `interleaved`, each event of a book drawn at random (as a
+    /// live log interleaves its customers), or `rounds`, every book's next event in turn (so a
+    /// thousand events of one type follow each other; the log of the sessions before the twelfth).
+    #[arg(long, value_enum, default_value_t = LogOrder::Interleaved)]
+    catchup_order: LogOrder,
     /// Commands per second (all four command clients together) while the queries group reads:
     /// a fixed load, so that a faster command path does not take CPU from the queries it measures.
     /// The lag group's load too, when the commands group did not run (else half its highest rate).
@@ -59,6 +64,13 @@ struct Args {
     /// Only these groups: commands, ceiling, contended, queries, lag, catchup.
     #[arg(long, value_delimiter = ',', default_value = "commands,ceiling,contended,queries,lag,catchup")]
     groups: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum LogOrder {
+    Interleaved,
+    Rounds,
 }
 
 /// One measured run.
@@ -653,8 +665,13 @@ impl Bench {
         let events = self.args.catchup_events;
         let database = Database::connect(&db.url, 4).await?;
         let loading = Instant::now();
-        load_log(&database, events).await?;
-        println!("{} loaded {events} events in {:.1} s", self.args.backend, loading.elapsed().as_secs_f64());
+        let order = self.args.catchup_order;
+        load_log(&database, events, order).await?;
+        println!(
+            "{} loaded {events} events ({order:?}) in {:.1} s",
+            self.args.backend,
+            loading.elapsed().as_secs_f64()
+        );
         let head: i64 = sqlx::query_scalar(if db.url.starts_with("sqlite") {
             "SELECT MAX(position) FROM events"
         } else {
@@ -710,7 +727,7 @@ impl Bench {
                 rebuilt.as_secs_f64(),
                 events as f64 / rebuilt.as_secs_f64()
             );
-            self.results.push(json!({"group": "catchup", "projection": name, "events": events,
+            self.results.push(json!({"group": "catchup", "projection": name, "events": events, "order": order,
                 "catchup_seconds": caught_up.as_secs_f64(), "rebuild_seconds": rebuilt.as_secs_f64()}));
         }
         database.close().await;
@@ -788,8 +805,9 @@ async fn read_and_append(store: &StorePool, stream: &str, known: &mut i64) -> an
 }
 
 /// Fills the log with `count` real rental events: 1,000 books, each shelved once and then rented
-/// and returned by its own customer, over and over.
-async fn load_log(database: &Database, count: i64) -> anyhow::Result<()> {
+/// and returned by its own customer, over and over; the books take turns in `order`.
+async fn load_log(database: &Database, count: i64, order: LogOrder) -> anyhow::Result<()> {
+    use rand::{Rng, SeedableRng};
     use storming_domain::rental::RentalEvent;
     use storming_domain::shared::{EventMetadata, Krw};
     let books: Vec<uuid::Uuid> = (0..1000).map(|_| uuid::Uuid::now_v7()).collect();
@@ -798,8 +816,12 @@ async fn load_log(database: &Database, count: i64) -> anyhow::Result<()> {
     let mut batch: Vec<(String, i64, String, String, String)> = Vec::new();
     let mut open: Vec<Option<uuid::Uuid>> = vec![None; books.len()];
     let mut sequence = vec![0i64; books.len()];
+    let mut random = rand::rngs::StdRng::seed_from_u64(12);
     for n in 0..count {
-        let at = (n as usize) % books.len();
+        let at = match order {
+            LogOrder::Rounds => (n as usize) % books.len(),
+            LogOrder::Interleaved => random.gen_range(0..books.len()),
+        };
         let book_id = books[at];
         sequence[at] += 1;
         let (event, correlation) = if sequence[at] == 1 {

@@ -15,6 +15,7 @@
 //! interleaves many rentals — rent, rent, return, rent, return… — and sent in event order those
 //! were a statement per event or two; planned, a batch of them is one insert and one update.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 use sqlx::any::AnyArguments;
@@ -56,7 +57,7 @@ impl From<i64> for Value {
 }
 
 /// The statement a write belongs to: writes of one shape can share a statement.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Shape {
     /// `columns`, with the conflict target `key`.
     Insert { table: String, columns: &'static [&'static str], key: &'static [&'static str] },
@@ -66,7 +67,8 @@ enum Shape {
 
 #[derive(Debug)]
 struct Write {
-    shape: Shape,
+    /// Its shape's index in [`Writes::shapes`].
+    shape: usize,
     /// Insert: one per column. Update: the key's values, then the set columns' values.
     values: Vec<Value>,
 }
@@ -78,26 +80,23 @@ impl Shape {
             Shape::Insert { table, key, .. } | Shape::Update { table, key, .. } => (table, key),
         }
     }
-}
 
-impl Write {
-    /// The values of its row's key, in the key's column order.
-    fn key_values(&self) -> Vec<&Value> {
-        match &self.shape {
+    /// Where a write's key values are among its values, in the key's column order.
+    fn key_positions(&self) -> Vec<usize> {
+        match self {
             Shape::Insert { columns, key, .. } => key
                 .iter()
                 .map(|name| {
-                    let at = columns.iter().position(|column| column == name);
-                    &self.values[at.expect("an insert's key is among its columns")]
+                    columns.iter().position(|column| column == name).expect("an insert's key is among its columns")
                 })
                 .collect(),
-            Shape::Update { key, .. } => self.values[..key.len()].iter().collect(),
+            Shape::Update { key, .. } => (0..key.len()).collect(),
         }
     }
 }
 
-/// One statement's writes: its shape and the rows it sends, in event order.
-type Statement = (Shape, Vec<Vec<Value>>);
+/// One statement's writes: its shape's index and the rows it sends, in event order.
+type Statement = (usize, Vec<Vec<Value>>);
 
 /// The statements `writes` go out as, in the order they are sent: each write joins a statement of
 /// its shape, the earliest one that runs after every statement holding an earlier write to the same
@@ -105,44 +104,67 @@ type Statement = (Shape, Vec<Vec<Value>>);
 /// one would: the first insert of a key wins, the last update). Any other write commutes with it.
 /// Two writes of one table whose keys are different columns (a rental found by its id, a rental
 /// found by its payment) may touch the same row: they keep their order.
-fn plan(writes: Vec<Write>) -> Vec<Statement> {
-    type Row<'w> = (&'w str, &'static [&'static str], Vec<&'w Value>);
-    let mut statements: Vec<&Shape> = Vec::new();
-    let mut of_shape: HashMap<&Shape, Vec<usize>> = HashMap::new();
-    let mut last_of_row: HashMap<Row<'_>, usize> = HashMap::new();
-    // For each table, each way of finding its rows and the last statement that used it.
-    let mut last_of_keying: HashMap<&str, Vec<(&'static [&'static str], usize)>> = HashMap::new();
+fn plan(shapes: &[Shape], writes: Vec<Write>) -> Vec<Statement> {
+    // A keying is a table and the columns that find its rows; a row is a keying and their values.
+    let mut keyings: Vec<(&str, &[&str])> = Vec::new();
+    let keying_of: Vec<usize> = shapes
+        .iter()
+        .map(|shape| {
+            let target = shape.target();
+            keyings.iter().position(|keying| *keying == target).unwrap_or_else(|| {
+                keyings.push(target);
+                keyings.len() - 1
+            })
+        })
+        .collect();
+    let other_keyings: Vec<Vec<usize>> = keyings
+        .iter()
+        .map(|(table, key)| {
+            (0..keyings.len()).filter(|&other| keyings[other].0 == *table && keyings[other].1 != *key).collect()
+        })
+        .collect();
+    let key_positions: Vec<Vec<usize>> = shapes.iter().map(Shape::key_positions).collect();
+
+    let mut statements: Vec<usize> = Vec::new();
+    let mut of_shape: Vec<Vec<usize>> = vec![Vec::new(); shapes.len()];
+    let mut last_of_keying: Vec<Option<usize>> = vec![None; keyings.len()];
+    let mut last_of_row: HashMap<(usize, Vec<&Value>), usize> = HashMap::with_capacity(writes.len());
     let mut placed = Vec::with_capacity(writes.len());
     for write in &writes {
-        let (table, key) = write.shape.target();
-        let row = (table, key, write.key_values());
-        let keyings = last_of_keying.entry(table).or_default();
-        let other_keyings = keyings.iter().filter(|(other, _)| *other != key).map(|(_, last)| *last);
-        let after = last_of_row.get(&row).copied().into_iter().chain(other_keyings).max();
+        let keying = keying_of[write.shape];
+        let row = (keying, key_positions[write.shape].iter().map(|&at| &write.values[at]).collect());
+        let last_of_this_row = last_of_row.entry(row);
+        let row_before = match &last_of_this_row {
+            Entry::Occupied(last) => Some(*last.get()),
+            Entry::Vacant(_) => None,
+        };
+        let others_before = other_keyings[keying].iter().filter_map(|&other| last_of_keying[other]);
+        let after = row_before.into_iter().chain(others_before).max();
         let at = match after {
-            Some(last) if *statements[last] == write.shape => last,
+            Some(last) if statements[last] == write.shape => last,
             _ => {
-                let mine = of_shape.entry(&write.shape).or_default();
+                let mine = &mut of_shape[write.shape];
                 let first_free = mine.partition_point(|&at| after.is_some_and(|last| at <= last));
                 match mine.get(first_free) {
                     Some(&at) => at,
                     None => {
                         mine.push(statements.len());
-                        statements.push(&write.shape);
+                        statements.push(write.shape);
                         statements.len() - 1
                     }
                 }
             }
         };
-        match keyings.iter_mut().find(|(other, _)| *other == key) {
-            Some((_, last)) => *last = (*last).max(at),
-            None => keyings.push((key, at)),
+        last_of_keying[keying] = last_of_keying[keying].max(Some(at));
+        match last_of_this_row {
+            Entry::Occupied(mut last) => *last.get_mut() = (*last.get()).max(at),
+            Entry::Vacant(slot) => {
+                slot.insert(at);
+            }
         }
-        let last = last_of_row.entry(row).or_insert(at);
-        *last = (*last).max(at);
         placed.push(at);
     }
-    let mut planned: Vec<Statement> = statements.into_iter().map(|shape| (shape.clone(), Vec::new())).collect();
+    let mut planned: Vec<Statement> = statements.into_iter().map(|shape| (shape, Vec::new())).collect();
     for (write, at) in writes.into_iter().zip(placed) {
         planned[at].1.push(write.values);
     }
@@ -168,6 +190,8 @@ const MAX_PARAMETERS: usize = 30_000;
 /// The writes of one batch, in event order.
 #[derive(Debug, Default)]
 pub struct Writes {
+    /// Every shape of its writes, once each (a view has a handful).
+    shapes: Vec<Shape>,
     writes: Vec<Write>,
 }
 
@@ -181,7 +205,9 @@ impl Writes {
         values: Vec<Value>,
     ) {
         debug_assert_eq!(columns.len(), values.len());
-        self.writes.push(Write { shape: Shape::Insert { table: table.to_string(), columns, key }, values });
+        let known = |shape: &Shape| matches!(shape, Shape::Insert { table: t, columns: c, key: k } if t == table && *c == columns && *k == key);
+        let shape = self.shape(known, || Shape::Insert { table: table.to_string(), columns, key });
+        self.writes.push(Write { shape, values });
     }
 
     /// Sets `set` (values after the key's) on the row of `table` whose `key` columns equal the
@@ -194,7 +220,17 @@ impl Writes {
         values: Vec<Value>,
     ) {
         debug_assert_eq!(key.len() + set.len(), values.len());
-        self.writes.push(Write { shape: Shape::Update { table: table.to_string(), key, set }, values });
+        let known = |shape: &Shape| matches!(shape, Shape::Update { table: t, key: k, set: s } if t == table && *k == key && *s == set);
+        let shape = self.shape(known, || Shape::Update { table: table.to_string(), key, set });
+        self.writes.push(Write { shape, values });
+    }
+
+    /// The index of the shape `known` recognizes, made by `new` the first time.
+    fn shape(&mut self, known: impl Fn(&Shape) -> bool, new: impl FnOnce() -> Shape) -> usize {
+        self.shapes.iter().position(known).unwrap_or_else(|| {
+            self.shapes.push(new());
+            self.shapes.len() - 1
+        })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -204,12 +240,12 @@ impl Writes {
     /// Sends every write in as few statements as their shapes and rows allow (see [`plan`]).
     pub async fn flush(self, tx: &mut AnyConnection) -> Result<(), sqlx::Error> {
         let style = if tx.backend_name() == "SQLite" { Parameters::Anonymous } else { Parameters::Numbered };
-        if style == Parameters::Numbered && self.writes.iter().any(|write| matches!(write.shape, Shape::Update { .. }))
-        {
+        if style == Parameters::Numbered && self.shapes.iter().any(|shape| matches!(shape, Shape::Update { .. })) {
             join_by_key(tx).await?;
         }
-        for (shape, rows) in plan(self.writes) {
-            let rows = match &shape {
+        for (shape, rows) in plan(&self.shapes, self.writes) {
+            let shape = &self.shapes[shape];
+            let rows = match shape {
                 Shape::Insert { .. } => rows,
                 Shape::Update { key, .. } => last_per_key(rows, key.len()),
             };
@@ -217,7 +253,7 @@ impl Writes {
             let mut rows = rows.into_iter().peekable();
             while rows.peek().is_some() {
                 let chunk: Vec<Vec<Value>> = rows.by_ref().take((MAX_PARAMETERS / per_row).max(1)).collect();
-                let sql = match &shape {
+                let sql = match shape {
                     Shape::Insert { table, columns, key } => insert_sql(table, columns, key, chunk.len(), style),
                     Shape::Update { table, key, set } => update_sql(table, key, set, chunk.len(), style),
                 };
@@ -381,11 +417,14 @@ mod tests {
         writes.update("rentals", &["id"], &["status"], vec![id.into(), "RETURNED".into()]);
     }
 
-    fn shapes(planned: &[Statement]) -> Vec<(&'static str, usize)> {
-        planned
+    /// What `writes` are sent as: each statement's kind and its rows.
+    fn planned(writes: Writes) -> Vec<(&'static str, usize)> {
+        let kinds: Vec<_> = writes
+            .shapes
             .iter()
-            .map(|(shape, rows)| (if matches!(shape, Shape::Insert { .. }) { "insert" } else { "update" }, rows.len()))
-            .collect()
+            .map(|shape| if matches!(shape, Shape::Insert { .. }) { "insert" } else { "update" })
+            .collect();
+        plan(&writes.shapes, writes.writes).iter().map(|(shape, rows)| (kinds[*shape], rows.len())).collect()
     }
 
     #[test]
@@ -396,7 +435,7 @@ mod tests {
             returned(&mut writes, id);
         }
         rented(&mut writes, "e");
-        assert_eq!(shapes(&plan(writes.writes)), [("insert", 5), ("update", 4)]);
+        assert_eq!(planned(writes), [("insert", 5), ("update", 4)]);
     }
 
     #[test]
@@ -406,7 +445,7 @@ mod tests {
         rented(&mut writes, "a");
         rented(&mut writes, "b");
         returned(&mut writes, "b");
-        assert_eq!(shapes(&plan(writes.writes)), [("update", 1), ("insert", 2), ("update", 1)]);
+        assert_eq!(planned(writes), [("update", 1), ("insert", 2), ("update", 1)]);
     }
 
     #[test]
@@ -415,7 +454,7 @@ mod tests {
         rented(&mut writes, "a");
         writes.update("rentals", &["payment"], &["status"], vec!["b".into(), "REFUNDED".into()]);
         rented(&mut writes, "b");
-        assert_eq!(shapes(&plan(writes.writes)), [("insert", 1), ("update", 1), ("insert", 1)]);
+        assert_eq!(planned(writes), [("insert", 1), ("update", 1), ("insert", 1)]);
     }
 
     /// A table as the statements leave it: rows of named values, in insertion order.
@@ -478,10 +517,10 @@ mod tests {
             }
             let (mut one_by_one, mut planned) = (Table::new(), Table::new());
             for write in &writes.writes {
-                run(&mut one_by_one, &write.shape, vec![write.values.clone()]);
+                run(&mut one_by_one, &writes.shapes[write.shape], vec![write.values.clone()]);
             }
-            for (shape, rows) in plan(writes.writes) {
-                run(&mut planned, &shape, rows);
+            for (shape, rows) in plan(&writes.shapes, writes.writes) {
+                run(&mut planned, &writes.shapes[shape], rows);
             }
             assert_eq!(contents(&planned), contents(&one_by_one), "seed {seed}");
         }
