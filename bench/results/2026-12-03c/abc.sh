@@ -7,7 +7,7 @@ for r in $(seq 1 $rounds); do
   for i in $(seq 0 $((n-1))); do
     v=${vs[$(( (i + r - 1) % n ))]}
     echo "## round $r $v $backend" >> $out
-    /tmp/storming-bench --backend $backend --server /tmp/storming-$v --groups $groups --out /tmp/ab/$tag-$v-$r.json "$@" 2>&1 | grep -v WARN | grep -E "clients|ceiling|lag|queries" >> $out
+    /tmp/storming-bench --backend $backend --server /tmp/storming-$v --groups $groups --out /tmp/ab/$tag-$v-$r.json "$@" 2>&1 | grep -v WARN | grep -E "clients|ceiling|lag|queries|catch-up|loaded" >> $out
   done
 done
 echo done >> $out

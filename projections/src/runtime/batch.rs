@@ -156,12 +156,8 @@ fn plan(shapes: &[Shape], writes: Vec<Write>) -> Vec<Statement> {
             }
         };
         last_of_keying[keying] = last_of_keying[keying].max(Some(at));
-        match last_of_this_row {
-            Entry::Occupied(mut last) => *last.get_mut() = (*last.get()).max(at),
-            Entry::Vacant(slot) => {
-                slot.insert(at);
-            }
-        }
+        // `at` is never before `after`, so it is the row's last statement now.
+        *last_of_this_row.or_insert(at) = at;
         placed.push(at);
     }
     let mut planned: Vec<Statement> = statements.into_iter().map(|shape| (shape, Vec::new())).collect();
