@@ -109,6 +109,14 @@ fn statement_columns<'a>(columns: &[&'a str], overwrite: &[&'a str]) -> Vec<&'a 
     columns.iter().chain(extra).copied().collect()
 }
 
+/// The index in `shapes` of the shape `known` recognizes, made by `new` and added the first time.
+fn intern(shapes: &mut Vec<Shape>, known: impl Fn(&Shape) -> bool, new: impl FnOnce() -> Shape) -> usize {
+    shapes.iter().position(known).unwrap_or_else(|| {
+        shapes.push(new());
+        shapes.len() - 1
+    })
+}
+
 /// An update of shape `update` folded into an insert of shape `insert` ([`Writes::fold`]).
 struct Fold {
     insert: usize,
@@ -134,12 +142,19 @@ impl Fold {
         let positions =
             set.iter().map(|column| statement.iter().position(|c| c == column).expect("folded in")).collect();
         let shape = Shape::Insert { table: table.clone(), columns, key, overwrite: folded };
-        let into = shapes.iter().position(|known| *known == shape).unwrap_or_else(|| {
-            shapes.push(shape);
-            shapes.len() - 1
-        });
+        let into = intern(shapes, |known| *known == shape, || shape.clone());
         Self { insert, update, into, positions }
     }
+}
+
+/// What [`Writes::fold`] does with a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    Sent,
+    /// An insert of a row an earlier insert of the batch wrote: it would do nothing.
+    Dropped,
+    /// An update moved into the insert at this index.
+    FoldedInto(usize),
 }
 
 /// How the rows of a batch's shapes are told apart. A keying is a table and the columns that find
@@ -300,10 +315,7 @@ impl Writes {
 
     /// The index of the shape `known` recognizes, made by `new` the first time.
     fn shape(&mut self, known: impl Fn(&Shape) -> bool, new: impl FnOnce() -> Shape) -> usize {
-        self.shapes.iter().position(known).unwrap_or_else(|| {
-            self.shapes.push(new());
-            self.shapes.len() - 1
-        })
+        intern(&mut self.shapes, known, new)
     }
 
     /// Folds each update into its row's insert earlier in the batch, where no write between them
@@ -323,40 +335,42 @@ impl Writes {
     /// A rent whose return falls in the same batch is then written once, as it ends.
     fn fold(&mut self) {
         let keyings = Keyings::of(&self.shapes);
-        let mut into: Vec<Option<usize>> = vec![None; self.writes.len()];
-        let mut dropped = vec![false; self.writes.len()];
+        let mut fates = Vec::with_capacity(self.writes.len());
         {
             let mut inserted: HashMap<(usize, Vec<&Value>), usize> = HashMap::new();
             let mut last_of_keying: Vec<Option<usize>> = vec![None; keyings.count()];
             for (at, write) in self.writes.iter().enumerate() {
                 let row = keyings.row(write);
                 let keying = row.0;
-                match &self.shapes[write.shape] {
+                let fate = match &self.shapes[write.shape] {
                     Shape::Insert { .. } => match inserted.entry(row) {
-                        Entry::Occupied(_) => dropped[at] = true,
+                        Entry::Occupied(_) => Fate::Dropped,
                         Entry::Vacant(vacant) => {
                             vacant.insert(at);
+                            Fate::Sent
                         }
                     },
-                    Shape::Update { .. } => {
-                        if let Some(&insert) = inserted.get(&row) {
-                            if keyings.others[keying].iter().all(|&other| last_of_keying[other] < Some(insert)) {
-                                into[at] = Some(insert);
-                            }
+                    Shape::Update { .. } => match inserted.get(&row) {
+                        Some(&insert)
+                            if keyings.others[keying].iter().all(|&other| last_of_keying[other] < Some(insert)) =>
+                        {
+                            Fate::FoldedInto(insert)
                         }
-                    }
-                }
-                if !dropped[at] && into[at].is_none() {
+                        _ => Fate::Sent,
+                    },
+                };
+                if fate == Fate::Sent {
                     last_of_keying[keying] = Some(at);
                 }
+                fates.push(fate);
             }
         }
-        if !dropped.contains(&true) && into.iter().all(Option::is_none) {
+        if fates.iter().all(|fate| *fate == Fate::Sent) {
             return;
         }
         let mut folds: Vec<Fold> = Vec::new();
-        for (at, insert) in into.iter().enumerate() {
-            let Some(insert) = *insert else { continue };
+        for (at, fate) in fates.iter().enumerate() {
+            let Fate::FoldedInto(insert) = *fate else { continue };
             let (before, after) = self.writes.split_at_mut(at);
             let (insert, update) = (&mut before[insert], &mut after[0]);
             let fold = match folds.iter().position(|fold| (fold.insert, fold.update) == (insert.shape, update.shape)) {
@@ -379,12 +393,8 @@ impl Writes {
             insert.shape = fold.into;
         }
         let writes = std::mem::take(&mut self.writes);
-        self.writes = writes
-            .into_iter()
-            .zip(into.iter().zip(&dropped))
-            .filter(|(_, (into, dropped))| into.is_none() && !**dropped)
-            .map(|(write, _)| write)
-            .collect();
+        self.writes =
+            writes.into_iter().zip(fates).filter(|(_, fate)| *fate == Fate::Sent).map(|(write, _)| write).collect();
     }
 
     pub fn is_empty(&self) -> bool {
