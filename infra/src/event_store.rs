@@ -170,6 +170,14 @@ impl EventRepository {
         }
     }
 
+    /// Stores several commands' events, none before those ahead of it in `chain`
+    /// ([`GroupCommit::append_chain`]); an answer per append, in order.
+    pub async fn append_chain(&self, chain: &[&[SerializedEvent]]) -> Vec<Result<i64, PersistenceError>> {
+        match self {
+            Self::Sqlite(.., group) | Self::Postgres(.., group) => group.append_chain(chain).await,
+        }
+    }
+
     /// The events of stream `aggregate_id` stored after `sequence`, in order.
     pub async fn events_after<A: Aggregate>(
         &self,

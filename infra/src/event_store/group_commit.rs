@@ -72,6 +72,9 @@ struct Pending {
     /// group. Whatever that one meets (stored, or refused by a stored row), this one is a
     /// conflict, so it is answered with the group and never sent.
     doomed: bool,
+    /// The append ahead of this one in its chain ([`GroupCommit::append_chain`]): this one never
+    /// goes in a group before that one's.
+    after: Option<u64>,
 }
 
 impl GroupCommit {
@@ -92,39 +95,65 @@ impl GroupCommit {
     /// Stores the events of one command (completing its idempotency key, if any) and returns the
     /// global position of the last.
     pub async fn append(self: &Arc<Self>, events: &[SerializedEvent]) -> Answer {
-        let (reply, mut answer) = oneshot::channel();
-        let queued = Queued { group: self, id: self.next_id.fetch_add(1, Ordering::Relaxed) };
-        self.queue().push(Pending { id: queued.id, events: events.to_vec(), reply, doomed: false });
-        loop {
+        let mut answers = self.append_chain(&[events]).await;
+        answers.pop().expect("one answer per append")
+    }
+
+    /// Stores several appends, each decided alone as [`GroupCommit::append`] decides one, such
+    /// that none is committed before the ones ahead of it in `chain`: they go in one group, or
+    /// the earlier ones in an earlier group (a rent's payment before its rental, ADR 18). Answers
+    /// in `chain`'s order.
+    pub async fn append_chain(self: &Arc<Self>, chain: &[&[SerializedEvent]]) -> Vec<Answer> {
+        let first = self.next_id.fetch_add(chain.len() as u64, Ordering::Relaxed);
+        let queued = Queued { group: self, ids: first..first + chain.len() as u64 };
+        let mut waiting = Vec::with_capacity(chain.len());
+        {
+            let mut queue = self.queue();
+            for (id, events) in queued.ids.clone().zip(chain) {
+                let (reply, answer) = oneshot::channel();
+                let after = (id > first).then(|| id - 1);
+                queue.push(Pending { id, events: events.to_vec(), reply, doomed: false, after });
+                waiting.push(answer);
+            }
+        }
+        let mut answers = Vec::with_capacity(chain.len());
+        while answers.len() < chain.len() {
+            let next = &mut waiting[answers.len()];
             let turn = tokio::select! {
                 biased;
                 // A leader stored it while this request waited for the turn.
-                stored = &mut answer => return answered(stored),
+                stored = next => {
+                    answers.push(answered(stored));
+                    continue;
+                }
                 turn = self.gate.clone().lock_owned() => turn,
             };
             let mut group = self.take();
-            let mine = group.iter().any(|pending| pending.id == queued.id);
-            match group.len() {
-                // Taken by a leader before this one, which has answered by now.
-                0 => {
-                    drop(turn);
-                    return answered(answer.await);
+            if group.is_empty() {
+                // Taken by a leader before this one, which answers them.
+                continue;
+            }
+            let ours = group.iter().all(|pending| queued.ids.contains(&pending.id));
+            if ours && group.len() == 1 {
+                // Alone: stored by its own caller, as if there were no queue.
+                let lone = group.pop().expect("one");
+                let stored = self.store_alone(&lone.events).await;
+                drop(turn);
+                let _ = lone.reply.send(stored);
+            } else if ours {
+                // Only this request's own appends: nobody else waits for their answers.
+                self.clone().store_group(group, turn).await;
+            } else {
+                let next = first + answers.len() as u64;
+                let carries_next = group.iter().any(|pending| pending.id == next);
+                drop(tokio::spawn(self.clone().store_group(group, turn)));
+                if carries_next {
+                    answers.push(answered((&mut waiting[answers.len()]).await));
                 }
-                1 if mine => {
-                    drop(group.pop());
-                    let stored = self.store_alone(events).await;
-                    drop(turn);
-                    return stored;
-                }
-                _ => {
-                    tokio::spawn(self.clone().store_group(group, turn));
-                    if mine {
-                        return answered(answer.await);
-                    }
-                    // This one waits for the next group: an append of its stream is in this one.
-                }
+                // Otherwise what it waits for is in the next group.
             }
         }
+        answers
     }
 
     /// Holds the writer's turn until the guard is dropped: appends queue behind it (for tests).
@@ -161,7 +190,7 @@ impl GroupCommit {
         if let Writer::Sqlite { .. } = self.writer {
             return std::mem::take(&mut *queue);
         }
-        let (mut streams, mut keys) = (HashSet::new(), HashSet::new());
+        let (mut streams, mut keys, mut deferred) = (HashSet::new(), HashSet::new(), HashSet::new());
         let (mut group, mut later) = (Vec::new(), Vec::new());
         for mut pending in std::mem::take(&mut *queue) {
             let its_streams: Vec<(String, String)> = pending.events.iter().map(stream_of).collect();
@@ -169,13 +198,18 @@ impl GroupCommit {
                 [event] => Some(key_of(event)),
                 _ => None,
             };
-            if its_streams.iter().all(|stream| !streams.contains(stream)) {
+            if pending.after.is_some_and(|ahead| deferred.contains(&ahead)) {
+                // What it rides behind waits for the next group: so does it.
+                deferred.insert(pending.id);
+                later.push(pending);
+            } else if its_streams.iter().all(|stream| !streams.contains(stream)) {
                 keys.extend(single);
                 group.push(pending);
             } else if single.is_some_and(|key| keys.contains(&key)) {
                 pending.doomed = true;
                 group.push(pending);
             } else {
+                deferred.insert(pending.id);
                 later.push(pending);
             }
             streams.extend(its_streams);
@@ -446,15 +480,15 @@ fn key_of(event: &SerializedEvent) -> (String, String, usize) {
     (event.aggregate_type.clone(), event.aggregate_id.clone(), event.sequence)
 }
 
-/// An append in the queue; a request dropped while it waits leaves the queue with it.
+/// A request's appends in the queue; a request dropped while they wait takes them out with it.
 struct Queued<'a> {
     group: &'a GroupCommit,
-    id: u64,
+    ids: std::ops::Range<u64>,
 }
 
 impl Drop for Queued<'_> {
     fn drop(&mut self) {
-        self.group.queue().retain(|pending| pending.id != self.id);
+        self.group.queue().retain(|pending| !self.ids.contains(&pending.id));
     }
 }
 

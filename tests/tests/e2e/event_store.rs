@@ -242,15 +242,27 @@ async fn append_behind_the_writer(
     database: &Database,
     appends: Vec<Vec<SerializedEvent>>,
 ) -> (Vec<Result<i64, PersistenceError>>, u64) {
+    chains_behind_the_writer(database, appends.into_iter().map(|append| vec![append]).collect()).await
+}
+
+/// As [`append_behind_the_writer`], for chains of appends ([`EventRepository::append_chain`]):
+/// the answers of every chain's appends, one chain after the other.
+async fn chains_behind_the_writer(
+    database: &Database,
+    chains: Vec<Vec<Vec<SerializedEvent>>>,
+) -> (Vec<Result<i64, PersistenceError>>, u64) {
     let group = database.group_commit.clone();
-    let queued = appends.len();
+    let queued: usize = chains.iter().map(Vec::len).sum();
     let turn = group.hold().await;
     let mut tasks = Vec::new();
-    for events in appends {
-        // One at a time into the queue, so that its order is `appends`' order.
+    for chain in chains {
+        // One at a time into the queue, so that its order is `chains`' order.
         let store = EventRepository::new(database);
         let waiting = group.waiting();
-        tasks.push(tokio::spawn(async move { store.append(&events).await }));
+        tasks.push(tokio::spawn(async move {
+            let chain: Vec<&[SerializedEvent]> = chain.iter().map(Vec::as_slice).collect();
+            store.append_chain(&chain).await
+        }));
         wait_until(|| group.waiting() > waiting).await;
     }
     assert_eq!(group.waiting(), queued);
@@ -258,9 +270,45 @@ async fn append_behind_the_writer(
     drop(turn);
     let mut answers = Vec::new();
     for task in tasks {
-        answers.push(task.await.unwrap());
+        answers.extend(task.await.unwrap());
     }
     (answers, group.commits() - commits)
+}
+
+on_both_backends!(an_append_is_never_committed_before_the_one_it_rides_behind);
+
+/// A chain's second append (a rent's rental) goes in the group of its first (the payment), or, when
+/// the first must wait for the next group (here, behind an append to its stream on PostgreSQL),
+/// waits with it, though its own stream is free: never stored without it. On SQLite the whole
+/// queue is one group.
+async fn an_append_is_never_committed_before_the_one_it_rides_behind(db: TestDb) {
+    let database = Database::connect(&db.url, 4).await.unwrap();
+    let chains = vec![vec![vec![plain("p", 1)]], vec![vec![plain("p", 2)], vec![plain("y", 1)]]];
+    let (answers, commits) = chains_behind_the_writer(&database, chains).await;
+
+    assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+    assert_eq!(commits, if db.is_postgres() { 2 } else { 1 }, "{answers:?}");
+    let (p2, y1) = (answers[1].as_ref().unwrap(), answers[2].as_ref().unwrap());
+    assert!(p2 < y1, "the rider is in the log first: {answers:?}");
+    assert_eq!(log_of(&database, 3).await.len(), 3);
+}
+
+on_both_backends!(a_rider_is_stored_though_the_append_it_rides_with_is_refused);
+
+/// Each append of a chain is still decided alone: a payment is stored though the rental it paid
+/// for lost its race, so that it can be refunded.
+async fn a_rider_is_stored_though_the_append_it_rides_with_is_refused(db: TestDb) {
+    let database = Database::connect(&db.url, 4).await.unwrap();
+    EventRepository::new(&database).append(&[plain("taken", 1)]).await.unwrap();
+    let chains = vec![vec![vec![plain("paid", 1)], vec![plain("taken", 1)]], vec![vec![plain("z", 1)]]];
+    let (answers, commits) = chains_behind_the_writer(&database, chains).await;
+
+    assert_eq!(commits, 1, "{answers:?}");
+    assert!(answers[0].is_ok() && answers[2].is_ok(), "{answers:?}");
+    assert!(matches!(answers[1], Err(PersistenceError::OptimisticLockError)), "{:?}", answers[1]);
+    let streams: Vec<String> = log_of(&database, 3).await.into_iter().map(|(stream, ..)| stream).collect();
+    assert_eq!(streams.len(), 3, "{streams:?}");
+    assert!(streams.contains(&"paid".to_string()), "{streams:?}");
 }
 
 async fn wait_until(condition: impl Fn() -> bool) {
