@@ -5,7 +5,7 @@
 //! read-your-writes (from the INSERT itself), and a wake-up for the in-process workers.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cqrs_es::event_sink::EventSink;
@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::db::Database;
-use crate::event_store::{CachedStore, Store, AGGREGATE_CACHE_ENTRIES, PAYMENT_CACHE_ENTRIES};
+use crate::event_store::{self, CachedStore, Rider, Store, AGGREGATE_CACHE_ENTRIES, PAYMENT_CACHE_ENTRIES};
 use crate::idempotency::{IdempotencyKey, CALLER_ENTRY, KEY_ENTRY};
 use crate::log::{GlobalLog, LogError};
 use crate::payment::PaymentDesk;
@@ -63,6 +63,12 @@ impl LogSignal {
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.0.subscribe()
     }
+}
+
+tokio::task_local! {
+    /// While a command decides: what other aggregates it called decided, to be stored with its
+    /// own events (ADR 18).
+    static RIDERS: Arc<Mutex<Vec<Rider>>>;
 }
 
 /// Executes commands of one aggregate type.
@@ -140,16 +146,69 @@ where
     }
 
     /// One attempt: the position of the last event stored, `None` if the command decided none.
+    /// What the aggregates it called decide on their own streams meanwhile (a rent's payment,
+    /// [`Executor::decide_inside`]) is stored with its events, or alone if it decided none.
     async fn decide_and_store(
         &self,
         aggregate_id: &str,
         command: A::Command,
         metadata: HashMap<String, String>,
     ) -> Result<Option<i64>, AggregateError<A::Error>> {
-        let mut context = self.store.load(aggregate_id).await?;
+        let riders = Arc::default();
+        let decided = RIDERS
+            .scope(Arc::clone(&riders), async {
+                let mut context = self.store.load(aggregate_id).await?;
+                let sink = EventSink::default();
+                context.aggregate.handle(command, &self.services, &sink).await.map_err(AggregateError::UserError)?;
+                Ok((sink.collect().await, context))
+            })
+            .await;
+        let riders = std::mem::take(&mut *riders.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        match decided {
+            Ok((events, context)) => self.store.append_with(riders, events, context, metadata).await,
+            Err(error) => {
+                event_store::store_alone(self.store.repo(), riders).await;
+                Err(error)
+            }
+        }
+    }
+}
+
+impl<A> Executor<A>
+where
+    A: Aggregate + Clone + 'static,
+    A::Command: Clone,
+    A::Error: Send + Sync + 'static,
+{
+    /// Decides a command called from inside another executor's command (the payment a rent
+    /// makes), whose events are then stored with that command's, in its group commit, never
+    /// after them (ADR 18). Called outside a command, or where riders are not stored
+    /// ([`crate::event_store::EventRepository::stores_riders`]), it is [`Executor::execute`].
+    pub async fn decide_inside(
+        self: &Arc<Self>,
+        aggregate_id: &str,
+        command: A::Command,
+        metadata: &EventMetadata,
+    ) -> Result<(), CommandError<A::Error>> {
+        let riders = RIDERS.try_with(Arc::clone).ok().filter(|_| self.store.repo().stores_riders());
+        let Some(riders) = riders else {
+            return self.execute(aggregate_id, command, metadata).await.map(drop);
+        };
+        let failed = |error: AggregateError<A::Error>| match error {
+            AggregateError::UserError(error) => CommandError::Rejected(error),
+            other => CommandError::Store(other.to_string()),
+        };
+        let mut context = self.store.load(aggregate_id).await.map_err(failed)?;
         let sink = EventSink::default();
-        context.aggregate.handle(command, &self.services, &sink).await.map_err(AggregateError::UserError)?;
-        self.store.append(sink.collect().await, context, metadata).await
+        context.aggregate.handle(command, &self.services, &sink).await.map_err(CommandError::Rejected)?;
+        let Some(decided) = self.store.serialize(sink.collect().await, context, metadata.to_map()).map_err(failed)?
+        else {
+            return Ok(());
+        };
+        let (this, settled) = (Arc::clone(self), decided.state);
+        let rider = Rider::new(decided.events, move || this.store.stored(settled));
+        riders.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(rider);
+        Ok(())
     }
 }
 

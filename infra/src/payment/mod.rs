@@ -43,8 +43,9 @@ impl PaymentProvider for SimulatedProvider {
     }
 }
 
-/// The payment context as core contexts see it: `authorize` records the `Payment` aggregate's
-/// outcome before it answers.
+/// The payment context as core contexts see it: `authorize` decides the `Payment` aggregate's
+/// outcome, which is stored no later than the paying command's events: in their commit on
+/// PostgreSQL, just before it on SQLite (ADR 18).
 pub struct PaymentDesk {
     payments: Arc<Executor<Payment>>,
 }
@@ -64,8 +65,9 @@ impl Payments for PaymentDesk {
             customer_id: request.customer_id,
             amount: request.amount,
         };
-        match self.payments.execute(&request.payment_id.to_string(), command, &request.metadata).await {
-            Ok(_) => Ok(PaymentApproval { payment_id: request.payment_id }),
+        // Stored with the command that pays (ADR 18).
+        match self.payments.decide_inside(&request.payment_id.to_string(), command, &request.metadata).await {
+            Ok(()) => Ok(PaymentApproval { payment_id: request.payment_id }),
             Err(CommandError::Rejected(PaymentError::Declined { reason })) => Err(PaymentFailure::Declined { reason }),
             Err(CommandError::Rejected(PaymentError::ProviderUnavailable { detail, retry_after })) => {
                 Err(PaymentFailure::Unavailable { detail, retry_after })

@@ -74,6 +74,49 @@ async fn a_declined_payment_is_402_and_records_nothing(db: TestDb) {
     app.stop().await;
 }
 
+on_both_backends!(a_rental_the_store_refuses_after_its_charge_is_refunded_before_the_answer);
+
+/// On PostgreSQL a rent's payment is stored in the rental's commit (ADR 18). When that commit fails
+/// for a reason other than a lost race (here a trigger refuses the rental's row), the payment is
+/// stored alone, so the charge has its record and is refunded before the 500. (On SQLite the
+/// payment commits first, alone, and the same must hold.)
+async fn a_rental_the_store_refuses_after_its_charge_is_refunded_before_the_answer(db: TestDb) {
+    use storming_infra::db::StorePool;
+
+    let provider = FakeProvider::start(Mode::Approve).await;
+    let app = app_with_provider(&db, &provider, &[]).await;
+    let manager = app.token("librarian", &[Role::BookManager]);
+    let kim = app.token("kim", &[Role::Customer]);
+    let book_id = app.shelved_book(&manager, "Dune", 1500).await;
+    match &app.state().db.store {
+        StorePool::Sqlite(pool) => {
+            let refuse = "CREATE TRIGGER refuse_rentals BEFORE INSERT ON events \
+                          WHEN NEW.aggregate_type = 'rental.book_copy' BEGIN SELECT RAISE(ABORT, 'refused'); END";
+            sqlx::query(refuse).execute(pool).await.unwrap();
+        }
+        StorePool::Postgres(pool) => {
+            let function = "CREATE FUNCTION refuse_rentals() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+                            IF NEW.aggregate_type = 'rental.book_copy' THEN RAISE EXCEPTION 'refused'; END IF; \
+                            RETURN NEW; END $$";
+            sqlx::query(function).execute(pool).await.unwrap();
+            let trigger = "CREATE TRIGGER refuse_rentals BEFORE INSERT ON events \
+                           FOR EACH ROW EXECUTE FUNCTION refuse_rentals()";
+            sqlx::query(trigger).execute(pool).await.unwrap();
+        }
+    }
+
+    let failed = app.post(Some(&kim), "/commands/book-rental/rentals", Some(json!({"book_id": book_id}))).await;
+    assert_eq!(
+        (failed.status, failed.code()),
+        (StatusCode::INTERNAL_SERVER_ERROR, "internal-error"),
+        "{}",
+        failed.body
+    );
+    assert_eq!((provider.charges(), provider.refunds()), (1, 1), "charged, then refunded");
+    assert_eq!(app.log_types().await, ["BookRegistered", "BookShelved", "PaymentApproved", "PaymentRefunded"]);
+    app.stop().await;
+}
+
 on_both_backends!(a_slow_provider_opens_the_breaker_which_then_answers_at_once_and_closes_again);
 
 async fn a_slow_provider_opens_the_breaker_which_then_answers_at_once_and_closes_again(db: TestDb) {
