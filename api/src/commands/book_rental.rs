@@ -117,11 +117,17 @@ async fn rent_book(
             terms: app.rental_terms,
             metadata: metadata.clone(),
         };
-        let result = app.bus.shelf.execute_once(&book_id.to_string(), command, &metadata, key.as_ref()).await;
-        if result.is_err() {
-            app.bus.refund_unrecorded_charge(payment_id, &metadata).await;
-        }
-        let position = result?;
+        // Run to its end in a task of its own: a request dropped halfway (its client went away)
+        // could leave a charge with no record, or an unrecorded rental's charge unrefunded.
+        let (bus, book) = (app.bus.clone(), book_id.to_string());
+        let paid = tokio::spawn(async move {
+            let result = bus.shelf.execute_once(&book, command, &metadata, key.as_ref()).await;
+            if result.is_err() {
+                bus.refund_unrecorded_charge(payment_id, &metadata).await;
+            }
+            result
+        });
+        let position = paid.await.map_err(ApiError::internal)??;
         let holder = RentalHolder { book_id: book_id.to_string(), customer_id: caller.id.clone() };
         app.rentals.insert(&rental_id.to_string(), holder);
         tracing::info!(rental_id = %rental_id, book_id = %book_id, "book rented");
