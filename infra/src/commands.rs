@@ -164,13 +164,20 @@ where
             })
             .await;
         let riders = std::mem::take(&mut *riders.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
-        match decided {
+        let rode = !riders.is_empty();
+        let stored = match decided {
             Ok((events, context)) => self.store.append_with(riders, events, context, metadata).await,
             Err(error) => {
                 event_store::store_alone(self.store.repo(), riders).await;
                 Err(error)
             }
+        };
+        if rode && !matches!(stored, Ok(Some(_))) {
+            // What rode may be stored though the command's own events are not: wake the workers
+            // for it (a command that stored its own wakes them in `execute_once`).
+            self.signal.notify();
         }
+        stored
     }
 }
 
