@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cqrs_es::event_sink::EventSink;
+use cqrs_es::persist::EventStoreAggregateContext;
 use cqrs_es::{Aggregate, AggregateError};
 use rand::Rng;
 use storming_domain::customer::Customer;
@@ -155,20 +156,13 @@ where
         metadata: HashMap<String, String>,
     ) -> Result<Option<i64>, AggregateError<A::Error>> {
         let riders = Arc::default();
-        let decided = RIDERS
-            .scope(Arc::clone(&riders), async {
-                let mut context = self.store.load(aggregate_id).await?;
-                let sink = EventSink::default();
-                context.aggregate.handle(command, &self.services, &sink).await.map_err(AggregateError::UserError)?;
-                Ok((sink.collect().await, context))
-            })
-            .await;
+        let decided = RIDERS.scope(Arc::clone(&riders), self.decide(aggregate_id, command)).await;
         let riders = std::mem::take(&mut *riders.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
         let rode = !riders.is_empty();
         let stored = match decided {
-            Ok((events, context)) => self.store.append_with(riders, events, context, metadata).await,
+            Ok((events, context)) => self.store.append(riders, events, context, metadata).await,
             Err(error) => {
-                event_store::store_alone(self.store.repo(), riders).await;
+                event_store::store_riders_alone(self.store.repo(), riders).await;
                 Err(error)
             }
         };
@@ -178,6 +172,19 @@ where
             self.signal.notify();
         }
         stored
+    }
+
+    /// Loads the aggregate and decides `command` on it: the events, and the context the event
+    /// sink has brought to the state after them.
+    async fn decide(
+        &self,
+        aggregate_id: &str,
+        command: A::Command,
+    ) -> Result<(Vec<A::Event>, EventStoreAggregateContext<A>), AggregateError<A::Error>> {
+        let mut context = self.store.load(aggregate_id).await?;
+        let sink = EventSink::default();
+        context.aggregate.handle(command, &self.services, &sink).await.map_err(AggregateError::UserError)?;
+        Ok((sink.collect().await, context))
     }
 }
 
@@ -205,11 +212,8 @@ where
             AggregateError::UserError(error) => CommandError::Rejected(error),
             other => CommandError::Store(other.to_string()),
         };
-        let mut context = self.store.load(aggregate_id).await.map_err(failed)?;
-        let sink = EventSink::default();
-        context.aggregate.handle(command, &self.services, &sink).await.map_err(CommandError::Rejected)?;
-        let Some(decided) = self.store.serialize(sink.collect().await, context, metadata.to_map()).map_err(failed)?
-        else {
+        let (events, context) = self.decide(aggregate_id, command).await.map_err(failed)?;
+        let Some(decided) = self.store.serialize(events, context, metadata.to_map()).map_err(failed)? else {
             return Ok(());
         };
         let (this, settled) = (Arc::clone(self), decided.state);

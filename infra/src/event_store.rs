@@ -324,21 +324,11 @@ impl<A: Aggregate + Clone> CachedStore<A> {
     }
 
     /// Stores the events a command decided on `context` and returns the global position of the
-    /// last; `None` when it decided none.
-    pub async fn append(
-        &self,
-        events: Vec<A::Event>,
-        context: EventStoreAggregateContext<A>,
-        metadata: HashMap<String, String>,
-    ) -> Result<Option<i64>, AggregateError<A::Error>> {
-        self.append_with(Vec::new(), events, context, metadata).await
-    }
-
-    /// As [`CachedStore::append`], with `riders` (appends another aggregate decided for this
-    /// command, a rent's payment) stored no later than its events, in the same group when the
+    /// last; `None` when it decided none. `riders` (appends another aggregate decided for this
+    /// command, a rent's payment) are stored no later than its events, in the same group when the
     /// queue allows (ADR 18). A rider is stored even when the command's own events are not: if
     /// the shared group failed, it is stored again alone, so that a charge keeps its record.
-    pub async fn append_with(
+    pub async fn append(
         &self,
         riders: Vec<Rider>,
         events: Vec<A::Event>,
@@ -346,7 +336,7 @@ impl<A: Aggregate + Clone> CachedStore<A> {
         metadata: HashMap<String, String>,
     ) -> Result<Option<i64>, AggregateError<A::Error>> {
         let Some(decided) = self.serialize(events, context, metadata)? else {
-            store_alone(&self.repo, riders).await;
+            store_riders_alone(&self.repo, riders).await;
             return Ok(None);
         };
         let mut chain: Vec<&[SerializedEvent]> = riders.iter().map(|rider| &rider.events[..]).collect();
@@ -359,7 +349,7 @@ impl<A: Aggregate + Clone> CachedStore<A> {
                 // The very events are stored already (the same keyed command, run by another
                 // process): its aggregate is read again next time.
                 Err(PersistenceError::OptimisticLockError) => {}
-                Err(_) => store_alone(&self.repo, vec![rider]).await,
+                Err(_) => store_riders_alone(&self.repo, vec![rider]).await,
             }
         }
         let position = own?;
@@ -395,7 +385,7 @@ impl Rider {
 }
 
 /// Stores each rider by itself, as its own command would have.
-pub async fn store_alone(repo: &EventRepository, riders: Vec<Rider>) {
+pub async fn store_riders_alone(repo: &EventRepository, riders: Vec<Rider>) {
     for rider in riders {
         match repo.append(&rider.events).await {
             Ok(_) => (rider.stored)(),
