@@ -35,6 +35,7 @@ use storming_infra::log::GlobalLog;
 use storming_infra::payment::breaker::{CircuitBreaker, GuardedProvider};
 use storming_infra::payment::http::HttpProvider;
 use storming_infra::payment::SimulatedProvider;
+use storming_projections::reader::SqliteReads;
 use storming_projections::runtime::Applied;
 use storming_projections::WorkerSettings;
 use tokio::sync::watch;
@@ -57,9 +58,22 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub(crate) static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// What every handler can reach.
+/// What every handler can reach, in one allocation: axum clones the state for each request's
+/// middleware and extractors, and a clone is now one reference count, where copying every field's
+/// handles was 3% of the machine's time under queries (BENCHMARKS.md, sixteenth session).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<App>);
+
+impl std::ops::Deref for AppState {
+    type Target = App;
+
+    fn deref(&self) -> &App {
+        &self.0
+    }
+}
+
+/// The state behind [`AppState`].
+pub struct App {
     pub db: Database,
     pub bus: Arc<CommandBus>,
     pub log: GlobalLog,
@@ -78,6 +92,8 @@ pub struct AppState {
     pub applied: Arc<Applied>,
     /// Which copy holds each rental this process stored or looked up.
     pub rentals: Arc<Bounded<commands::RentalHolder>>,
+    /// SQLite: the connections queries read their views on in place (ADR 19); `None` on PostgreSQL.
+    pub sqlite_reads: Option<Arc<SqliteReads>>,
 }
 
 /// Every documented route, and the OpenAPI document that describes them.
@@ -271,8 +287,9 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         Backend::Sqlite => (8_000, Some(config.catch_up_hold)),
         Backend::Postgres => (4_000, None),
     };
-    let state = AppState {
+    let state = AppState(Arc::new(App {
         log: GlobalLog::new(&db),
+        sqlite_reads: db.sqlite_file.as_ref().map(|file| Arc::new(SqliteReads::new(file))),
         db,
         bus,
         tokens: TokenKeys::new(&secret),
@@ -291,7 +308,7 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
             catch_up_hold,
             ..WorkerSettings::default()
         },
-    };
+    }));
     workers::ensure_projections(&state)
         .await
         .map_err(|error| anyhow::anyhow!(error))

@@ -4,6 +4,7 @@
 //! type); the read side — log readers, views, checkpoints — runs on an `Any` pool with SQL written
 //! once in the dialect both backends share, except where the backends truly differ (the log).
 
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,6 +62,9 @@ pub struct Database {
     pub write_gate: Option<WriteGate>,
     /// The write side's appends, grouped into shared commits (on SQLite under the write gate).
     pub group_commit: Arc<GroupCommit>,
+    /// SQLite: the database's file, for connections of the process's own that read it in place
+    /// (the queries'); `None` on PostgreSQL and for a database in memory.
+    pub sqlite_file: Option<PathBuf>,
 }
 
 /// SQLite has one writer at a time, and a connection that finds the lock taken *sleeps* in its
@@ -112,6 +116,7 @@ impl Database {
         // A SQLite connection is a file handle in this process: it cannot go stale the way a
         // network connection can, so the pool does not ping it on every checkout (a round trip to
         // the connection's thread, as costly as a statement; profiled in ADR 8).
+        let file = options.get_filename().to_path_buf();
         let store = SqlitePoolOptions::new()
             .max_connections(pool_size)
             .test_before_acquire(false)
@@ -143,6 +148,8 @@ impl Database {
             queries,
             write_gate: Some(write_gate),
             group_commit,
+            // Created by now if it is a file: the pool above has opened it.
+            sqlite_file: file.is_file().then_some(file),
         })
     }
 
@@ -180,6 +187,7 @@ impl Database {
             queries,
             write_gate: None,
             group_commit,
+            sqlite_file: None,
         })
     }
 

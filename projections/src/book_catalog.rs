@@ -5,14 +5,14 @@
 
 use async_trait::async_trait;
 use cqrs_es::Aggregate;
-use serde::Serialize;
-use sqlx::any::AnyRow;
-use sqlx::{Any, AnyConnection, Executor, Row};
+use serde::{Deserialize, Serialize};
+use sqlx::{AnyConnection, FromRow};
 use storming_domain::library::{Book, LibraryEvent};
 use storming_domain::recorded::RecordedEvent;
 use storming_domain::rental::{BookCopy, RentalEvent};
 
 use crate::page::Page;
+use crate::reader::{Param, ViewReader};
 use crate::runtime::batch::{self, Value, Writes};
 use crate::runtime::generations::table;
 use crate::runtime::{BoxError, Projection};
@@ -107,53 +107,68 @@ fn write(writes: &mut Writes, catalog: &str, event: &RecordedEvent) -> Result<()
     Ok(())
 }
 
+const COLUMNS: &[&str] =
+    &["book_id", "title", "author", "rental_fee", "on_shelf", "availability", "current_rental_id", "updated_at"];
+
 /// The columns of generation `generation`, for its queries.
 fn select(generation: i64) -> String {
-    let catalog = table("book_catalog", generation);
-    format!("SELECT book_id, title, author, rental_fee, on_shelf, availability, current_rental_id, updated_at FROM {catalog}")
+    format!("SELECT {} FROM {}", COLUMNS.join(", "), table("book_catalog", generation))
 }
 
-pub async fn get<'c>(
-    db: impl Executor<'c, Database = Any>,
+pub async fn get(
+    reader: &mut ViewReader<'_>,
     generation: i64,
     book_id: &str,
 ) -> Result<Option<CatalogBook>, sqlx::Error> {
-    let row =
-        sqlx::query(&format!("{} WHERE book_id = $1", select(generation))).bind(book_id).fetch_optional(db).await?;
-    row.as_ref().map(decode).transpose()
+    let sql = format!("{} WHERE book_id = $1", select(generation));
+    let row: Option<BookRow> = reader.row(&sql, COLUMNS, &[Param::Text(book_id)]).await?;
+    Ok(row.map(BookRow::into_book))
 }
 
 /// Books in id order (registration order), after the cursor; only rentable ones if `available`.
-pub async fn list<'c>(
-    db: impl Executor<'c, Database = Any>,
+pub async fn list(
+    reader: &mut ViewReader<'_>,
     generation: i64,
     available: bool,
     limit: i64,
     after: Option<&str>,
 ) -> Result<Page<CatalogBook>, sqlx::Error> {
-    let rows = sqlx::query(&format!(
+    let sql = format!(
         "{} WHERE ($1 = 0 OR (on_shelf = 1 AND availability = 'AVAILABLE')) AND book_id > $2 \
          ORDER BY book_id LIMIT $3",
         select(generation)
-    ))
-    .bind(i64::from(available))
-    .bind(after.unwrap_or(""))
-    .bind(limit + 1)
-    .fetch_all(db)
-    .await?;
-    let books = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+    );
+    let params = [Param::Int(i64::from(available)), Param::Text(after.unwrap_or("")), Param::Int(limit + 1)];
+    let rows: Vec<BookRow> = reader.rows(&sql, COLUMNS, "book_id", &params).await?;
+    let books = rows.into_iter().map(BookRow::into_book).collect();
     Ok(Page::from_rows(books, limit, |book| book.id.clone()))
 }
 
-fn decode(row: &AnyRow) -> Result<CatalogBook, sqlx::Error> {
-    Ok(CatalogBook {
-        id: row.try_get("book_id")?,
-        title: row.try_get("title")?,
-        author: row.try_get("author")?,
-        rental_fee: row.try_get("rental_fee")?,
-        on_shelf: row.try_get::<i64, _>("on_shelf")? != 0,
-        availability: row.try_get("availability")?,
-        current_rental_id: row.try_get("current_rental_id")?,
-        updated_at: row.try_get("updated_at")?,
-    })
+/// A row as the catalog's queries read it.
+#[derive(Deserialize, FromRow)]
+struct BookRow {
+    book_id: String,
+    title: String,
+    author: Option<String>,
+    rental_fee: i64,
+    on_shelf: i64,
+    availability: String,
+    current_rental_id: Option<String>,
+    updated_at: String,
+}
+
+impl BookRow {
+    fn into_book(self) -> CatalogBook {
+        let Self { book_id, title, author, rental_fee, on_shelf, availability, current_rental_id, updated_at } = self;
+        CatalogBook {
+            id: book_id,
+            title,
+            author,
+            rental_fee,
+            on_shelf: on_shelf != 0,
+            availability,
+            current_rental_id,
+            updated_at,
+        }
+    }
 }

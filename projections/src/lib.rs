@@ -8,6 +8,7 @@ pub mod book_catalog;
 pub mod my_page;
 pub mod page;
 pub mod payments;
+pub mod reader;
 pub mod rental_status;
 pub mod runtime;
 

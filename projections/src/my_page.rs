@@ -7,21 +7,21 @@
 use async_trait::async_trait;
 use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
-use sqlx::any::AnyArguments;
-use sqlx::{AnyConnection, FromRow, Row};
+use sqlx::{AnyConnection, FromRow};
 use storming_domain::customer::{Customer, CustomerEvent};
 use storming_domain::payment::{Payment, PaymentEvent};
 use storming_domain::recorded::RecordedEvent;
 use storming_domain::rental::{self, BookCopy, RentalEvent};
 
-use crate::page::{fetch_rows, with, Page};
+use crate::page::Page;
+use crate::reader::{Param, ViewReader};
 use crate::runtime::batch::{self, Value, Writes};
 use crate::runtime::generations::table;
 use crate::runtime::{BoxError, Projection};
 
 pub const NAME: &str = "my_page";
 
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, FromRow, utoipa::ToSchema)]
 pub struct Profile {
     pub customer_id: String,
     pub name: String,
@@ -132,30 +132,19 @@ fn write(writes: &mut Writes, (profiles, items): &(String, String), event: &Reco
 }
 
 pub async fn profile(
-    connection: &mut AnyConnection,
+    reader: &mut ViewReader<'_>,
     generation: i64,
     customer_id: &str,
 ) -> Result<Option<Profile>, sqlx::Error> {
     let profiles = table("my_page_profiles", generation);
-    let row =
-        sqlx::query(&format!("SELECT customer_id, name, phone, registered_at FROM {profiles} WHERE customer_id = $1"))
-            .bind(customer_id)
-            .fetch_optional(connection)
-            .await?;
-    row.map(|row| {
-        Ok(Profile {
-            customer_id: row.try_get("customer_id")?,
-            name: row.try_get("name")?,
-            phone: row.try_get("phone")?,
-            registered_at: row.try_get("registered_at")?,
-        })
-    })
-    .transpose()
+    let columns = &["customer_id", "name", "phone", "registered_at"];
+    let sql = format!("SELECT {} FROM {profiles} WHERE customer_id = $1", columns.join(", "));
+    reader.row(&sql, columns, &[Param::Text(customer_id)]).await
 }
 
 /// The customer's rows, newest first (ids are UUID v7, so id order is creation order).
 pub async fn items(
-    connection: &mut AnyConnection,
+    reader: &mut ViewReader<'_>,
     generation: i64,
     customer_id: &str,
     limit: i64,
@@ -163,12 +152,10 @@ pub async fn items(
 ) -> Result<Page<MyPageItem>, sqlx::Error> {
     let columns = &["flow", "item_id", "title", "status", "payment_status", "amount", "updated_at"];
     let sql = items_sql(generation, before.is_some());
-    let mut arguments = with(AnyArguments::default(), customer_id)?;
-    if let Some(before) = before {
-        arguments = with(arguments, before)?;
-    }
-    let arguments = with(arguments, limit + 1)?;
-    let rows: Vec<ItemRow> = fetch_rows(connection, &sql, columns, "item_id DESC", arguments).await?;
+    let mut params = vec![Param::Text(customer_id)];
+    params.extend(before.map(Param::Text));
+    params.push(Param::Int(limit + 1));
+    let rows: Vec<ItemRow> = reader.rows(&sql, columns, "item_id DESC", &params).await?;
     let items = rows.into_iter().map(ItemRow::into_item).collect();
     Ok(Page::from_rows(items, limit, |item| item.id.clone()))
 }

@@ -50,10 +50,16 @@ where
     if connection.backend_name() != "SQLite" {
         return sqlx::query_as_with(select, arguments).fetch_all(&mut *connection).await;
     }
-    let pairs = columns.iter().map(|column| format!("'{column}', {column}")).collect::<Vec<_>>().join(", ");
-    let sql = format!("SELECT json_group_array(json_object({pairs}) ORDER BY {order}) FROM ({select})");
-    let json: String = sqlx::query_scalar_with(&sql, arguments).fetch_one(&mut *connection).await?;
+    let json: String =
+        sqlx::query_scalar_with(&json_rows_sql(select, columns, order), arguments).fetch_one(&mut *connection).await?;
     serde_json::from_str(&json).map_err(|error| sqlx::Error::Decode(error.into()))
+}
+
+/// SQLite: the rows of `select` (a statement of `columns`) as one JSON array of objects keyed by
+/// column name, in `order`.
+pub fn json_rows_sql(select: &str, columns: &[&str], order: &str) -> String {
+    let pairs = columns.iter().map(|column| format!("'{column}', {column}")).collect::<Vec<_>>().join(", ");
+    format!("SELECT json_group_array(json_object({pairs}) ORDER BY {order}) FROM ({select})")
 }
 
 /// `arguments`, then `value`.

@@ -5,12 +5,12 @@
 
 use async_trait::async_trait;
 use cqrs_es::Aggregate;
-use serde::Serialize;
-use sqlx::any::AnyRow;
-use sqlx::{Any, AnyConnection, Executor, Row};
+use serde::{Deserialize, Serialize};
+use sqlx::{AnyConnection, FromRow};
 use storming_domain::payment::{Payment, PaymentEvent};
 use storming_domain::recorded::RecordedEvent;
 
+use crate::reader::{Param, ViewReader};
 use crate::runtime::batch::{self, Value, Writes};
 use crate::runtime::generations::table;
 use crate::runtime::{BoxError, Projection};
@@ -105,53 +105,71 @@ fn write(writes: &mut Writes, payments: &str, event: &RecordedEvent) -> Result<(
     Ok(())
 }
 
+const COLUMNS: &[&str] = &[
+    "payment_id",
+    "reference_flow",
+    "reference_kind",
+    "reference_id",
+    "customer_id",
+    "amount",
+    "status",
+    "authorization_id",
+    "refund_id",
+    "updated_at",
+];
+
 /// The columns of generation `generation`, for its queries.
 fn select(generation: i64) -> String {
-    let payments = table("payments", generation);
-    format!(
-        "SELECT payment_id, reference_flow, reference_kind, reference_id, customer_id, amount, status, \
-         authorization_id, refund_id, updated_at FROM {payments}"
-    )
+    format!("SELECT {} FROM {}", COLUMNS.join(", "), table("payments", generation))
 }
 
-pub async fn get<'c>(
-    db: impl Executor<'c, Database = Any>,
+pub async fn get(
+    reader: &mut ViewReader<'_>,
     generation: i64,
     payment_id: &str,
 ) -> Result<Option<PaymentView>, sqlx::Error> {
-    let row = sqlx::query(&format!("{} WHERE payment_id = $1", select(generation)))
-        .bind(payment_id)
-        .fetch_optional(db)
-        .await?;
-    row.as_ref().map(decode).transpose()
+    let sql = format!("{} WHERE payment_id = $1", select(generation));
+    let row: Option<PaymentRow> = reader.row(&sql, COLUMNS, &[Param::Text(payment_id)]).await?;
+    Ok(row.map(PaymentRow::into_view))
 }
 
 /// The charges for one rental, order, reservation or booking.
-pub async fn by_reference<'c>(
-    db: impl Executor<'c, Database = Any>,
+pub async fn by_reference(
+    reader: &mut ViewReader<'_>,
     generation: i64,
     reference_id: &str,
 ) -> Result<Vec<PaymentView>, sqlx::Error> {
-    let rows = sqlx::query(&format!("{} WHERE reference_id = $1 ORDER BY payment_id", select(generation)))
-        .bind(reference_id)
-        .fetch_all(db)
-        .await?;
-    rows.iter().map(decode).collect()
+    let sql = format!("{} WHERE reference_id = $1 ORDER BY payment_id", select(generation));
+    let rows: Vec<PaymentRow> = reader.rows(&sql, COLUMNS, "payment_id", &[Param::Text(reference_id)]).await?;
+    Ok(rows.into_iter().map(PaymentRow::into_view).collect())
 }
 
-fn decode(row: &AnyRow) -> Result<PaymentView, sqlx::Error> {
-    Ok(PaymentView {
-        id: row.try_get("payment_id")?,
-        reference: ReferenceView {
-            flow: row.try_get("reference_flow")?,
-            kind: row.try_get("reference_kind")?,
-            id: row.try_get("reference_id")?,
-        },
-        customer_id: row.try_get("customer_id")?,
-        amount: row.try_get("amount")?,
-        status: row.try_get("status")?,
-        authorization_id: row.try_get("authorization_id")?,
-        refund_id: row.try_get("refund_id")?,
-        updated_at: row.try_get("updated_at")?,
-    })
+/// A row as the view's queries read it.
+#[derive(Deserialize, FromRow)]
+struct PaymentRow {
+    payment_id: String,
+    reference_flow: String,
+    reference_kind: String,
+    reference_id: String,
+    customer_id: String,
+    amount: i64,
+    status: String,
+    authorization_id: String,
+    refund_id: Option<String>,
+    updated_at: String,
+}
+
+impl PaymentRow {
+    fn into_view(self) -> PaymentView {
+        PaymentView {
+            id: self.payment_id,
+            reference: ReferenceView { flow: self.reference_flow, kind: self.reference_kind, id: self.reference_id },
+            customer_id: self.customer_id,
+            amount: self.amount,
+            status: self.status,
+            authorization_id: self.authorization_id,
+            refund_id: self.refund_id,
+            updated_at: self.updated_at,
+        }
+    }
 }

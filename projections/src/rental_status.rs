@@ -7,13 +7,13 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
-use sqlx::any::AnyArguments;
 use sqlx::{AnyConnection, FromRow};
 use storming_domain::payment::{Payment, PaymentEvent};
 use storming_domain::recorded::RecordedEvent;
 use storming_domain::rental::{BookCopy, RentalEvent};
 
-use crate::page::{fetch_rows, with, Page};
+use crate::page::Page;
+use crate::reader::{Param, ViewReader};
 use crate::rfc3339;
 use crate::runtime::batch::{self, Value, Writes};
 use crate::runtime::generations::table;
@@ -163,20 +163,19 @@ fn select(generation: i64) -> String {
 }
 
 pub async fn get(
-    connection: &mut AnyConnection,
+    reader: &mut ViewReader<'_>,
     generation: i64,
     rental_id: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<RentalView>, sqlx::Error> {
     let sql = format!("{} WHERE rental_id = $1", select(generation));
-    let arguments = with(AnyArguments::default(), rental_id)?;
-    let rows: Vec<RentalRow> = fetch_rows(connection, &sql, COLUMNS, "rental_id", arguments).await?;
-    Ok(rows.into_iter().next().map(|row| row.into_view(now)))
+    let row: Option<RentalRow> = reader.row(&sql, COLUMNS, &[Param::Text(rental_id)]).await?;
+    Ok(row.map(|row| row.into_view(now)))
 }
 
 /// Rentals in id (time) order after the cursor, narrowed by the filter.
 pub async fn list(
-    connection: &mut AnyConnection,
+    reader: &mut ViewReader<'_>,
     generation: i64,
     filter: &RentalFilter,
     limit: i64,
@@ -184,12 +183,10 @@ pub async fn list(
     now: DateTime<Utc>,
 ) -> Result<Page<RentalView>, sqlx::Error> {
     let sql = list_sql(generation, filter);
-    let mut arguments = AnyArguments::default();
-    for (_, value) in set_filters(filter) {
-        arguments = with(arguments, value)?;
-    }
-    let arguments = with(with(arguments, after.unwrap_or(""))?, limit + 1)?;
-    let rows: Vec<RentalRow> = fetch_rows(connection, &sql, COLUMNS, "rental_id", arguments).await?;
+    let mut params: Vec<Param> = set_filters(filter).map(|(_, value)| Param::Text(value)).collect();
+    params.push(Param::Text(after.unwrap_or("")));
+    params.push(Param::Int(limit + 1));
+    let rows: Vec<RentalRow> = reader.rows(&sql, COLUMNS, "rental_id", &params).await?;
     let rentals = rows.into_iter().map(|row| row.into_view(now)).collect();
     Ok(Page::from_rows(rentals, limit, |rental| rental.id.clone()))
 }

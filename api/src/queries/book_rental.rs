@@ -13,7 +13,7 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{answer, limit, view_position, Freshness, Params};
+use super::{answer, limit, view_position, Freshness, Params, QueryConnection};
 use crate::auth::{Caller, Role};
 use crate::openapi::QueryErrors;
 use crate::problem::ApiError;
@@ -52,9 +52,9 @@ async fn list_books(
 ) -> Result<Response, ApiError> {
     let limit = limit(params.limit)?;
     let view = view_position(&app, book_catalog::NAME, params.min_position).await?;
-    let mut connection = app.db.queries.lend().await?;
+    let mut connection = QueryConnection::lend(&app).await?;
     let page = book_catalog::list(
-        &mut *connection,
+        &mut connection.reader(),
         view.generation,
         params.available.unwrap_or(false),
         limit,
@@ -78,8 +78,8 @@ async fn get_book(
     Params(params): Params<Freshness>,
 ) -> Result<Response, ApiError> {
     let view = view_position(&app, book_catalog::NAME, params.min_position).await?;
-    let mut connection = app.db.queries.lend().await?;
-    let book = book_catalog::get(&mut *connection, view.generation, &book_id).await?;
+    let mut connection = QueryConnection::lend(&app).await?;
+    let book = book_catalog::get(&mut connection.reader(), view.generation, &book_id).await?;
     connection.keep();
     let book = book.ok_or_else(|| ApiError::not_found("book-not-found", format!("no book {book_id}")))?;
     Ok(answer(view, book))
@@ -130,10 +130,16 @@ async fn list_rentals(
     };
     let filter = RentalFilter { book_id: params.book_id, customer_id, status: params.status };
     let view = view_position(&app, rental_status::NAME, params.min_position).await?;
-    let mut connection = app.db.queries.lend().await?;
-    let page =
-        rental_status::list(&mut connection, view.generation, &filter, limit, params.after.as_deref(), Utc::now())
-            .await?;
+    let mut connection = QueryConnection::lend(&app).await?;
+    let page = rental_status::list(
+        &mut connection.reader(),
+        view.generation,
+        &filter,
+        limit,
+        params.after.as_deref(),
+        Utc::now(),
+    )
+    .await?;
     connection.keep();
     Ok(answer(view, page))
 }
@@ -152,8 +158,8 @@ async fn get_rental(
 ) -> Result<Response, ApiError> {
     caller.require_any(&[Role::Customer, Role::BookManager])?;
     let view = view_position(&app, rental_status::NAME, params.min_position).await?;
-    let mut connection = app.db.queries.lend().await?;
-    let rental = rental_status::get(&mut connection, view.generation, &id, Utc::now()).await?;
+    let mut connection = QueryConnection::lend(&app).await?;
+    let rental = rental_status::get(&mut connection.reader(), view.generation, &id, Utc::now()).await?;
     connection.keep();
     let rental = rental.ok_or_else(|| ApiError::not_found("rental-not-found", format!("no rental {id}")))?;
     if rental.customer_id != caller.id && !caller.has(Role::BookManager) {

@@ -8,7 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{answer, limit, view_position, Freshness, Params};
+use super::{answer, limit, view_position, Freshness, Params, QueryConnection};
 use crate::auth::{Caller, Role};
 use crate::openapi::QueryErrors;
 use crate::problem::ApiError;
@@ -30,8 +30,8 @@ async fn me(
 ) -> Result<Response, ApiError> {
     caller.require(Role::Customer)?;
     let view = view_position(&app, my_page::NAME, params.min_position).await?;
-    let mut connection = app.db.queries.lend().await?;
-    let profile = my_page::profile(&mut connection, view.generation, &caller.id).await?;
+    let mut connection = QueryConnection::lend(&app).await?;
+    let profile = my_page::profile(&mut connection.reader(), view.generation, &caller.id).await?;
     connection.keep();
     let profile =
         profile.ok_or_else(|| ApiError::not_found("customer-not-found", "you have not registered a profile yet"))?;
@@ -76,9 +76,10 @@ async fn my_page(
     caller.require(Role::Customer)?;
     let limit = limit(params.limit)?;
     let view = view_position(&app, my_page::NAME, params.min_position).await?;
-    let mut connection = app.db.queries.lend().await?;
-    let profile = my_page::profile(&mut connection, view.generation, &caller.id).await?;
-    let page = my_page::items(&mut connection, view.generation, &caller.id, limit, params.after.as_deref()).await?;
+    let mut connection = QueryConnection::lend(&app).await?;
+    let profile = my_page::profile(&mut connection.reader(), view.generation, &caller.id).await?;
+    let page =
+        my_page::items(&mut connection.reader(), view.generation, &caller.id, limit, params.after.as_deref()).await?;
     connection.keep();
     let body =
         MyPageView { customer_id: caller.id, profile, items: page.items, next: page.next, notifications: vec![] };

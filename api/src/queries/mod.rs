@@ -20,9 +20,12 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use sqlx::Any;
 use storming_domain::recorded::LogCursor;
 use storming_domain::shared::ValidationError;
+use storming_infra::kept::Lent;
 use storming_projections::page::{DEFAULT_LIMIT, MAX_LIMIT};
+use storming_projections::reader::{SqliteRead, ViewReader};
 use storming_projections::runtime::applied::next_ring;
 use storming_projections::runtime::generations;
 use tokio::time::Instant;
@@ -30,6 +33,38 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::problem::ApiError;
 use crate::AppState;
+
+/// The connection a query reads its view on: on SQLite one of the process's own, read in place
+/// (`AppState::sqlite_reads`, ADR 19); else one of the queries' kept `Any` connections.
+pub enum QueryConnection<'a> {
+    Kept(Lent<'a, Any>),
+    Sqlite(SqliteRead<'a>),
+}
+
+impl QueryConnection<'_> {
+    pub async fn lend(app: &AppState) -> Result<QueryConnection<'_>, sqlx::Error> {
+        match &app.sqlite_reads {
+            Some(reads) => Ok(QueryConnection::Sqlite(reads.lend()?)),
+            None => Ok(QueryConnection::Kept(app.db.queries.lend().await?)),
+        }
+    }
+
+    pub fn reader(&mut self) -> ViewReader<'_> {
+        match self {
+            Self::Kept(connection) => ViewReader::Any(connection),
+            Self::Sqlite(connection) => connection.reader(),
+        }
+    }
+
+    /// The reads finished: the connection is kept for the next query (see
+    /// [`storming_infra::kept`]; dropped without this, a kept connection goes back through sqlx).
+    pub fn keep(self) {
+        match self {
+            Self::Kept(connection) => connection.keep(),
+            Self::Sqlite(connection) => drop(connection),
+        }
+    }
+}
 
 /// The longest a query waits for `min_position`.
 const MAX_WAIT: Duration = Duration::from_secs(5);
@@ -135,8 +170,8 @@ pub async fn view_position(app: &AppState, name: &str, min_position: Option<i64>
     let mut applied = wanted.and_then(|_| app.applied.subscribe(name));
     loop {
         let at = Instant::now();
-        let mut connection = app.db.queries.lend().await?;
-        let (generation, reached) = generations::active_and_reached(&mut *connection, name).await?;
+        let mut connection = QueryConnection::lend(app).await?;
+        let (generation, reached) = generations::active_and_reached(&mut connection.reader(), name).await?;
         connection.keep();
         app.views.remember(name, Reading { at, generation, reached });
         let view = ViewAt { generation, position: reached.position };

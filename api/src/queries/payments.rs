@@ -9,7 +9,7 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{answer, view_position, Freshness, Params};
+use super::{answer, view_position, Freshness, Params, QueryConnection};
 use crate::auth::{Caller, Role};
 use crate::openapi::QueryErrors;
 use crate::problem::ApiError;
@@ -32,8 +32,8 @@ async fn get_payment(
     Params(params): Params<Freshness>,
 ) -> Result<Response, ApiError> {
     let view = view_position(&app, payments::NAME, params.min_position).await?;
-    let mut connection = app.db.queries.lend().await?;
-    let payment = payments::get(&mut *connection, view.generation, &id).await?;
+    let mut connection = QueryConnection::lend(&app).await?;
+    let payment = payments::get(&mut connection.reader(), view.generation, &id).await?;
     connection.keep();
     let payment = payment.ok_or_else(|| ApiError::not_found("payment-not-found", format!("no payment {id}")))?;
     if payment.customer_id != caller.id && !caller.has(Role::Admin) {
@@ -66,8 +66,8 @@ async fn by_reference(
 ) -> Result<Response, ApiError> {
     let reference_id = params.reference_id;
     let view = view_position(&app, payments::NAME, params.min_position).await?;
-    let mut connection = app.db.queries.lend().await?;
-    let mut charges = payments::by_reference(&mut *connection, view.generation, &reference_id).await?;
+    let mut connection = QueryConnection::lend(&app).await?;
+    let mut charges = payments::by_reference(&mut connection.reader(), view.generation, &reference_id).await?;
     connection.keep();
     if !caller.has(Role::Admin) {
         charges.retain(|charge| charge.customer_id == caller.id);

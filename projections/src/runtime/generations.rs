@@ -7,10 +7,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::{Any, AnyConnection, AnyPool, Executor, Row};
+use sqlx::{AnyConnection, AnyPool, Row};
 use storming_domain::recorded::LogCursor;
 
 use super::{BoxError, Projection};
+use crate::reader::{Param, ViewReader};
 
 /// The name of table `base` in `generation`.
 pub fn table(base: &str, generation: i64) -> String {
@@ -69,24 +70,28 @@ pub async fn active(pool: &AnyPool, name: &str) -> Result<i64, sqlx::Error> {
 /// The generation queries read and how far it has applied the log, in one statement (generation 1
 /// at the start of the log until the projection was first set up). The join's key is
 /// [`worker_key`] spelled in SQL.
-pub async fn active_and_reached<'c>(
-    db: impl Executor<'c, Database = Any>,
-    name: &str,
-) -> Result<(i64, LogCursor), sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT g.active, c.transaction_id, c.position FROM projection_generations g \
-         LEFT JOIN checkpoints c ON c.name = g.name || '@g' || CAST(g.active AS text) \
-         WHERE g.name = $1",
-    )
-    .bind(name)
-    .fetch_optional(db)
-    .await?;
+pub async fn active_and_reached(reader: &mut ViewReader<'_>, name: &str) -> Result<(i64, LogCursor), sqlx::Error> {
+    #[derive(serde::Deserialize, sqlx::FromRow)]
+    struct Reached {
+        active: i64,
+        transaction_id: Option<i64>,
+        position: Option<i64>,
+    }
+    let row: Option<Reached> = reader
+        .row(
+            "SELECT g.active, c.transaction_id, c.position FROM projection_generations g \
+             LEFT JOIN checkpoints c ON c.name = g.name || '@g' || CAST(g.active AS text) \
+             WHERE g.name = $1",
+            &["active", "transaction_id", "position"],
+            &[Param::Text(name)],
+        )
+        .await?;
     let Some(row) = row else { return Ok((1, LogCursor::START)) };
-    let reached = match (row.try_get("transaction_id")?, row.try_get("position")?) {
+    let reached = match (row.transaction_id, row.position) {
         (Some(transaction_id), Some(position)) => LogCursor { transaction_id, position },
         _ => LogCursor::START,
     };
-    Ok((row.try_get("active")?, reached))
+    Ok((row.active, reached))
 }
 
 /// Sets the projection up on first start (generation 1), and starts a rebuild when the code's

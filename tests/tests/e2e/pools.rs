@@ -11,8 +11,12 @@ use sqlx::{Connection, PgConnection};
 use storming_infra::db::{Database, StorePool, PING_WHEN_IDLE_FOR};
 use storming_infra::kept::KeptConnections;
 
+use reqwest::StatusCode;
+use serde_json::json;
+use storming_api::auth::Role;
+
 use crate::on_both_backends;
-use crate::support::TestDb;
+use crate::support::{TestApp, TestDb};
 
 const ONE: &str = "SELECT 1";
 const BACKEND: &str = "SELECT CAST(pg_backend_pid() AS bigint)";
@@ -199,4 +203,31 @@ async fn on_sqlite_only_the_read_side_commits_without_waiting_for_the_disk() {
     // 2 = FULL, 1 = NORMAL
     assert_eq!(sqlx::query_scalar::<_, i64>("PRAGMA synchronous").fetch_one(store).await.unwrap(), 2);
     assert_eq!(sqlx::query_scalar::<_, i64>("PRAGMA synchronous").fetch_one(&database.read_side).await.unwrap(), 1);
+}
+
+on_both_backends!(on_sqlite_queries_read_the_file_in_place_on_postgres_a_kept_connection);
+
+/// On SQLite a query reads its view on a connection of the process's own, stepped on the request's
+/// thread (ADR 19), and sees a command's effect once its view has: the same answers as on
+/// PostgreSQL, where the queries' kept connections serve.
+async fn on_sqlite_queries_read_the_file_in_place_on_postgres_a_kept_connection(db: TestDb) {
+    let app = TestApp::start(&db).await;
+    let kim = app.token("kim", &[Role::Customer]);
+    let registered = app.post(Some(&kim), "/commands/customers", Some(json!({"name": "Kim Minji"}))).await;
+    assert_eq!(registered.status, StatusCode::CREATED, "{}", registered.body);
+    let page = app.get(&kim, &format!("/queries/my-page?min_position={}", registered.position())).await;
+    assert_eq!((page.status, &page.body["profile"]["name"]), (StatusCode::OK, &json!("Kim Minji")));
+    let state = app.state();
+    match &state.sqlite_reads {
+        Some(reads) => {
+            assert!(!db.is_postgres());
+            assert_eq!(reads.idle_count(), 1, "the query's connection is kept for the next one");
+            assert_eq!(state.db.queries.idle_count(), 0, "no query took a connection of the Any pool");
+        }
+        None => {
+            assert!(db.is_postgres(), "a SQLite file is read in place");
+            assert!(state.db.queries.idle_count() >= 1);
+        }
+    }
+    app.stop().await;
 }

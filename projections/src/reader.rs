@@ -1,0 +1,299 @@
+//! Where a query reads its view: a connection of the queries' `Any` pool, or, on SQLite, a
+//! connection of this process's own that the query reads in place.
+//!
+//! sqlx runs every SQLite connection on a thread of its own: each statement is a message to that
+//! thread and its answer a message back, two hand-offs between threads per statement, and on two
+//! cores those hand-offs cost the machine more than the statement itself (BENCHMARKS.md,
+//! sixteenth session). A view's query on SQLite is a read of a few pages of a file already in the
+//! page cache, tens of microseconds: [`SqliteReads`] keeps plain connections (rusqlite, the same
+//! SQLite library sqlx links) and a query steps its statement on the thread that serves the
+//! request, with no hand-off (ADR 19). A reader never waits for the writer in WAL mode, so such a
+//! read never blocks the thread for longer than its own pages take.
+//!
+//! Every read goes through [`ViewReader::rows`]: the statement is written once, in the dialect
+//! both backends share; on SQLite its rows come back as one JSON value (see [`crate::page`]).
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rusqlite::types::ToSqlOutput;
+use serde::de::DeserializeOwned;
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::{AnyConnection, FromRow};
+
+use crate::page::{fetch_rows, json_rows_sql, with};
+
+/// A value bound to a view query's `$n`.
+#[derive(Debug, Clone, Copy)]
+pub enum Param<'a> {
+    Text(&'a str),
+    Int(i64),
+}
+
+/// The connection a query reads its view on.
+pub enum ViewReader<'c> {
+    /// PostgreSQL, or a SQLite database that this process cannot open a second time (in memory).
+    Any(&'c mut AnyConnection),
+    /// SQLite, read in place on the calling thread.
+    Sqlite(&'c mut rusqlite::Connection),
+}
+
+impl ViewReader<'_> {
+    /// The rows of `select` (a statement of `columns`, its rows in `order`), `params` bound to its
+    /// `$1`, `$2`, …
+    pub async fn rows<T>(
+        &mut self,
+        select: &str,
+        columns: &[&str],
+        order: &str,
+        params: &[Param<'_>],
+    ) -> Result<Vec<T>, sqlx::Error>
+    where
+        T: DeserializeOwned + for<'r> FromRow<'r, AnyRow> + Send + Unpin,
+    {
+        match self {
+            Self::Any(connection) => {
+                let mut arguments = AnyArguments::default();
+                for param in params {
+                    arguments = match *param {
+                        Param::Text(text) => with(arguments, text)?,
+                        Param::Int(int) => with(arguments, int)?,
+                    };
+                }
+                fetch_rows(connection, select, columns, order, arguments).await
+            }
+            Self::Sqlite(connection) => {
+                let json = read_json(connection, &json_rows_sql(select, columns, order), params)
+                    .map_err(|error| sqlx::Error::Database(Box::new(SqliteReadError(error))))?;
+                serde_json::from_str(&json).map_err(|error| sqlx::Error::Decode(error.into()))
+            }
+        }
+    }
+
+    /// The one row of `select`, if any (see [`ViewReader::rows`]).
+    pub async fn row<T>(
+        &mut self,
+        select: &str,
+        columns: &[&str],
+        params: &[Param<'_>],
+    ) -> Result<Option<T>, sqlx::Error>
+    where
+        T: DeserializeOwned + for<'r> FromRow<'r, AnyRow> + Send + Unpin,
+    {
+        Ok(self.rows(select, columns, "1", params).await?.into_iter().next())
+    }
+}
+
+/// The single text value `sql` answers, with `params` bound by name (`$1` is the first).
+fn read_json(connection: &rusqlite::Connection, sql: &str, params: &[Param<'_>]) -> rusqlite::Result<String> {
+    let mut statement = connection.prepare_cached(sql)?;
+    for (n, param) in params.iter().enumerate() {
+        // SQLite numbers named parameters in order of first appearance, not by their names.
+        let Some(index) = statement.parameter_index(&format!("${}", n + 1))? else { continue };
+        let value = match *param {
+            Param::Text(text) => ToSqlOutput::from(text),
+            Param::Int(int) => ToSqlOutput::from(int),
+        };
+        statement.raw_bind_parameter(index, value)?;
+    }
+    let mut rows = statement.raw_query();
+    let row = rows.next()?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+    row.get(0)
+}
+
+/// How long a query's connection waits for a lock. In WAL mode a reader waits only while another
+/// connection recovers the log after a crash, or rebuilds the shared index.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Statements kept prepared per connection: every view's queries, for two generations at once.
+const PREPARED_STATEMENTS: usize = 64;
+
+/// The SQLite connections this process's queries read on, kept between uses. A connection is a
+/// file handle: it cannot go stale, and one is opened whenever none is free. At most as many are
+/// in use as threads serve requests, since a read never waits for anything once it starts.
+#[derive(Debug)]
+pub struct SqliteReads {
+    path: PathBuf,
+    idle: Mutex<Vec<rusqlite::Connection>>,
+}
+
+impl SqliteReads {
+    /// Reads of the database file at `path`, which must already exist (in WAL mode).
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into(), idle: Mutex::new(Vec::new()) }
+    }
+
+    /// A connection of the caller's own until the [`SqliteRead`] is dropped.
+    pub fn lend(&self) -> Result<SqliteRead<'_>, sqlx::Error> {
+        let idle = self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop();
+        let connection = match idle {
+            Some(connection) => connection,
+            None => self.open().map_err(|error| sqlx::Error::Database(Box::new(SqliteReadError(error))))?,
+        };
+        Ok(SqliteRead { connection: Some(connection), home: self })
+    }
+
+    /// The connections idle between reads (for tests).
+    pub fn idle_count(&self) -> usize {
+        self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()
+    }
+
+    fn open(&self) -> rusqlite::Result<rusqlite::Connection> {
+        use rusqlite::OpenFlags;
+        // Read-write without create, then query-only: a read-only connection cannot recover a
+        // WAL file left by a crash, and this one never writes either way.
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let connection = rusqlite::Connection::open_with_flags(&self.path, flags)?;
+        connection.busy_timeout(BUSY_TIMEOUT)?;
+        connection.pragma_update(None, "query_only", true)?;
+        connection.set_prepared_statement_cache_capacity(PREPARED_STATEMENTS);
+        Ok(connection)
+    }
+}
+
+/// A connection lent by [`SqliteReads::lend`]; it goes back when dropped (a statement that failed
+/// leaves nothing behind: each read is its own transaction, ended when its statement is reset).
+#[derive(Debug)]
+pub struct SqliteRead<'a> {
+    connection: Option<rusqlite::Connection>,
+    home: &'a SqliteReads,
+}
+
+impl SqliteRead<'_> {
+    pub fn reader(&mut self) -> ViewReader<'_> {
+        ViewReader::Sqlite(self.connection.as_mut().expect("present until dropped"))
+    }
+}
+
+impl Drop for SqliteRead<'_> {
+    fn drop(&mut self) {
+        if let Some(connection) = self.connection.take() {
+            self.home.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(connection);
+        }
+    }
+}
+
+/// A failed read on a [`SqliteReads`] connection, as sqlx's other database errors are reported.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct SqliteReadError(rusqlite::Error);
+
+impl sqlx::error::DatabaseError for SqliteReadError {
+    fn message(&self) -> &str {
+        match &self.0 {
+            rusqlite::Error::SqliteFailure(_, Some(message)) => message,
+            _ => "SQLite read failed",
+        }
+    }
+
+    fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+
+    fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+
+    fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+        self
+    }
+
+    fn kind(&self) -> sqlx::error::ErrorKind {
+        sqlx::error::ErrorKind::Other
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq, serde::Deserialize, sqlx::FromRow)]
+    struct Row {
+        id: String,
+        n: i64,
+        note: Option<String>,
+    }
+
+    /// A database file with three rows, and the reads of it.
+    fn database(name: &str) -> (PathBuf, SqliteReads) {
+        let path = std::env::temp_dir().join(format!("storming-reader-{name}-{}.db", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let writer = rusqlite::Connection::open(&path).unwrap();
+        writer
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; CREATE TABLE t (id TEXT PRIMARY KEY, n INTEGER NOT NULL, note TEXT); \
+                 INSERT INTO t VALUES ('a', 1, NULL), ('b', 2, 'two'), ('c', 3, 'three');",
+            )
+            .unwrap();
+        (path.clone(), SqliteReads::new(path))
+    }
+
+    #[tokio::test]
+    async fn it_should_bind_each_param_to_its_own_number_whatever_the_order_they_appear_in() {
+        let (path, reads) = database("order");
+        let mut read = reads.lend().unwrap();
+        // `$2` appears first: SQLite would number it 1.
+        let rows: Vec<Row> = read
+            .reader()
+            .rows(
+                "SELECT id, n, note FROM t WHERE n > $2 AND id <> $1",
+                &["id", "n", "note"],
+                "id DESC",
+                &[Param::Text("c"), Param::Int(0)],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            rows,
+            vec![Row { id: "b".into(), n: 2, note: Some("two".into()) }, Row { id: "a".into(), n: 1, note: None }]
+        );
+        drop(read);
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[tokio::test]
+    async fn it_should_answer_no_row_as_none_and_see_what_was_committed_since() {
+        let (path, reads) = database("fresh");
+        let mut read = reads.lend().unwrap();
+        let missing: Option<Row> = read
+            .reader()
+            .row("SELECT id, n, note FROM t WHERE id = $1", &["id", "n", "note"], &[Param::Text("d")])
+            .await
+            .unwrap();
+        assert_eq!(missing, None);
+        drop(read);
+        rusqlite::Connection::open(&path).unwrap().execute("INSERT INTO t VALUES ('d', 4, NULL)", []).unwrap();
+        let mut read = reads.lend().unwrap();
+        let found: Option<Row> = read
+            .reader()
+            .row("SELECT id, n, note FROM t WHERE id = $1", &["id", "n", "note"], &[Param::Text("d")])
+            .await
+            .unwrap();
+        assert_eq!(found, Some(Row { id: "d".into(), n: 4, note: None }));
+        drop(read);
+        assert_eq!(reads.idle_count(), 1, "the one connection is kept and lent again");
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[tokio::test]
+    async fn it_should_report_a_failed_read_as_a_database_error_and_never_write() {
+        let (path, reads) = database("errors");
+        let mut read = reads.lend().unwrap();
+        let error = read.reader().rows::<Row>("SELECT id, n, note FROM missing", &["id", "n", "note"], "id", &[]).await;
+        assert!(
+            matches!(error, Err(sqlx::Error::Database(ref e)) if e.message().contains("no such table")),
+            "{error:?}"
+        );
+        let write =
+            read.reader().rows::<Row>("DELETE FROM t RETURNING id, n, note", &["id", "n", "note"], "id", &[]).await;
+        assert!(write.is_err(), "a query's connection is query-only");
+        drop(read);
+        let count: i64 = rusqlite::Connection::open(&path)
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM t", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(count, 3);
+        std::fs::remove_file(path).unwrap();
+    }
+}
