@@ -273,6 +273,13 @@ mod tests {
         assert_eq!(found, Some(Row { id: "d".into(), n: 4, note: None }));
         drop(read);
         assert_eq!(reads.idle_count(), 1, "the one connection is kept and lent again");
+        // An idle connection holds no read transaction: one would keep the WAL from being
+        // checkpointed back into the file, and the WAL would grow without end.
+        let (busy, frames): (i64, i64) = rusqlite::Connection::open(&path)
+            .unwrap()
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| Ok((row.get(0)?, row.get(1)?)))
+            .unwrap();
+        assert_eq!((busy, frames), (0, 0), "the checkpoint ran to the end and emptied the WAL");
         std::fs::remove_file(path).unwrap();
     }
 
