@@ -1,9 +1,6 @@
 //! One page of a list query: `{"items": [...], "next": "<cursor or null>"}` (API.md).
 
-use serde::de::DeserializeOwned;
 use serde::Serialize;
-use sqlx::any::{AnyArguments, AnyRow};
-use sqlx::{Any, AnyConnection, Arguments, FromRow};
 
 pub const DEFAULT_LIMIT: i64 = 50;
 pub const MAX_LIMIT: i64 = 500;
@@ -27,48 +24,6 @@ impl<T> Page<T> {
         };
         Self { items: rows, next }
     }
-}
-
-/// The rows of `select` (a statement of `columns`, its rows in `order`) with `arguments`.
-///
-/// On SQLite the database returns them as one JSON array of objects keyed by column name, read
-/// with `serde`: every row is otherwise a message from sqlx's connection thread and an `Any` row
-/// to decode, and a page of ten rentals was answered at half the rate of a page of one. On
-/// PostgreSQL, whose rows arrive together on the socket, building the JSON cost the database more
-/// than it saved (queries 17% slower), so the rows are read as they are (BENCHMARKS.md, eighth
-/// session).
-pub async fn fetch_rows<'q, T>(
-    connection: &mut AnyConnection,
-    select: &'q str,
-    columns: &[&str],
-    order: &str,
-    arguments: AnyArguments<'q>,
-) -> Result<Vec<T>, sqlx::Error>
-where
-    T: DeserializeOwned + for<'r> FromRow<'r, AnyRow> + Send + Unpin,
-{
-    if connection.backend_name() != "SQLite" {
-        return sqlx::query_as_with(select, arguments).fetch_all(&mut *connection).await;
-    }
-    let json: String =
-        sqlx::query_scalar_with(&json_rows_sql(select, columns, order), arguments).fetch_one(&mut *connection).await?;
-    serde_json::from_str(&json).map_err(|error| sqlx::Error::Decode(error.into()))
-}
-
-/// SQLite: the rows of `select` (a statement of `columns`) as one JSON array of objects keyed by
-/// column name, in `order`.
-pub fn json_rows_sql(select: &str, columns: &[&str], order: &str) -> String {
-    let pairs = columns.iter().map(|column| format!("'{column}', {column}")).collect::<Vec<_>>().join(", ");
-    format!("SELECT json_group_array(json_object({pairs}) ORDER BY {order}) FROM ({select})")
-}
-
-/// `arguments`, then `value`.
-pub fn with<'q, T>(mut arguments: AnyArguments<'q>, value: T) -> Result<AnyArguments<'q>, sqlx::Error>
-where
-    T: 'q + sqlx::Encode<'q, Any> + sqlx::Type<Any>,
-{
-    arguments.add(value).map_err(sqlx::Error::Encode)?;
-    Ok(arguments)
 }
 
 #[cfg(test)]
