@@ -8,7 +8,8 @@
 //! page cache, tens of microseconds: [`SqliteReads`] keeps plain connections (rusqlite, the same
 //! SQLite library sqlx links) and a query steps its statement on the thread that serves the
 //! request, with no hand-off (ADR 19). A reader never waits for the writer in WAL mode, so such a
-//! read never blocks the thread for longer than its own pages take.
+//! read holds the thread for as long as its own pages take, save for the rare waits of
+//! `BUSY_TIMEOUT`.
 //!
 //! Every read goes through [`ViewReader::rows`]: the statement is written once, in the dialect
 //! both backends share. On SQLite its rows come back as one JSON array of objects, read with
