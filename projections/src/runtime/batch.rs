@@ -435,7 +435,7 @@ impl Writes {
                     }
                     .map_err(sqlx::Error::Encode)?;
                 }
-                let keep = keeps_prepared(style, rows_sent);
+                let keep = keeps_prepared(rows_sent);
                 sqlx::query_with(&sql, arguments).persistent(keep).execute(&mut *tx).await?;
             }
         }
@@ -443,14 +443,16 @@ impl Writes {
     }
 }
 
-/// Whether a statement of `rows` rows stays prepared on the connection. On SQLite a prepared
-/// statement lives in this process, as large as its rows: kept, the runs of every length a live
-/// load brings (1, 2 … 30 rows per shape) filled each read connection's cache of 100 statements,
-/// about 3 MB a connection (14 of the 64 MB at 64 clients, ADR 9). Only single-row statements,
-/// which recur, are kept; preparing the others again cost no measurable catch-up speed. PostgreSQL
-/// keeps its prepared statements in its own processes, and a catch-up's 500-row statement recurs.
-fn keeps_prepared(style: Parameters, rows: usize) -> bool {
-    style == Parameters::Numbered || rows == 1
+/// Whether a statement of `rows` rows stays prepared on the connection: only single-row ones,
+/// which recur. A prepared statement is kept by sqlx in this process, with its text and the types
+/// of its parameters, and a live load brings runs of every length (1, 2 … 30 rows per shape), each
+/// a statement of its own, until every connection's cache of 100 is full. On SQLite that was about
+/// 3 MB a connection (14 of the 64 MB at 64 clients, ADR 9); on PostgreSQL 8–19 MB of the server's
+/// RSS at 16 and 64 clients (BENCHMARKS.md, sixteenth session). Preparing the others again cost no
+/// measurable catch-up speed on either backend; on PostgreSQL such a statement is planned for its
+/// own values each time, never by a generic plan made while the view was small.
+fn keeps_prepared(rows: usize) -> bool {
+    rows == 1
 }
 
 /// PostgreSQL, for the rest of the caller's transaction: join by nested loops only. An update run
@@ -587,11 +589,10 @@ mod tests {
     }
 
     #[test]
-    fn on_sqlite_only_single_row_statements_stay_prepared() {
-        assert!(keeps_prepared(Parameters::Anonymous, 1));
-        assert!(!keeps_prepared(Parameters::Anonymous, 2));
-        assert!(!keeps_prepared(Parameters::Anonymous, 500));
-        assert!(keeps_prepared(Parameters::Numbered, 500), "PostgreSQL keeps its statements in its own processes");
+    fn only_single_row_statements_stay_prepared() {
+        assert!(keeps_prepared(1));
+        assert!(!keeps_prepared(2));
+        assert!(!keeps_prepared(500));
     }
 
     #[test]
