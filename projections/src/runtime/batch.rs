@@ -447,7 +447,7 @@ impl Writes {
 /// which recur. A prepared statement is kept by sqlx in this process, with its text and the types
 /// of its parameters, and a live load brings runs of every length (1, 2 … 30 rows per shape), each
 /// a statement of its own, until every connection's cache of 100 is full. On SQLite that was about
-/// 3 MB a connection (14 of the 64 MB at 64 clients, ADR 9); on PostgreSQL 8–19 MB of the server's
+/// 3 MB a connection (14 of the 64 MB at 64 clients, ADR 9); on PostgreSQL 5–19 MB of the server's
 /// RSS at 16 and 64 clients (BENCHMARKS.md, sixteenth session). Preparing the others again cost no
 /// measurable catch-up speed on either backend; on PostgreSQL such a statement is planned for its
 /// own values each time, never by a generic plan made while the view was small.
