@@ -14,7 +14,7 @@ use sqlx::pool::{PoolConnectionMetadata, PoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Any, AnyPool, Connection, Executor, PgPool, Postgres, Sqlite, SqlitePool};
 
-use crate::event_store::GroupCommit;
+use crate::event_store::{GroupCommit, SqliteWriter};
 use crate::kept::KeptConnections;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,7 +63,7 @@ pub struct Database {
     /// The write side's appends, grouped into shared commits (on SQLite under the write gate).
     pub group_commit: Arc<GroupCommit>,
     /// SQLite: the database's file, for connections of the process's own that read it in place
-    /// (the queries'); `None` on PostgreSQL and for a database in memory.
+    /// (the queries'); `None` on PostgreSQL.
     pub sqlite_file: Option<PathBuf>,
 }
 
@@ -83,6 +83,8 @@ pub enum DbError {
     Connect(#[source] sqlx::Error),
     #[error("could not migrate the database: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("a SQLite database must be a file (sqlite://PATH), not {0}")]
+    SqliteNotAFile(String),
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -138,8 +140,14 @@ impl Database {
         let read_side = sqlite_read_pool(pool_size).connect(url).await.map_err(DbError::Connect)?;
         let queries =
             Arc::new(KeptConnections::new(sqlite_read_pool(pool_size).connect_lazy(url).map_err(DbError::Connect)?));
+        // Created by now: the pool above has opened it. The appends and the queries open
+        // connections of their own to it (ADR 19, 21).
+        if !file.is_file() {
+            return Err(DbError::SqliteNotAFile(url.to_string()));
+        }
         let write_gate = WriteGate::default();
-        let group_commit = Arc::new(GroupCommit::sqlite(store.clone(), write_gate.clone()));
+        let writer = SqliteWriter::new(&file, SQLITE_BUSY_TIMEOUT);
+        let group_commit = Arc::new(GroupCommit::sqlite(writer, write_gate.clone()));
         Ok(Self {
             backend: Backend::Sqlite,
             store: StorePool::Sqlite(store),
@@ -148,8 +156,7 @@ impl Database {
             queries,
             write_gate: Some(write_gate),
             group_commit,
-            // Created by now if it is a file: the pool above has opened it.
-            sqlite_file: file.is_file().then_some(file),
+            sqlite_file: Some(file),
         })
     }
 

@@ -35,7 +35,7 @@ pub enum Param<'a> {
 
 /// The connection a query reads its view on.
 pub enum ViewReader<'c> {
-    /// PostgreSQL, or a SQLite database that this process cannot open a second time (in memory).
+    /// PostgreSQL.
     Any(&'c mut AnyConnection),
     /// SQLite, read in place on the calling thread.
     Sqlite(&'c mut rusqlite::Connection),

@@ -11,7 +11,8 @@
 //! - SQLite has a single writer anyway: the turn is the process's write gate, which the workers'
 //!   transactions hold too. A group runs one statement per append on the appends' own connection
 //!   (SQLite backs out only the failing statement on a conflict; several events or a key to
-//!   complete run under a savepoint).
+//!   complete run under a savepoint), the whole group one job on a blocking thread
+//!   ([`SqliteWriter`], ADR 21).
 //! - PostgreSQL takes writers side by side, but a group is one multi-row INSERT (`UNNEST`,
 //!   `ON CONFLICT DO NOTHING`, so a conflict refuses its rows without failing the statement) on
 //!   one of the commands' kept connections: a statement of its own when every append is one
@@ -32,14 +33,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use cqrs_es::persist::{PersistenceError, SerializedEvent};
-use sqlx::{Acquire, PgConnection, Postgres, SqliteConnection, SqlitePool};
+use sqlx::postgres::PgArguments;
+use sqlx::query::QueryScalar;
+use sqlx::{Acquire, PgConnection, Postgres};
 use tokio::sync::{oneshot, OwnedMutexGuard};
 
-use super::{idempotency_key, store_error, COMPLETE_KEY, INSERT_EVENT_POSTGRES, INSERT_EVENT_SQLITE};
+use super::sqlite_writer::SqliteWriter;
+use super::{idempotency_key, store_error, Answer, COMPLETE_KEY, INSERT_EVENT_POSTGRES};
 use crate::db::WriteGate;
 use crate::kept::KeptConnections;
-
-type Answer = Result<i64, PersistenceError>;
 
 /// The appends of one process's write side, grouped into shared commits.
 #[derive(Debug)]
@@ -54,11 +56,8 @@ pub struct GroupCommit {
 
 #[derive(Debug)]
 enum Writer {
-    /// The appends' own connection, used only under the gate; opened on first use, and dropped
-    /// after any failure other than a conflict so that the next append starts on a fresh one.
-    /// (A pooled checkout costs sqlx a ping of the connection's thread when it is handed back, as
-    /// much as a statement.)
-    Sqlite { pool: SqlitePool, connection: tokio::sync::Mutex<Option<SqliteConnection>> },
+    /// The appends' own connection, used only under the gate (ADR 21).
+    Sqlite(Arc<SqliteWriter>),
     /// The commands' kept connections; one that failed goes back through sqlx's pool.
     Postgres(Arc<KeptConnections<Postgres>>),
 }
@@ -78,9 +77,9 @@ struct Pending {
 }
 
 impl GroupCommit {
-    /// SQLite's appends, under the process's write `gate`.
-    pub fn sqlite(pool: SqlitePool, gate: WriteGate) -> Self {
-        Self::new(Writer::Sqlite { pool, connection: tokio::sync::Mutex::default() }, gate)
+    /// SQLite's appends, by `writer`, under the process's write `gate`.
+    pub fn sqlite(writer: SqliteWriter, gate: WriteGate) -> Self {
+        Self::new(Writer::Sqlite(Arc::new(writer)), gate)
     }
 
     /// PostgreSQL's appends, on the commands' `kept` connections.
@@ -137,7 +136,7 @@ impl GroupCommit {
             if ours && group.len() == 1 {
                 // Alone: stored by its own caller, as if there were no queue.
                 let lone = group.pop().expect("one");
-                let stored = self.store_alone(&lone.events).await;
+                let stored = self.store_alone(lone.events).await;
                 drop(turn);
                 let _ = lone.reply.send(stored);
             } else if ours {
@@ -218,21 +217,16 @@ impl GroupCommit {
         group
     }
 
-    async fn store_alone(&self, events: &[SerializedEvent]) -> Answer {
-        let key = idempotency_key(events);
+    async fn store_alone(&self, events: Vec<SerializedEvent>) -> Answer {
         match &self.writer {
-            Writer::Sqlite { pool, connection } => {
-                let mut writer = connection.lock().await;
-                let stored = async {
-                    let connection = Self::sqlite_connection(&mut writer, pool).await?;
-                    append!(&mut *connection, INSERT_EVENT_SQLITE, events, key)
-                };
-                let stored = stored.await;
-                self.settled(&mut writer, stored)
+            Writer::Sqlite(writer) => {
+                let stored = writer.store(vec![events]).await;
+                self.counted(stored)?.pop().expect("one answer per append")
             }
             Writer::Postgres(kept) => {
+                let (events, key) = (&events[..], idempotency_key(&events));
                 let mut connection = kept.lend().await.map_err(store_error)?;
-                let stored = async { append!(&mut *connection, INSERT_EVENT_POSTGRES, events, key) }.await;
+                let stored = append_alone(&mut connection, events, key).await;
                 // A conflict is an answer; after anything else the connection is not kept.
                 if matches!(stored, Ok(_) | Err(PersistenceError::OptimisticLockError)) {
                     connection.keep();
@@ -244,16 +238,12 @@ impl GroupCommit {
 
     /// Stores `group` in one transaction and answers each of its appends; holds the turn until
     /// then.
-    async fn store_group(self: Arc<Self>, group: Vec<Pending>, turn: OwnedMutexGuard<()>) {
+    async fn store_group(self: Arc<Self>, mut group: Vec<Pending>, turn: OwnedMutexGuard<()>) {
         let stored = match &self.writer {
-            Writer::Sqlite { pool, connection } => {
-                let mut writer = connection.lock().await;
-                let stored = async {
-                    let connection = Self::sqlite_connection(&mut writer, pool).await?;
-                    store_sqlite_group(connection, &group).await
-                };
-                let stored = stored.await;
-                self.settled(&mut writer, stored)
+            Writer::Sqlite(writer) => {
+                // Their events are not needed once stored: the job takes them.
+                let appends = group.iter_mut().map(|pending| std::mem::take(&mut pending.events)).collect();
+                self.counted(writer.store(appends).await)
             }
             Writer::Postgres(kept) => {
                 let stored = async {
@@ -281,28 +271,6 @@ impl GroupCommit {
         }
     }
 
-    async fn sqlite_connection<'w>(
-        writer: &'w mut Option<SqliteConnection>,
-        pool: &SqlitePool,
-    ) -> Result<&'w mut SqliteConnection, PersistenceError> {
-        if writer.is_none() {
-            *writer = Some(pool.acquire().await.map_err(store_error)?.detach());
-        }
-        Ok(writer.as_mut().expect("opened above"))
-    }
-
-    /// Counts a commit; after a failure other than a conflict, SQLite's connection is not trusted.
-    fn settled<T>(
-        &self,
-        writer: &mut Option<SqliteConnection>,
-        result: Result<T, PersistenceError>,
-    ) -> Result<T, PersistenceError> {
-        if matches!(result, Err(ref error) if !matches!(error, PersistenceError::OptimisticLockError)) {
-            *writer = None;
-        }
-        self.counted(result)
-    }
-
     fn counted<T>(&self, result: Result<T, PersistenceError>) -> Result<T, PersistenceError> {
         if result.is_ok() {
             self.commits.fetch_add(1, Ordering::Relaxed);
@@ -311,24 +279,35 @@ impl GroupCommit {
     }
 }
 
-/// One statement per append, in one transaction.
-async fn store_sqlite_group(
-    connection: &mut SqliteConnection,
-    group: &[Pending],
-) -> Result<Vec<Answer>, PersistenceError> {
+/// Stores one append by itself and returns the global position of its last event. One event
+/// without a key is one statement, its own transaction; otherwise the events and the key's
+/// completion share one.
+async fn append_alone(connection: &mut PgConnection, events: &[SerializedEvent], key: Option<(&str, &str)>) -> Answer {
+    if let ([event], None) = (events, key) {
+        return insert_one(event).fetch_one(connection).await.map_err(store_error);
+    }
     let mut tx = connection.begin().await.map_err(store_error)?;
-    let mut answers = Vec::with_capacity(group.len());
-    for pending in group {
-        let (events, key) = (&pending.events[..], idempotency_key(&pending.events));
-        let answer = async { append!(&mut *tx, INSERT_EVENT_SQLITE, events, key) }.await;
-        match answer {
-            Ok(_) | Err(PersistenceError::OptimisticLockError) => answers.push(answer),
-            // Anything else may have ended the transaction: store none of the group.
-            Err(error) => return Err(error),
-        }
+    let mut position = None;
+    for event in events {
+        position = Some(insert_one(event).fetch_one(&mut *tx).await.map_err(store_error)?);
+    }
+    let position = position.ok_or_else(|| store_error(sqlx::Error::RowNotFound))?;
+    if let Some((caller, key)) = key {
+        sqlx::query(COMPLETE_KEY).bind(position).bind(caller).bind(key).execute(&mut *tx).await.map_err(store_error)?;
     }
     tx.commit().await.map_err(store_error)?;
-    Ok(answers)
+    Ok(position)
+}
+
+fn insert_one(event: &SerializedEvent) -> QueryScalar<'_, Postgres, i64, PgArguments> {
+    sqlx::query_scalar(INSERT_EVENT_POSTGRES)
+        .bind(&event.aggregate_type)
+        .bind(&event.aggregate_id)
+        .bind(event.sequence as i64)
+        .bind(&event.event_type)
+        .bind(&event.event_version)
+        .bind(&event.payload)
+        .bind(&event.metadata)
 }
 
 /// Every event of the group in one statement; a row whose (type, id, sequence) is stored is not

@@ -1,0 +1,285 @@
+//! SQLite's appends, on a connection of the process's own (ADR 21).
+//!
+//! sqlx runs every SQLite connection on a thread of its own, and each statement is a message to
+//! that thread and an answer back: a group of appends was `BEGIN`, a statement per append (a
+//! `SAVEPOINT`, its statements and a `RELEASE` for one of several events or with a key) and
+//! `COMMIT`, each two hand-offs between threads. Here a group is one job on tokio's blocking
+//! threads, which runs all of it on a plain connection (rusqlite, the same SQLite library sqlx
+//! links) and answers once. The commit's `fsync` happens on that thread, not on one that serves
+//! requests.
+//!
+//! The connection is used by one job at a time (the group commit's turn, see
+//! [`super::GroupCommit`]), opened on first use, and closed after any failure other than a
+//! conflict, so that the next group starts on a fresh one.
+
+use std::path::PathBuf;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use cqrs_es::persist::{PersistenceError, SerializedEvent};
+use rusqlite::{params, Connection, ErrorCode, OpenFlags, TransactionBehavior};
+
+use super::{idempotency_key, Answer, COMPLETE_KEY, INSERT_EVENT_SQLITE};
+
+/// The appends' connection to one SQLite file.
+#[derive(Debug)]
+pub struct SqliteWriter {
+    path: PathBuf,
+    busy_timeout: Duration,
+    connection: Mutex<Option<Connection>>,
+}
+
+impl SqliteWriter {
+    /// Appends to the database file at `path`, which must exist (migrated, in WAL mode). A write
+    /// of another process waits up to `busy_timeout` for SQLite's lock.
+    pub fn new(path: impl Into<PathBuf>, busy_timeout: Duration) -> Self {
+        Self { path: path.into(), busy_timeout, connection: Mutex::new(None) }
+    }
+
+    /// Stores `appends` (each the events of one command) in one transaction, or a single event
+    /// without a key as one statement, and answers each: the position of its last event, or a
+    /// conflict when one of its (type, id, sequence) is stored already, which stores none of that
+    /// append and all of the others. Any other failure stores none of them.
+    pub async fn store(
+        self: &std::sync::Arc<Self>,
+        appends: Vec<Vec<SerializedEvent>>,
+    ) -> Result<Vec<Answer>, PersistenceError> {
+        let writer = self.clone();
+        tokio::task::spawn_blocking(move || writer.store_now(&appends))
+            .await
+            .map_err(|panicked| PersistenceError::UnknownError(Box::new(panicked)))?
+    }
+
+    fn store_now(&self, appends: &[Vec<SerializedEvent>]) -> Result<Vec<Answer>, PersistenceError> {
+        let mut slot = self.connection.lock().unwrap_or_else(PoisonError::into_inner);
+        let connection = match &mut *slot {
+            Some(connection) => connection,
+            empty => empty.insert(self.open().map_err(|error| PersistenceError::ConnectionError(Box::new(error)))?),
+        };
+        let stored = store_appends(connection, appends);
+        if stored.is_err() {
+            *slot = None;
+        }
+        stored
+    }
+
+    fn open(&self) -> rusqlite::Result<Connection> {
+        let connection = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        connection.busy_timeout(self.busy_timeout)?;
+        // As every write-side connection: an acknowledged command survives a power loss.
+        connection.pragma_update(None, "synchronous", "FULL")?;
+        connection.pragma_update(None, "foreign_keys", "ON")?;
+        Ok(connection)
+    }
+}
+
+/// See [`SqliteWriter::store`]. `Err` only for a failure that is not a conflict.
+fn store_appends(
+    connection: &mut Connection,
+    appends: &[Vec<SerializedEvent>],
+) -> Result<Vec<Answer>, PersistenceError> {
+    if let [events] = appends {
+        if let ([event], None) = (&events[..], idempotency_key(events)) {
+            // One statement, its own transaction.
+            return Ok(vec![answer(insert(connection, event))?]);
+        }
+    }
+    let mut tx = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(unknown)?;
+    let mut answers = Vec::with_capacity(appends.len());
+    for events in appends {
+        let stored = match (&events[..], idempotency_key(events)) {
+            // SQLite backs out only the failing statement.
+            ([event], None) => insert(&tx, event),
+            (events, key) => {
+                // Dropped without `commit`, the savepoint rolls its statements back.
+                let savepoint = tx.savepoint().map_err(unknown)?;
+                let stored = append_in(&savepoint, events, key);
+                if stored.is_ok() {
+                    savepoint.commit().map_err(unknown)?;
+                }
+                stored
+            }
+        };
+        answers.push(answer(stored)?);
+    }
+    tx.commit().map_err(unknown)?;
+    Ok(answers)
+}
+
+/// Every event of one append, then its key's completion; the last event's position.
+fn append_in(connection: &Connection, events: &[SerializedEvent], key: Option<(&str, &str)>) -> rusqlite::Result<i64> {
+    let mut position = None;
+    for event in events {
+        position = Some(insert(connection, event)?);
+    }
+    let position = position.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+    if let Some((caller, key)) = key {
+        // Its parameters appear in the order of their numbers, as SQLite numbers them.
+        connection.prepare_cached(COMPLETE_KEY)?.execute(params![position, caller, key])?;
+    }
+    Ok(position)
+}
+
+/// One event; the global position it got. The statement is stepped to its end: outside a
+/// transaction SQLite commits it there, and a failed commit is reported there.
+fn insert(connection: &Connection, event: &SerializedEvent) -> rusqlite::Result<i64> {
+    // JSON as text, as sqlx stores it.
+    let (payload, metadata) = (json_text(&event.payload)?, json_text(&event.metadata)?);
+    let mut statement = connection.prepare_cached(INSERT_EVENT_SQLITE)?;
+    let mut rows = statement.query(params![
+        event.aggregate_type,
+        event.aggregate_id,
+        event.sequence as i64,
+        event.event_type,
+        event.event_version,
+        payload,
+        metadata,
+    ])?;
+    let position = rows.next()?.ok_or(rusqlite::Error::QueryReturnedNoRows)?.get(0)?;
+    while rows.next()?.is_some() {}
+    Ok(position)
+}
+
+fn json_text(value: &serde_json::Value) -> rusqlite::Result<String> {
+    serde_json::to_string(value).map_err(|error| rusqlite::Error::ToSqlConversionFailure(Box::new(error)))
+}
+
+/// A stored (type, id, sequence) is an answer, a conflict; any other failure is not.
+fn answer(stored: rusqlite::Result<i64>) -> Result<Answer, PersistenceError> {
+    match stored {
+        Ok(position) => Ok(Ok(position)),
+        Err(error) if is_unique_violation(&error) => Ok(Err(PersistenceError::OptimisticLockError)),
+        Err(error) => Err(unknown(error)),
+    }
+}
+
+fn is_unique_violation(error: &rusqlite::Error) -> bool {
+    matches!(
+        error,
+        rusqlite::Error::SqliteFailure(failure, _)
+            if failure.code == ErrorCode::ConstraintViolation
+                && matches!(
+                    failure.extended_code,
+                    rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+                )
+    )
+}
+
+fn unknown(error: rusqlite::Error) -> PersistenceError {
+    PersistenceError::UnknownError(Box::new(error))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::db::{Database, DbError};
+
+    /// A migrated database in a file of its own, removed with its WAL when dropped.
+    struct File(PathBuf);
+
+    impl File {
+        async fn migrated(name: &str) -> (Self, Database) {
+            let path = std::env::temp_dir().join(format!("storming-writer-{name}-{}.db", std::process::id()));
+            let file = Self(path);
+            file.remove();
+            let database = Database::connect(&format!("sqlite://{}", file.0.display()), 2).await.unwrap();
+            (file, database)
+        }
+
+        fn remove(&self) {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", self.0.display()));
+            }
+        }
+    }
+
+    impl Drop for File {
+        fn drop(&mut self) {
+            self.remove();
+        }
+    }
+
+    fn event(stream: &str, sequence: usize) -> SerializedEvent {
+        SerializedEvent::new(
+            stream.to_string(),
+            sequence,
+            "Test".to_string(),
+            "Happened".to_string(),
+            "1".to_string(),
+            json!({ "n": sequence }),
+            json!({}),
+        )
+    }
+
+    async fn stored(database: &Database) -> Vec<(String, i64, i64, String)> {
+        let crate::db::StorePool::Sqlite(pool) = &database.store else { unreachable!() };
+        sqlx::query_as("SELECT aggregate_id, sequence, position, payload FROM events ORDER BY position")
+            .fetch_all(pool)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn it_should_store_a_group_in_order_and_refuse_only_the_appends_that_conflict() {
+        let (file, database) = File::migrated("group").await;
+        let writer = Arc::new(SqliteWriter::new(&file.0, Duration::from_secs(1)));
+        writer.store(vec![vec![event("a", 1)]]).await.unwrap();
+
+        let appends = vec![
+            vec![event("b", 1), event("b", 2)],
+            vec![event("a", 1)],                // stored already: a conflict
+            vec![event("c", 1), event("a", 1)], // refused in part: none of it stored
+            vec![event("d", 1)],
+        ];
+        let answers = writer.store(appends).await.unwrap();
+
+        assert!(
+            matches!(
+                answers[..],
+                [Ok(3), Err(PersistenceError::OptimisticLockError), Err(PersistenceError::OptimisticLockError), Ok(4)]
+            ),
+            "{answers:?}"
+        );
+        let rows = stored(&database).await;
+        let streams: Vec<(&str, i64, i64)> =
+            rows.iter().map(|(id, sequence, position, _)| (id.as_str(), *sequence, *position)).collect();
+        assert_eq!(streams, [("a", 1, 1), ("b", 1, 2), ("b", 2, 3), ("d", 1, 4)]);
+        assert_eq!(rows[1].3, r#"{"n":1}"#, "the payload is stored as JSON text, as sqlx stores it");
+    }
+
+    #[tokio::test]
+    async fn it_should_commit_with_a_full_sync_and_drop_its_connection_after_a_failure() {
+        let (file, database) = File::migrated("failure").await;
+        let writer = Arc::new(SqliteWriter::new(&file.0, Duration::from_secs(1)));
+        writer.store(vec![vec![event("a", 1)]]).await.unwrap();
+        {
+            let slot = writer.connection.lock().unwrap();
+            let synchronous: i64 =
+                slot.as_ref().unwrap().pragma_query_value(None, "synchronous", |row| row.get(0)).unwrap();
+            // FULL is also this build's default; the pragma keeps it so whatever the build says.
+            assert_eq!(synchronous, 2, "FULL: an acknowledged append survives a power loss");
+        }
+
+        // A sequence stored as -1 breaks the table's CHECK: not a conflict, the whole group fails.
+        let failed = writer.store(vec![vec![event("b", 1)], vec![event("c", usize::MAX)]]).await;
+        assert!(matches!(failed, Err(PersistenceError::UnknownError(_))), "{failed:?}");
+        assert!(writer.connection.lock().unwrap().is_none(), "not trusted after a failure");
+
+        assert_eq!(writer.store(vec![vec![event("d", 1)]]).await.unwrap()[0].as_ref().unwrap(), &2);
+        let ids: Vec<String> = stored(&database).await.into_iter().map(|(id, ..)| id).collect();
+        assert_eq!(ids, ["a", "d"]);
+    }
+
+    #[tokio::test]
+    async fn it_should_refuse_a_sqlite_database_that_is_not_a_file() {
+        let refused = Database::connect("sqlite::memory:", 2).await;
+        assert!(matches!(refused, Err(DbError::SqliteNotAFile(_))), "{:?}", refused.err());
+    }
+}
