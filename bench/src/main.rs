@@ -602,61 +602,111 @@ impl Bench {
             let db = self.fresh().await?;
             let fsync = self.fsync();
             let database = Database::connect(&db.url, clients.max(1) as u32).await?;
-            let mut runs = Vec::new();
             let (cpu, measuring) = (CpuTicks::now(), Instant::now());
-            let phases: Vec<u64> =
-                std::iter::once(self.args.warmup).chain((0..self.args.repeats).map(|_| self.args.seconds)).collect();
-            for (phase, seconds) in phases.into_iter().enumerate() {
-                if seconds == 0 {
-                    continue;
-                }
-                let deadline = Instant::now() + Duration::from_secs(seconds);
-                let started = Instant::now();
-                let tasks: Vec<_> = (0..clients)
-                    .map(|n| {
-                        let store = database.store.clone();
-                        let gate = database.write_gate.clone();
-                        tokio::spawn(async move {
-                            let mut tally = Tally::new();
-                            let stream = format!("ceiling-{n}");
-                            let mut known = 0;
-                            while Instant::now() < deadline {
-                                let begun = Instant::now();
-                                // SQLite's writers queue as the server's do (no busy-handler sleeps).
-                                let turn = match &gate {
-                                    Some(gate) => Some(gate.lock().await),
-                                    None => None,
-                                };
-                                let ok = read_and_append(&store, &stream, &mut known).await.is_ok();
-                                drop(turn);
-                                tally.record(begun, if ok { 200 } else { 500 }, 200);
-                            }
-                            tally
-                        })
+            let runs = self
+                .phases(clients, |n, deadline| {
+                    let store = database.store.clone();
+                    let gate = database.write_gate.clone();
+                    tokio::spawn(async move {
+                        let mut tally = Tally::new();
+                        let stream = format!("ceiling-{n}");
+                        let mut known = 0;
+                        while Instant::now() < deadline {
+                            let begun = Instant::now();
+                            // SQLite's writers queue as the server's do (no busy-handler sleeps).
+                            let turn = match &gate {
+                                Some(gate) => Some(gate.lock().await),
+                                None => None,
+                            };
+                            let ok = read_and_append(&store, &stream, &mut known).await.is_ok();
+                            drop(turn);
+                            tally.record(begun, if ok { 200 } else { 500 }, 200);
+                        }
+                        tally
                     })
-                    .collect();
-                let mut tallies = Vec::new();
-                for task in tasks {
-                    tallies.push(task.await.expect("a ceiling client"));
-                }
-                let run = summarize(tallies, started.elapsed());
-                if phase > 0 || self.args.warmup == 0 {
-                    runs.push(run);
-                }
+                })
+                .await;
+            self.ceiling_point("ceiling", clients, runs, fsync, CpuTicks::now().since(cpu, measuring.elapsed()));
+            if let Some(file) = database.sqlite_file.clone() {
+                self.direct_ceiling(&file, clients).await?;
             }
-            let machine = CpuTicks::now().since(cpu, measuring.elapsed());
-            let point = Point::new("ceiling", clients, runs);
-            println!(
-                "{} ceiling   {clients:>2} clients: {:>8.0}/s ({:.0}–{:.0})  p50 {:.2} ms  p99 {:.2} ms  [fsync {fsync:.0}/s; {}]",
-                self.args.backend, point.median_per_second, point.min_per_second, point.max_per_second, point.median_p50_ms, point.median_p99_ms,
-                machine.describe(point.median_per_second)
-            );
-            self.results
-                .push(json!({"group": "ceiling", "fsync_per_second": fsync, "machine": machine, "point": point}));
             database.close().await;
             db.drop().await;
         }
         Ok(())
+    }
+
+    /// SQLite: the same transaction on plain connections (rusqlite, as the server's appends since
+    /// ADR 21), each client on a blocking thread of its own, queued on one lock as the server's
+    /// writers are: what the database itself does, without sqlx's thread hand-offs. Its rows
+    /// follow the sqlx ceiling's in the same file, on streams of their own.
+    async fn direct_ceiling(&mut self, file: &std::path::Path, clients: usize) -> anyhow::Result<()> {
+        let fsync = self.fsync();
+        let gate = std::sync::Arc::new(std::sync::Mutex::new(()));
+        let (cpu, measuring) = (CpuTicks::now(), Instant::now());
+        let runs = self
+            .phases(clients, |n, deadline| {
+                let (file, gate) = (file.to_path_buf(), gate.clone());
+                tokio::task::spawn_blocking(move || {
+                    let mut tally = Tally::new();
+                    let stream = format!("direct-{n}");
+                    let (mut known, connection) = (0, open_direct(&file));
+                    while Instant::now() < deadline {
+                        let begun = Instant::now();
+                        let turn = gate.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                        let ok = match &connection {
+                            Ok(connection) => read_and_append_direct(connection, &stream, &mut known).is_ok(),
+                            Err(_) => false,
+                        };
+                        drop(turn);
+                        tally.record(begun, if ok { 200 } else { 500 }, 200);
+                    }
+                    tally
+                })
+            })
+            .await;
+        self.ceiling_point("ceiling-direct", clients, runs, fsync, CpuTicks::now().since(cpu, measuring.elapsed()));
+        Ok(())
+    }
+
+    /// The warm-up and then `--repeats` runs of `--seconds`, each with `clients` clients started
+    /// by `client` (its number, the run's deadline); the measured runs.
+    async fn phases(
+        &self,
+        clients: usize,
+        client: impl Fn(usize, Instant) -> tokio::task::JoinHandle<Tally>,
+    ) -> Vec<Run> {
+        let mut runs = Vec::new();
+        let phases: Vec<u64> =
+            std::iter::once(self.args.warmup).chain((0..self.args.repeats).map(|_| self.args.seconds)).collect();
+        for (phase, seconds) in phases.into_iter().enumerate() {
+            if seconds == 0 {
+                continue;
+            }
+            let deadline = Instant::now() + Duration::from_secs(seconds);
+            let started = Instant::now();
+            let tasks: Vec<_> = (0..clients).map(|n| client(n, deadline)).collect();
+            let mut tallies = Vec::new();
+            for task in tasks {
+                tallies.push(task.await.expect("a ceiling client"));
+            }
+            let run = summarize(tallies, started.elapsed());
+            if phase > 0 || self.args.warmup == 0 {
+                runs.push(run);
+            }
+        }
+        runs
+    }
+
+    fn ceiling_point(&mut self, group: &str, clients: usize, runs: Vec<Run>, fsync: f64, machine: server::MachineUse) {
+        let point = Point::new(group, clients, runs);
+        let label = if group == "ceiling" { "ceiling" } else { "ceiling, direct" };
+        println!(
+            "{} {label}   {clients:>2} clients: {:>8.0}/s ({:.0}–{:.0})  p50 {:.2} ms  p99 {:.2} ms  [fsync {fsync:.0}/s; {}]",
+            self.args.backend, point.median_per_second, point.min_per_second, point.max_per_second, point.median_p50_ms, point.median_p99_ms,
+            machine.describe(point.median_per_second)
+        );
+        self.results.push(json!({"group": group, "fsync_per_second": fsync, "machine": machine, "point": point}));
     }
 
     /// Catch-up of fresh projections over a long log, and a full rebuild.
@@ -802,6 +852,49 @@ async fn read_and_append(store: &StorePool, stream: &str, known: &mut i64) -> an
         ),
     }
     Ok(())
+}
+
+/// A plain connection to the SQLite file, set as the server's appends set theirs.
+fn open_direct(file: &std::path::Path) -> rusqlite::Result<rusqlite::Connection> {
+    let connection = rusqlite::Connection::open(file)?;
+    connection.busy_timeout(Duration::from_secs(10))?;
+    connection.pragma_update(None, "synchronous", "FULL")?;
+    Ok(connection)
+}
+
+/// [`read_and_append`] on a plain SQLite connection.
+fn read_and_append_direct(connection: &rusqlite::Connection, stream: &str, known: &mut i64) -> rusqlite::Result<()> {
+    connection.execute_batch("BEGIN IMMEDIATE")?;
+    let appended = (|| {
+        let mut read = connection.prepare_cached(
+            "SELECT sequence, payload FROM events WHERE aggregate_type = 'bench.ceiling' \
+             AND aggregate_id = ?1 AND sequence > ?2 ORDER BY sequence",
+        )?;
+        let mut rows = read.query(rusqlite::params![stream, *known])?;
+        let mut last = *known;
+        while let Some(row) = rows.next()? {
+            let _payload: String = row.get(1)?;
+            last += 1;
+        }
+        connection
+            .prepare_cached(
+                "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
+                 VALUES ('bench.ceiling', ?1, ?2, 'Appended', '1.0', '{}', '{}')",
+            )?
+            .execute(rusqlite::params![stream, last + 1])?;
+        connection.execute_batch("COMMIT")?;
+        Ok(last + 1)
+    })();
+    match appended {
+        Ok(last) => {
+            *known = last;
+            Ok(())
+        }
+        Err(error) => {
+            let _ = connection.execute_batch("ROLLBACK");
+            Err(error)
+        }
+    }
 }
 
 /// Fills the log with `count` real rental events: 1,000 books, each shelved once and then rented
