@@ -240,6 +240,14 @@ mod tests {
         (path.clone(), SqliteReads::new(path))
     }
 
+    /// Closes the connections, then removes the file and the two WAL mode keeps beside it.
+    fn remove(path: PathBuf, reads: SqliteReads) {
+        drop(reads);
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    }
+
     #[tokio::test]
     async fn it_should_bind_each_param_to_its_own_number_whatever_the_order_they_appear_in() {
         let (path, reads) = database("order");
@@ -260,7 +268,7 @@ mod tests {
             vec![Row { id: "b".into(), n: 2, note: Some("two".into()) }, Row { id: "a".into(), n: 1, note: None }]
         );
         drop(read);
-        std::fs::remove_file(path).unwrap();
+        remove(path, reads);
     }
 
     #[tokio::test]
@@ -291,7 +299,7 @@ mod tests {
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| Ok((row.get(0)?, row.get(1)?)))
             .unwrap();
         assert_eq!((busy, frames), (0, 0), "the checkpoint ran to the end and emptied the WAL");
-        std::fs::remove_file(path).unwrap();
+        remove(path, reads);
     }
 
     #[tokio::test]
@@ -317,6 +325,6 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM t", [], |row| row.get(0))
             .unwrap();
         assert_eq!(count, 3);
-        std::fs::remove_file(path).unwrap();
+        remove(path, reads);
     }
 }

@@ -221,7 +221,8 @@ impl GroupCommit {
         match &self.writer {
             Writer::Sqlite(writer) => {
                 let stored = writer.store(vec![events]).await;
-                self.counted(stored)?.pop().expect("one answer per append")
+                // A lone append refused as a conflict committed nothing: not counted.
+                self.counted(stored.and_then(|mut answers| answers.pop().expect("one answer per append")))
             }
             Writer::Postgres(kept) => {
                 let (events, key) = (&events[..], idempotency_key(&events));
