@@ -19,7 +19,8 @@ use serde_json::{json, Value};
 use server::{CpuTicks, FreshDb, Server, JWT_SECRET};
 use storming_api::auth::{Role, TokenKeys};
 use storming_infra::config::Secret;
-use storming_infra::db::{Database, StorePool};
+use storming_infra::db::{Database, StorePool, SQLITE_BUSY_TIMEOUT};
+use storming_infra::event_store::open_append_connection;
 use tokio::task::JoinHandle;
 
 #[derive(Parser, Debug, Clone)]
@@ -650,7 +651,7 @@ impl Bench {
                 tokio::task::spawn_blocking(move || {
                     let mut tally = Tally::new();
                     let stream = format!("direct-{n}");
-                    let (mut known, connection) = (0, open_direct(&file));
+                    let (mut known, connection) = (0, open_append_connection(&file, SQLITE_BUSY_TIMEOUT));
                     while Instant::now() < deadline {
                         let begun = Instant::now();
                         let turn = gate.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -826,13 +827,19 @@ async fn indexes_exist(database: &Database, names: &[String]) -> anyhow::Result<
 /// One command's worth of SQL on its own: read the stream's events after the last one known (a
 /// command's aggregate is cached, so it reads only those — usually none), append the next event,
 /// commit. A rent is two such transactions (its payment's and its own), a return one.
+/// The ceiling's read: a stream's events after the last one known.
+const CEILING_READ: &str = "SELECT sequence, payload FROM events WHERE aggregate_type = 'bench.ceiling' \
+                            AND aggregate_id = $1 AND sequence > $2 ORDER BY sequence";
+/// The ceiling's append on SQLite (its parameters appear in the order of their numbers, so a
+/// plain connection binds them by position too).
+const CEILING_APPEND_SQLITE: &str = "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, \
+     event_version, payload, metadata) VALUES ('bench.ceiling', $1, $2, 'Appended', '1.0', '{}', '{}')";
+
 async fn read_and_append(store: &StorePool, stream: &str, known: &mut i64) -> anyhow::Result<()> {
-    const READ: &str = "SELECT sequence, payload FROM events WHERE aggregate_type = 'bench.ceiling' \
-                        AND aggregate_id = $1 AND sequence > $2 ORDER BY sequence";
     macro_rules! transaction {
         ($pool:expr, $insert:expr) => {{
             let mut tx = $pool.begin().await?;
-            let rows = sqlx::query(READ).bind(stream).bind(*known).fetch_all(&mut *tx).await?;
+            let rows = sqlx::query(CEILING_READ).bind(stream).bind(*known).fetch_all(&mut *tx).await?;
             let last = *known + rows.len() as i64;
             sqlx::query($insert).bind(stream).bind(last + 1).execute(&mut *tx).await?;
             tx.commit().await?;
@@ -840,11 +847,7 @@ async fn read_and_append(store: &StorePool, stream: &str, known: &mut i64) -> an
         }};
     }
     match store {
-        StorePool::Sqlite(pool) => transaction!(
-            pool,
-            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
-             VALUES ('bench.ceiling', $1, $2, 'Appended', '1.0', '{}', '{}')"
-        ),
+        StorePool::Sqlite(pool) => transaction!(pool, CEILING_APPEND_SQLITE),
         StorePool::Postgres(pool) => transaction!(
             pool,
             "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
@@ -854,34 +857,18 @@ async fn read_and_append(store: &StorePool, stream: &str, known: &mut i64) -> an
     Ok(())
 }
 
-/// A plain connection to the SQLite file, set as the server's appends set theirs.
-fn open_direct(file: &std::path::Path) -> rusqlite::Result<rusqlite::Connection> {
-    let connection = rusqlite::Connection::open(file)?;
-    connection.busy_timeout(Duration::from_secs(10))?;
-    connection.pragma_update(None, "synchronous", "FULL")?;
-    Ok(connection)
-}
-
 /// [`read_and_append`] on a plain SQLite connection.
 fn read_and_append_direct(connection: &rusqlite::Connection, stream: &str, known: &mut i64) -> rusqlite::Result<()> {
     connection.execute_batch("BEGIN IMMEDIATE")?;
     let appended = (|| {
-        let mut read = connection.prepare_cached(
-            "SELECT sequence, payload FROM events WHERE aggregate_type = 'bench.ceiling' \
-             AND aggregate_id = ?1 AND sequence > ?2 ORDER BY sequence",
-        )?;
+        let mut read = connection.prepare_cached(CEILING_READ)?;
         let mut rows = read.query(rusqlite::params![stream, *known])?;
         let mut last = *known;
         while let Some(row) = rows.next()? {
             let _payload: String = row.get(1)?;
             last += 1;
         }
-        connection
-            .prepare_cached(
-                "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
-                 VALUES ('bench.ceiling', ?1, ?2, 'Appended', '1.0', '{}', '{}')",
-            )?
-            .execute(rusqlite::params![stream, last + 1])?;
+        connection.prepare_cached(CEILING_APPEND_SQLITE)?.execute(rusqlite::params![stream, last + 1])?;
         connection.execute_batch("COMMIT")?;
         Ok(last + 1)
     })();

@@ -91,7 +91,7 @@ static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// How long a SQLite connection waits for the single writer's lock before giving up.
-const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Database {
     /// Connects, creating the SQLite file on first start, and applies pending migrations.

@@ -87,7 +87,7 @@ mod sqlite_writer;
 type Answer = Result<i64, PersistenceError>;
 
 pub use group_commit::GroupCommit;
-pub use sqlite_writer::SqliteWriter;
+pub use sqlite_writer::{open_append_connection, SqliteWriter};
 
 /// A unique violation is another command that stored the same sequence first.
 fn store_error(error: sqlx::Error) -> PersistenceError {

@@ -12,8 +12,8 @@
 //! [`super::GroupCommit`]), opened on first use, and closed after any failure other than a
 //! conflict, so that the next group starts on a fresh one.
 
-use std::path::PathBuf;
-use std::sync::{Mutex, PoisonError};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use cqrs_es::persist::{PersistenceError, SerializedEvent};
@@ -40,10 +40,7 @@ impl SqliteWriter {
     /// without a key as one statement, and answers each: the position of its last event, or a
     /// conflict when one of its (type, id, sequence) is stored already, which stores none of that
     /// append and all of the others. Any other failure stores none of them.
-    pub async fn store(
-        self: &std::sync::Arc<Self>,
-        appends: Vec<Vec<SerializedEvent>>,
-    ) -> Result<Vec<Answer>, PersistenceError> {
+    pub async fn store(self: &Arc<Self>, appends: Vec<Vec<SerializedEvent>>) -> Result<Vec<Answer>, PersistenceError> {
         let writer = self.clone();
         tokio::task::spawn_blocking(move || writer.store_now(&appends))
             .await
@@ -64,16 +61,20 @@ impl SqliteWriter {
     }
 
     fn open(&self) -> rusqlite::Result<Connection> {
-        let connection = Connection::open_with_flags(
-            &self.path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        connection.busy_timeout(self.busy_timeout)?;
-        // As every write-side connection: an acknowledged command survives a power loss.
-        connection.pragma_update(None, "synchronous", "FULL")?;
-        connection.pragma_update(None, "foreign_keys", "ON")?;
-        Ok(connection)
+        open_append_connection(&self.path, self.busy_timeout)
     }
+}
+
+/// A connection to the SQLite file at `path` set as the appends' own (the harness's direct
+/// ceiling opens its connections with it too).
+pub fn open_append_connection(path: &Path, busy_timeout: Duration) -> rusqlite::Result<Connection> {
+    let connection =
+        Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+    connection.busy_timeout(busy_timeout)?;
+    // As every write-side connection: an acknowledged command survives a power loss.
+    connection.pragma_update(None, "synchronous", "FULL")?;
+    connection.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(connection)
 }
 
 /// See [`SqliteWriter::store`]. `Err` only for a failure that is not a conflict.
@@ -174,8 +175,6 @@ fn unknown(error: rusqlite::Error) -> PersistenceError {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use serde_json::json;
 
     use super::*;
