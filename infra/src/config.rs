@@ -80,8 +80,9 @@ pub struct Config {
     pub worker_lease: Duration,
     /// How often an idle worker looks at the log when nothing woke it.
     pub worker_poll: Duration,
-    /// How long a worker at the head lets new events gather before its next batch.
-    pub worker_coalesce: Duration,
+    /// How long a worker at the head lets new events gather before its next batch; `None`: the
+    /// backend's default (`storming-api` chooses it, ADR 22).
+    pub worker_coalesce: Option<Duration>,
     /// SQLite: how long one batch of a projection that is catching up may hold the single writer
     /// the commands queue for (its batches are sized to it).
     pub catch_up_hold: Duration,
@@ -164,8 +165,10 @@ impl Config {
             worker_lease: milliseconds("STORMING_WORKER_LEASE_MS", Duration::from_secs(5))?,
             worker_poll: milliseconds("STORMING_WORKER_POLL_MS", Duration::from_millis(500))?,
             worker_coalesce: match get("STORMING_WORKER_COALESCE_MS") {
-                Some(value) => Duration::from_millis(parse_number("STORMING_WORKER_COALESCE_MS", &value, 0)? as u64),
-                None => Duration::from_millis(10),
+                Some(value) => {
+                    Some(Duration::from_millis(parse_number("STORMING_WORKER_COALESCE_MS", &value, 0)? as u64))
+                }
+                None => None,
             },
             catch_up_hold: milliseconds("STORMING_CATCH_UP_HOLD_MS", Duration::from_millis(200))?,
             rate_limit_per_second: match get("STORMING_RATE_LIMIT_PER_SECOND") {
@@ -265,6 +268,14 @@ mod tests {
         assert_eq!(config.database_url, "sqlite://storming.db");
         assert_eq!(config.sqlite_path(), Some(PathBuf::from("storming.db")));
         assert_eq!(config.rental_terms, RentalTerms::default());
+        assert_eq!(config.worker_coalesce, None, "the backend's own default");
+    }
+
+    #[test]
+    fn a_coalesce_given_is_kept_whatever_the_backend() {
+        let given = config(&[("STORMING_WORKER_COALESCE_MS", "0")]).unwrap();
+        assert_eq!(given.worker_coalesce, Some(Duration::ZERO));
+        assert!(config(&[("STORMING_WORKER_COALESCE_MS", "soon")]).is_err());
     }
 
     #[test]

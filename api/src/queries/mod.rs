@@ -191,6 +191,8 @@ pub async fn view_position(app: &AppState, name: &str, min_position: Option<i64>
         if Instant::now() >= deadline {
             return Err(ApiError::ProjectionBehind(position));
         }
+        // Its workers here read at once instead of letting more events gather first.
+        app.applied.hurry(name);
         // This process's workers ring when they commit a batch of the view; the poll covers workers
         // in other processes.
         tokio::select! {

@@ -10,7 +10,7 @@ use tokio::sync::{watch, Mutex, MutexGuard};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::applied::Applied;
+use super::applied::{next_ring, Applied};
 use super::checkpoint::{advance, checkpoint};
 use super::generations::worker_key;
 use super::lease::{try_acquire, Lease, LeaseLost};
@@ -49,7 +49,8 @@ pub struct WorkerSettings {
     pub lease_ttl: Duration,
     /// After a batch that reached the head, how long a worker lets new events gather before it
     /// reads again, so that under load one transaction carries many commands' events instead of
-    /// one each. The first event after a quiet spell is read at once; this bounds the added lag.
+    /// one each. The first event after a quiet spell is read at once, and so is the next batch a
+    /// query waits for (`Applied::hurry`); this bounds the added lag of the others.
     pub coalesce: Duration,
 }
 
@@ -253,6 +254,11 @@ impl Worker {
         let name = self.name();
         tracing::info!(worker = name, owner = %self.owner, "worker started");
         let mut backoff = Duration::from_millis(100);
+        // A query waiting for this view's next batch cuts the pause at the head short.
+        let mut hurried = match (&self.task, &self.applied) {
+            (Task::Projection(..), Some(applied)) => applied.hurried(name),
+            _ => None,
+        };
         while !*shutdown.borrow() {
             let pause = match self.step().await {
                 Ok(Step::Applied(_)) => {
@@ -260,9 +266,11 @@ impl Worker {
                     if self.behind {
                         continue; // read on at once
                     }
-                    // At the head: let the next events gather (the first one was not delayed).
+                    // At the head: let the next events gather (the first one was not delayed),
+                    // unless a query waits for them.
                     tokio::select! {
                         _ = tokio::time::sleep(self.settings.coalesce) => {}
+                        _ = next_ring(&mut hurried) => {}
                         _ = shutdown.changed() => {}
                     }
                     continue;

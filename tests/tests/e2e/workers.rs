@@ -396,6 +396,45 @@ async fn a_catch_up_that_yields_to_commands_applies_the_same_batches(db: TestDb)
     assert_eq!(pauses, [true, true, true, true, true, true, false]);
 }
 
+on_both_backends!(a_query_waiting_for_a_position_cuts_the_views_pause_at_the_head_short);
+
+async fn a_query_waiting_for_a_position_cuts_the_views_pause_at_the_head_short(db: TestDb) {
+    // After a batch at the head, a worker lets new events gather for ten minutes here.
+    let app =
+        TestApp::start_with(config(&db, &[("STORMING_WORKER_COALESCE_MS", "600000")]), ServeOptions { workers: true })
+            .await;
+    let manager = app.token("librarian", &[Role::BookManager]);
+    let kim = app.token("kim", &[Role::Customer]);
+    let admin = app.token("auditor", &[Role::Admin]);
+    let book = json!({"title": "Dune", "rental_fee": 1000});
+    let registered = app.post(Some(&manager), "/commands/book-rental/books", Some(book)).await;
+    assert_eq!(registered.status, StatusCode::CREATED, "{}", registered.body);
+    // The first events after a quiet spell are read at once: rental_status has applied a batch,
+    // and pauses now (so the shelving that follows is not in its view).
+    app.eventually("rental_status applied its first batch", || async {
+        let views = app.get(&admin, "/admin/projections").await.body;
+        (worker(&views, "rental_status")["position"].as_i64().unwrap_or(0) > 0).then_some(())
+    })
+    .await;
+    let rent = json!({"book_id": registered.id()});
+    let rented = app
+        .eventually("the shelving policy shelved the copy", || async {
+            let rented = app.post(Some(&kim), "/commands/book-rental/rentals", Some(rent.clone())).await;
+            (rented.status == StatusCode::CREATED).then_some(rented)
+        })
+        .await;
+    let unhurried = app.get(&kim, &format!("/queries/book-rental/rentals/{}", rented.id())).await;
+    assert_eq!(unhurried.status, StatusCode::NOT_FOUND, "a reader that asks for no position hurries no one");
+
+    // Without the hurry this waits its 5 s and answers 503: the worker would sleep ten minutes.
+    let status = app
+        .get(&kim, &format!("/queries/book-rental/rentals/{}?min_position={}", rented.id(), rented.position()))
+        .await;
+    assert_eq!(status.status, StatusCode::OK, "{}", status.body);
+    assert_eq!(status.body["status"], "RENTED");
+    app.stop().await;
+}
+
 on_both_backends!(catch_up_batches_that_take_longer_than_the_hold_stay_small);
 
 async fn catch_up_batches_that_take_longer_than_the_hold_stay_small(db: TestDb) {
