@@ -12,9 +12,9 @@ use std::time::Duration;
 use sqlx::any::AnyPoolOptions;
 use sqlx::pool::{PoolConnectionMetadata, PoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Any, AnyPool, Connection, Executor, PgPool, Postgres, Sqlite, SqlitePool};
+use sqlx::{Any, AnyPool, Connection, Executor, PgPool, Postgres, SqlitePool};
 
-use crate::event_store::{GroupCommit, SqliteWriter};
+use crate::event_store::{GroupCommit, SqliteStreamReads, SqliteWriter};
 use crate::kept::KeptConnections;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,19 +30,19 @@ pub enum StorePool {
     Postgres(PgPool),
 }
 
-/// The commands' own connections to the store, kept between uses (see [`crate::kept`]): for the
-/// stream reads on both backends, and for PostgreSQL's appends (SQLite's go through the group
-/// commit's connection).
+/// The commands' own connections to the store, for their stream reads: on SQLite plain
+/// connections read in place (ADR 23), on PostgreSQL kept between uses (see [`crate::kept`]), which
+/// PostgreSQL's appends use too (SQLite's go through the group commit's connection).
 #[derive(Debug, Clone)]
 pub enum CommandConnections {
-    Sqlite(Arc<KeptConnections<Sqlite>>),
+    Sqlite(Arc<SqliteStreamReads>),
     Postgres(Arc<KeptConnections<Postgres>>),
 }
 
 impl CommandConnections {
     async fn close(&self) {
         match self {
-            Self::Sqlite(kept) => kept.close().await,
+            Self::Sqlite(reads) => reads.close(),
             Self::Postgres(kept) => kept.close().await,
         }
     }
@@ -52,7 +52,7 @@ impl CommandConnections {
 pub struct Database {
     pub backend: Backend,
     pub store: StorePool,
-    /// The commands' own connections to the store, lent without sqlx's ping on their return.
+    /// The commands' own connections to the store for their stream reads (see [`CommandConnections`]).
     pub commands: CommandConnections,
     /// The read side's pool: views, checkpoints, the log reader.
     pub read_side: AnyPool,
@@ -126,11 +126,6 @@ impl Database {
             .await
             .map_err(DbError::Connect)?;
         SQLITE_MIGRATIONS.run(&store).await?;
-        // The kept connections' pools open a connection only when one is first lent: a process
-        // that serves no queries (`storming work`, `migrate`) opens none for them.
-        let commands = CommandConnections::Sqlite(Arc::new(KeptConnections::new(
-            SqlitePoolOptions::new().max_connections(pool_size).test_before_acquire(false).connect_lazy_with(options),
-        )));
         // The read side's commits do not wait for the disk (synchronous=NORMAL): nothing it
         // writes is an acknowledged command. Its views and checkpoints are derived from the log;
         // idempotency reservations and leases are redone by the next attempt. In WAL mode a power
@@ -140,11 +135,14 @@ impl Database {
         let read_side = sqlite_read_pool(pool_size).connect(url).await.map_err(DbError::Connect)?;
         let queries =
             Arc::new(KeptConnections::new(sqlite_read_pool(pool_size).connect_lazy(url).map_err(DbError::Connect)?));
-        // Created by now: the pool above has opened it. The appends and the queries open
-        // connections of their own to it (ADR 19, 21).
+        // Created by now: the pool above has opened it. The appends, the commands' stream reads
+        // and the queries open connections of their own to it (ADR 19, 21, 23).
         if !file.is_file() {
             return Err(DbError::SqliteNotAFile(url.to_string()));
         }
+        // The commands' stream reads open a connection only when one is first needed: a process
+        // that runs no commands (`storming work`, `migrate`) opens none for them.
+        let commands = CommandConnections::Sqlite(Arc::new(SqliteStreamReads::new(&file, SQLITE_BUSY_TIMEOUT)));
         let write_gate = WriteGate::default();
         let writer = SqliteWriter::new(&file, SQLITE_BUSY_TIMEOUT);
         let group_commit = Arc::new(GroupCommit::sqlite(writer, write_gate.clone()));

@@ -24,8 +24,8 @@ use cqrs_es::{Aggregate, AggregateError, EventEnvelope, EventStore};
 use postgres_es::PostgresEventRepository;
 use serde_json::Value;
 use sqlite_es::SqliteEventRepository;
+use sqlx::Postgres;
 use sqlx::Row;
-use sqlx::{Postgres, Sqlite};
 
 use crate::bounded::Bounded;
 use crate::db::{CommandConnections, Database, StorePool};
@@ -33,41 +33,45 @@ use crate::idempotency::{CALLER_ENTRY, KEY_ENTRY};
 use crate::kept::KeptConnections;
 
 pub enum EventRepository {
-    Sqlite(SqliteEventRepository, Arc<KeptConnections<Sqlite>>, Arc<GroupCommit>),
+    Sqlite(SqliteEventRepository, Arc<SqliteStreamReads>, Arc<GroupCommit>),
     Postgres(PostgresEventRepository, Arc<KeptConnections<Postgres>>, Arc<GroupCommit>),
 }
 
 const TAIL: &str = "SELECT aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata \
                     FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3 ORDER BY sequence";
 
-/// The events of one stream after `$sequence`, as cqrs-es stores them, read on a kept connection
-/// (the same code for both backends, hence a macro). The sequence is bound, not formatted into the
-/// SQL as the crates do, so that one prepared statement serves every call.
-macro_rules! tail {
-    ($kept:expr, $aggregate_type:expr, $aggregate_id:expr, $sequence:expr) => {{
-        let mut connection = $kept.lend().await.map_err(store_error)?;
-        let rows = sqlx::query(TAIL)
-            .bind($aggregate_type)
-            .bind($aggregate_id)
-            .bind($sequence as i64)
-            .fetch_all(&mut *connection)
-            .await
-            .map_err(store_error)?;
-        connection.keep();
-        rows.iter()
-            .map(|row| {
-                Ok(SerializedEvent::new(
-                    row.try_get("aggregate_id").map_err(store_error)?,
-                    row.try_get::<i64, _>("sequence").map_err(store_error)? as usize,
-                    row.try_get("aggregate_type").map_err(store_error)?,
-                    row.try_get("event_type").map_err(store_error)?,
-                    row.try_get("event_version").map_err(store_error)?,
-                    row.try_get("payload").map_err(store_error)?,
-                    row.try_get("metadata").map_err(store_error)?,
-                ))
-            })
-            .collect()
-    }};
+/// PostgreSQL: the events of stream (`aggregate_type`, `aggregate_id`) after `sequence`, as
+/// cqrs-es stores them, read on a kept connection (SQLite reads them in place,
+/// [`SqliteStreamReads`]). The sequence is bound, not formatted into the SQL as the crates do, so
+/// that one prepared statement serves every call.
+async fn tail(
+    kept: &KeptConnections<Postgres>,
+    aggregate_type: &str,
+    aggregate_id: &str,
+    sequence: usize,
+) -> Result<Vec<SerializedEvent>, PersistenceError> {
+    let mut connection = kept.lend().await.map_err(store_error)?;
+    let rows = sqlx::query(TAIL)
+        .bind(aggregate_type)
+        .bind(aggregate_id)
+        .bind(sequence as i64)
+        .fetch_all(&mut *connection)
+        .await
+        .map_err(store_error)?;
+    connection.keep();
+    rows.iter()
+        .map(|row| {
+            Ok(SerializedEvent::new(
+                row.try_get("aggregate_id").map_err(store_error)?,
+                row.try_get::<i64, _>("sequence").map_err(store_error)? as usize,
+                row.try_get("aggregate_type").map_err(store_error)?,
+                row.try_get("event_type").map_err(store_error)?,
+                row.try_get("event_version").map_err(store_error)?,
+                row.try_get("payload").map_err(store_error)?,
+                row.try_get("metadata").map_err(store_error)?,
+            ))
+        })
+        .collect()
 }
 
 /// One event, with the global position it gets (SQLite: the next after the newest; the trigger
@@ -81,12 +85,14 @@ const COMPLETE_KEY: &str =
     "UPDATE idempotency_keys SET position = $1 WHERE caller = $2 AND key = $3 AND position IS NULL";
 
 mod group_commit;
+mod sqlite_reads;
 mod sqlite_writer;
 
 /// What one append is answered: the global position of its last event, or why it was not stored.
 type Answer = Result<i64, PersistenceError>;
 
 pub use group_commit::GroupCommit;
+pub use sqlite_reads::SqliteStreamReads;
 pub use sqlite_writer::{open_append_connection, SqliteWriter};
 
 /// A unique violation is another command that stored the same sequence first.
@@ -112,8 +118,8 @@ pub type Store<A> = CachedStore<A>;
 impl EventRepository {
     pub fn new(db: &Database) -> Self {
         match (&db.store, &db.commands) {
-            (StorePool::Sqlite(pool), CommandConnections::Sqlite(kept)) => {
-                Self::Sqlite(SqliteEventRepository::new(pool.clone()), kept.clone(), db.group_commit.clone())
+            (StorePool::Sqlite(pool), CommandConnections::Sqlite(reads)) => {
+                Self::Sqlite(SqliteEventRepository::new(pool.clone()), reads.clone(), db.group_commit.clone())
             }
             (StorePool::Postgres(pool), CommandConnections::Postgres(kept)) => {
                 Self::Postgres(PostgresEventRepository::new(pool.clone()), kept.clone(), db.group_commit.clone())
@@ -153,8 +159,9 @@ impl EventRepository {
         sequence: usize,
     ) -> Result<Vec<SerializedEvent>, PersistenceError> {
         match self {
-            Self::Sqlite(_, kept, _) => tail!(kept, A::TYPE, aggregate_id, sequence),
-            Self::Postgres(_, kept, _) => tail!(kept, A::TYPE, aggregate_id, sequence),
+            // In place, on the calling thread (ADR 23).
+            Self::Sqlite(_, reads, _) => reads.events_after(A::TYPE, aggregate_id, sequence),
+            Self::Postgres(_, kept, _) => tail(kept, A::TYPE, aggregate_id, sequence).await,
         }
     }
 }

@@ -174,17 +174,17 @@ fn unknown(error: rusqlite::Error) -> PersistenceError {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use serde_json::json;
 
     use super::*;
     use crate::db::{Database, DbError};
 
     /// A migrated database in a file of its own, removed with its WAL when dropped.
-    struct File(PathBuf);
+    pub(in crate::event_store) struct File(pub(in crate::event_store) PathBuf);
 
     impl File {
-        async fn migrated(name: &str) -> (Self, Database) {
+        pub(in crate::event_store) async fn migrated(name: &str) -> (Self, Database) {
             let path = std::env::temp_dir().join(format!("storming-writer-{name}-{}.db", std::process::id()));
             let file = Self(path);
             file.remove();
@@ -205,7 +205,7 @@ mod tests {
         }
     }
 
-    fn event(stream: &str, sequence: usize) -> SerializedEvent {
+    pub(in crate::event_store) fn event(stream: &str, sequence: usize) -> SerializedEvent {
         SerializedEvent::new(
             stream.to_string(),
             sequence,
