@@ -246,6 +246,7 @@ pub async fn replay(config: &Config, name: &str) -> anyhow::Result<i64> {
         write_gate: state.db.write_gate.clone(),
         applied: None,
         appends: workers::appends(&state.db),
+        sqlite_batches: workers::sqlite_batches(&state.db),
     };
     let task = tokio::spawn(supervisor.run(stop));
     while generations::active(&state.db.read_side, name).await? < generation {

@@ -20,13 +20,13 @@ use storming_domain::recorded::{LogCursor, RecordedEvent};
 use storming_domain::rental::{policies::shelve_registered_book, BookCopy, RentalEvent};
 use storming_domain::shared::EventMetadata;
 use storming_infra::commands::{CommandBus, CommandError, LogSignal};
-use storming_infra::db::{Backend, Database, StorePool};
+use storming_infra::db::{Backend, Database, StorePool, SQLITE_BUSY_TIMEOUT};
 use storming_infra::log::{GlobalLog, LogFilter};
 use storming_projections::book_catalog::BookCatalog;
 use storming_projections::my_page::MyPage;
 use storming_projections::payments::PaymentsView;
 use storming_projections::rental_status::RentalStatusView;
-use storming_projections::runtime::{generations, AppendCount, SharedTail, TAIL_EVENTS};
+use storming_projections::runtime::{generations, AppendCount, SharedTail, SqliteBatches, TAIL_EVENTS};
 use storming_projections::{BoxError, EventSource, Policy, Projection, RetryLater, Supervisor, Worker};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -232,6 +232,7 @@ pub fn spawn(
     let pool = app.db.read_side.clone();
     let settings = app.worker_settings;
     let wake = || app.bus.signal.subscribe();
+    let batches = sqlite_batches(&app.db);
     let mut tasks: Vec<JoinHandle<()>> = Vec::new();
     for projection in projections().into_iter().filter(|projection| selected(projection.name())) {
         let supervisor = Supervisor {
@@ -243,6 +244,7 @@ pub fn spawn(
             write_gate: app.db.write_gate.clone(),
             applied: Some(app.applied.clone()),
             appends: appends(&app.db),
+            sqlite_batches: batches.clone(),
         };
         tasks.push(tokio::spawn(supervisor.run(stop.clone())));
     }
@@ -288,4 +290,10 @@ pub fn appends(db: &Database) -> Option<AppendCount> {
     }
     let group_commit = db.group_commit.clone();
     Some(Arc::new(move || group_commit.appends()))
+}
+
+/// SQLite: the plain connection the process's projections write their batches on, one job per
+/// batch (ADR 24). PostgreSQL's go through the read side's pool.
+pub fn sqlite_batches(db: &Database) -> Option<Arc<SqliteBatches>> {
+    db.sqlite_file.as_ref().map(|file| SqliteBatches::new(file, SQLITE_BUSY_TIMEOUT))
 }

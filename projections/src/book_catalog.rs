@@ -6,7 +6,7 @@
 use async_trait::async_trait;
 use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
-use sqlx::{AnyConnection, FromRow};
+use sqlx::FromRow;
 use storming_domain::library::{Book, LibraryEvent};
 use storming_domain::recorded::RecordedEvent;
 use storming_domain::rental::{BookCopy, RentalEvent};
@@ -49,9 +49,9 @@ impl Projection for BookCatalog {
         &["book_catalog"]
     }
 
-    async fn apply(&self, tx: &mut AnyConnection, events: &[RecordedEvent], generation: i64) -> Result<(), BoxError> {
+    fn plan(&self, events: &[RecordedEvent], generation: i64) -> Option<Result<Writes, BoxError>> {
         let catalog = table("book_catalog", generation);
-        batch::apply(tx, events, |writes, event| write(writes, &catalog, event)).await
+        Some(batch::writes_of(events, |writes, event| write(writes, &catalog, event)))
     }
 }
 

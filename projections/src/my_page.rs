@@ -7,7 +7,7 @@
 use async_trait::async_trait;
 use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
-use sqlx::{AnyConnection, FromRow};
+use sqlx::FromRow;
 use storming_domain::customer::{Customer, CustomerEvent};
 use storming_domain::payment::{Payment, PaymentEvent};
 use storming_domain::recorded::RecordedEvent;
@@ -57,9 +57,9 @@ impl Projection for MyPage {
         &["my_page_profiles", "my_page_items"]
     }
 
-    async fn apply(&self, tx: &mut AnyConnection, events: &[RecordedEvent], generation: i64) -> Result<(), BoxError> {
+    fn plan(&self, events: &[RecordedEvent], generation: i64) -> Option<Result<Writes, BoxError>> {
         let tables = (table("my_page_profiles", generation), table("my_page_items", generation));
-        batch::apply(tx, events, |writes, event| write(writes, &tables, event)).await
+        Some(batch::writes_of(events, |writes, event| write(writes, &tables, event)))
     }
 }
 

@@ -6,7 +6,7 @@
 use async_trait::async_trait;
 use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
-use sqlx::{AnyConnection, FromRow};
+use sqlx::FromRow;
 use storming_domain::payment::{Payment, PaymentEvent};
 use storming_domain::recorded::RecordedEvent;
 
@@ -53,9 +53,9 @@ impl Projection for PaymentsView {
         &["payments"]
     }
 
-    async fn apply(&self, tx: &mut AnyConnection, events: &[RecordedEvent], generation: i64) -> Result<(), BoxError> {
+    fn plan(&self, events: &[RecordedEvent], generation: i64) -> Option<Result<Writes, BoxError>> {
         let payments = table("payments", generation);
-        batch::apply(tx, events, |writes, event| write(writes, &payments, event)).await
+        Some(batch::writes_of(events, |writes, event| write(writes, &payments, event)))
     }
 }
 

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
-use sqlx::{AnyConnection, FromRow};
+use sqlx::FromRow;
 use storming_domain::payment::{Payment, PaymentEvent};
 use storming_domain::recorded::RecordedEvent;
 use storming_domain::rental::{BookCopy, RentalEvent};
@@ -68,9 +68,9 @@ impl Projection for RentalStatusView {
         &["rental_status"]
     }
 
-    async fn apply(&self, tx: &mut AnyConnection, events: &[RecordedEvent], generation: i64) -> Result<(), BoxError> {
+    fn plan(&self, events: &[RecordedEvent], generation: i64) -> Option<Result<Writes, BoxError>> {
         let rentals = table("rental_status", generation);
-        batch::apply(tx, events, |writes, event| write(writes, &rentals, event)).await
+        Some(batch::writes_of(events, |writes, event| write(writes, &rentals, event)))
     }
 }
 

@@ -253,17 +253,17 @@ fn plan(shapes: &[Shape], writes: Vec<Write>) -> Vec<Statement> {
     planned
 }
 
-/// Applies `events` through a view's `write` (one event's row writes), sending them together.
-pub async fn apply(
-    tx: &mut AnyConnection,
+/// The row writes of `events` through a view's `write` (one event's row writes), to be sent
+/// together.
+pub fn writes_of(
     events: &[RecordedEvent],
     mut write: impl FnMut(&mut Writes, &RecordedEvent) -> Result<(), BoxError>,
-) -> Result<(), BoxError> {
+) -> Result<Writes, BoxError> {
     let mut writes = Writes::default();
     for event in events {
         write(&mut writes, event).map_err(|error| at_position(event, error))?;
     }
-    Ok(writes.flush(tx).await?)
+    Ok(writes)
 }
 
 /// The most bind parameters in one statement (SQLite allows 32,766; PostgreSQL 65,535).
@@ -403,12 +403,46 @@ impl Writes {
 
     /// Sends every write in as few statements as their shapes and rows allow (see [`Writes::fold`]
     /// and [`plan`]).
-    pub async fn flush(mut self, tx: &mut AnyConnection) -> Result<(), sqlx::Error> {
-        self.fold();
+    pub async fn flush(self, tx: &mut AnyConnection) -> Result<(), sqlx::Error> {
         let style = if tx.backend_name() == "SQLite" { Parameters::Anonymous } else { Parameters::Numbered };
-        if style == Parameters::Numbered && self.shapes.iter().any(|shape| matches!(shape, Shape::Update { .. })) {
+        let statements = self.statements(style);
+        if style == Parameters::Numbered && statements.iter().any(|statement| statement.updates) {
             join_by_key(tx).await?;
         }
+        for statement in statements {
+            let mut arguments = AnyArguments::default();
+            for value in statement.values {
+                match value {
+                    Value::Text(text) => arguments.add(text),
+                    Value::MaybeText(text) => arguments.add(text),
+                    Value::Int(number) => arguments.add(number),
+                }
+                .map_err(sqlx::Error::Encode)?;
+            }
+            let keep = keeps_prepared(statement.rows);
+            sqlx::query_with(&statement.sql, arguments).persistent(keep).execute(&mut *tx).await?;
+        }
+        Ok(())
+    }
+
+    /// [`Writes::flush`] on a plain SQLite connection, inside the caller's transaction (a worker's
+    /// batch on SQLite, ADR 24).
+    pub fn flush_sqlite(self, tx: &rusqlite::Connection) -> rusqlite::Result<()> {
+        for statement in self.statements(Parameters::Anonymous) {
+            let values = rusqlite::params_from_iter(&statement.values);
+            // The cache keeps only the recurring ones, as sqlx's does above.
+            match keeps_prepared(statement.rows) {
+                true => tx.prepare_cached(&statement.sql)?.execute(values)?,
+                false => tx.execute(&statement.sql, values)?,
+            };
+        }
+        Ok(())
+    }
+
+    /// The statements the writes become, in order, with their values.
+    fn statements(mut self, style: Parameters) -> Vec<Sent> {
+        self.fold();
+        let mut statements = Vec::new();
         for (shape, rows) in plan(&self.shapes, self.writes) {
             let shape = &self.shapes[shape];
             let rows = match shape {
@@ -425,21 +459,31 @@ impl Writes {
                     }
                     Shape::Update { table, key, set } => update_sql(table, key, set, chunk.len(), style),
                 };
-                let rows_sent = chunk.len();
-                let mut arguments = AnyArguments::default();
-                for value in chunk.into_iter().flatten() {
-                    match value {
-                        Value::Text(text) => arguments.add(text),
-                        Value::MaybeText(text) => arguments.add(text),
-                        Value::Int(number) => arguments.add(number),
-                    }
-                    .map_err(sqlx::Error::Encode)?;
-                }
-                let keep = keeps_prepared(rows_sent);
-                sqlx::query_with(&sql, arguments).persistent(keep).execute(&mut *tx).await?;
+                let updates = matches!(shape, Shape::Update { .. });
+                statements.push(Sent { sql, rows: chunk.len(), updates, values: chunk.concat() });
             }
         }
-        Ok(())
+        statements
+    }
+}
+
+/// One statement of a batch's writes, as sent.
+struct Sent {
+    sql: String,
+    /// How many rows it writes.
+    rows: usize,
+    /// Whether it is an update run (joined to the view on its key).
+    updates: bool,
+    values: Vec<Value>,
+}
+
+impl rusqlite::ToSql for Value {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        match self {
+            Value::Text(text) => text.to_sql(),
+            Value::MaybeText(text) => text.to_sql(),
+            Value::Int(number) => number.to_sql(),
+        }
     }
 }
 

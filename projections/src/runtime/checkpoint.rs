@@ -26,18 +26,17 @@ pub async fn checkpoint(pool: &AnyPool, name: &str) -> Result<Checkpoint, sqlx::
     })
 }
 
+/// Moves checkpoint `$1` to transaction `$2`, position `$3`, at `$4` (creating the row on first use).
+pub(crate) const ADVANCE: &str = "INSERT INTO checkpoints (name, transaction_id, position, updated_at) \
+     VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO UPDATE SET transaction_id = $2, position = $3, updated_at = $4";
+
+/// A checkpoint's `updated_at` for now.
+pub(crate) fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
 /// Moves `name` to `cursor` (creating the row on first use), inside the caller's transaction.
 pub(crate) async fn advance(tx: &mut AnyConnection, name: &str, cursor: LogCursor) -> Result<(), sqlx::Error> {
-    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    sqlx::query(
-        "INSERT INTO checkpoints (name, transaction_id, position, updated_at) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (name) DO UPDATE SET transaction_id = $2, position = $3, updated_at = $4",
-    )
-    .bind(name)
-    .bind(cursor.transaction_id)
-    .bind(cursor.position)
-    .bind(now)
-    .execute(tx)
-    .await?;
+    sqlx::query(ADVANCE).bind(name).bind(cursor.transaction_id).bind(cursor.position).bind(now()).execute(tx).await?;
     Ok(())
 }

@@ -261,6 +261,8 @@ pub struct Supervisor {
     pub applied: Option<std::sync::Arc<super::Applied>>,
     /// Handed to its workers (see [`super::Worker::with_appends`]).
     pub appends: Option<super::AppendCount>,
+    /// Handed to its workers (see [`super::Worker::with_sqlite_batches`]).
+    pub sqlite_batches: Option<Arc<super::SqliteBatches>>,
 }
 
 impl Supervisor {
@@ -310,7 +312,8 @@ impl Supervisor {
                 )
                 .with_write_gate(self.write_gate.clone())
                 .with_applied(self.applied.clone())
-                .with_appends(self.appends.clone());
+                .with_appends(self.appends.clone())
+                .with_sqlite_batches(self.sqlite_batches.clone());
                 workers.push((*generation, stop_worker, tokio::spawn(worker.run(stopped))));
             }
         }

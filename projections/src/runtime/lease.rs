@@ -24,6 +24,14 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// When a lease renewed now for `ttl` expires.
+pub(crate) fn expiry(ttl: Duration) -> i64 {
+    now_ms() + ms(ttl)
+}
+
+/// Renews lease `$1` while its token is `$2`, until `$3`: no row when another owner took it.
+pub(crate) const RENEW: &str = "UPDATE worker_leases SET expires_at = $3 WHERE name = $1 AND token = $2";
+
 fn ms(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
@@ -63,13 +71,8 @@ impl Lease {
     /// Renews the lease inside the caller's transaction, and fails it if the lease is no longer
     /// ours: the fencing check of every checkpoint write.
     pub async fn renew(&self, tx: &mut AnyConnection, ttl: Duration) -> Result<(), super::BoxError> {
-        let renewed = sqlx::query("UPDATE worker_leases SET expires_at = $3 WHERE name = $1 AND token = $2")
-            .bind(&self.name)
-            .bind(self.token)
-            .bind(now_ms() + ms(ttl))
-            .execute(tx)
-            .await?
-            .rows_affected();
+        let renewed =
+            sqlx::query(RENEW).bind(&self.name).bind(self.token).bind(expiry(ttl)).execute(tx).await?.rows_affected();
         if renewed == 0 {
             return Err(LeaseLost(self.name.clone()).into());
         }

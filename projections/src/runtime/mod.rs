@@ -18,12 +18,14 @@ pub mod batch;
 mod checkpoint;
 pub mod generations;
 pub mod lease;
+mod sqlite_batches;
 mod tail;
 mod worker;
 
 pub use applied::Applied;
 pub use checkpoint::{checkpoint, Checkpoint};
 pub use generations::Supervisor;
+pub use sqlite_batches::SqliteBatches;
 pub use tail::{SharedTail, TAIL_EVENTS};
 pub use worker::{process_owner, Step, Worker, WorkerSettings};
 
@@ -73,10 +75,22 @@ pub trait Projection: Send + Sync {
     }
     /// The base names of its tables.
     fn tables(&self) -> &'static [&'static str];
-    /// Applies a batch of events, in order, inside the worker's transaction. The views describe
-    /// each event as row writes and send a batch's writes together ([`batch::apply`]); whatever a
-    /// view does, a batch must end where its events applied one by one would.
-    async fn apply(&self, tx: &mut AnyConnection, events: &[RecordedEvent], generation: i64) -> Result<(), BoxError>;
+    /// A batch's row writes, planned without a connection ([`batch::writes_of`]): this crate's
+    /// views describe each event as row writes here, and [`Projection::apply`] sends them
+    /// together. On SQLite a worker sends them itself instead, on a plain connection, in one job
+    /// with its lease and checkpoint (ADR 24). `None`: the view writes its own SQL in `apply`.
+    fn plan(&self, _events: &[RecordedEvent], _generation: i64) -> Option<Result<batch::Writes, BoxError>> {
+        None
+    }
+    /// Applies a batch of events, in order, inside the worker's transaction: by default, sends
+    /// what [`Projection::plan`] answers. A view implements one of the two. Whatever a view does,
+    /// a batch must end where its events applied one by one would.
+    async fn apply(&self, tx: &mut AnyConnection, events: &[RecordedEvent], generation: i64) -> Result<(), BoxError> {
+        match self.plan(events, generation) {
+            Some(writes) => Ok(writes?.flush(tx).await?),
+            None => Err(format!("projection {} neither plans nor applies its writes", self.name()).into()),
+        }
+    }
 }
 
 /// `error`, saying which event caused it.

@@ -14,6 +14,7 @@ use super::applied::{next_ring, Applied};
 use super::checkpoint::{advance, checkpoint};
 use super::generations::worker_key;
 use super::lease::{try_acquire, Lease, LeaseLost};
+use super::sqlite_batches::SqliteBatches;
 use super::{at_position, AppendCount, BoxError, EventSource, Policy, Projection, RetryLater};
 
 /// A batch being read in the background.
@@ -125,6 +126,8 @@ pub struct Worker {
     appends: Option<AppendCount>,
     /// How long to leave the writer alone before the next catch-up batch.
     yield_for: Option<Duration>,
+    /// SQLite: where a projection's planned batches are written (see [`Worker::with_sqlite_batches`]).
+    sqlite_batches: Option<Arc<SqliteBatches>>,
 }
 
 /// This process's owner name: host, process id and a random part (pids are reused).
@@ -192,12 +195,21 @@ impl Worker {
             applied: None,
             appends: None,
             yield_for: None,
+            sqlite_batches: None,
         }
     }
 
     /// Queues its write transactions behind `gate` (SQLite: see `storming_infra::db::WriteGate`).
     pub fn with_write_gate(mut self, gate: Option<Arc<Mutex<()>>>) -> Self {
         self.write_gate = gate;
+        self
+    }
+
+    /// On SQLite: a projection that plans its batches ([`super::Projection::plan`]) has each one
+    /// written as one job on `batches`' plain connection, with its lease and checkpoint, instead
+    /// of statement by statement through sqlx (ADR 24).
+    pub fn with_sqlite_batches(mut self, batches: Option<Arc<SqliteBatches>>) -> Self {
+        self.sqlite_batches = batches;
         self
     }
 
@@ -420,17 +432,26 @@ impl Worker {
     ) -> Result<(), BoxError> {
         let last = events.last().map(RecordedEvent::cursor).unwrap_or_default();
         let appends_before = self.appends_so_far();
+        // Planned before the writer is taken: it needs no connection.
+        let planned = match &self.sqlite_batches {
+            Some(batches) => projection.plan(events, generation).transpose()?.map(|writes| (batches, writes)),
+            None => None,
+        };
         let asked = Instant::now();
         let turn = Self::turn(&self.write_gate).await;
         let held = Instant::now();
-        let mut tx = self.pool.begin().await?;
-        // The lease is renewed first: it fences a stale owner out, and on SQLite the first write
-        // takes the write lock at once, so the transaction never has to upgrade from reader to
-        // writer (which SQLite may refuse).
-        lease.renew(&mut tx, self.settings.lease_ttl).await?;
-        advance(&mut tx, &self.key, last).await?;
-        projection.apply(&mut tx, events, generation).await?;
-        tx.commit().await?;
+        if let Some((batches, writes)) = planned {
+            batches.commit(lease, self.settings.lease_ttl, &self.key, last, writes).await?;
+        } else {
+            let mut tx = self.pool.begin().await?;
+            // The lease is renewed first: it fences a stale owner out, and on SQLite the first
+            // write takes the write lock at once, so the transaction never has to upgrade from
+            // reader to writer (which SQLite may refuse).
+            lease.renew(&mut tx, self.settings.lease_ttl).await?;
+            advance(&mut tx, &self.key, last).await?;
+            projection.apply(&mut tx, events, generation).await?;
+            tx.commit().await?;
+        }
         drop(turn);
         let took = held.elapsed();
         if let (true, Some(hold)) = (self.behind, self.settings.catch_up_hold) {

@@ -20,6 +20,7 @@ use storming_api::{ServeOptions, WorkerProcess};
 use storming_domain::recorded::RecordedEvent;
 use storming_infra::db::{Database, StorePool};
 use storming_infra::log::GlobalLog;
+use storming_projections::runtime::batch::{self, Writes};
 use storming_projections::runtime::{lease, AppendCount};
 use storming_projections::{BoxError, Projection, Step, Worker, WorkerSettings};
 use tokio::sync::watch;
@@ -281,6 +282,90 @@ async fn two_replicas_apply_every_event_exactly_once_through_the_death_of_the_ow
         database.close().await;
     }
     shared.close().await;
+}
+
+/// A view that plans its writes ([`Projection::plan`]), as this crate's views do: on SQLite its
+/// batches are written on the process's plain connection (ADR 24), on PostgreSQL through `apply`'s
+/// default.
+struct Planned {
+    /// Plans a row that breaks the table's NOT NULL once, at this position: the batch's
+    /// transaction fails after some of its statements ran.
+    poison_at: i64,
+    poisoned: AtomicBool,
+}
+
+#[async_trait]
+impl Projection for Planned {
+    fn name(&self) -> &'static str {
+        "test.planned"
+    }
+
+    fn schema(&self) -> &'static str {
+        "" // the test creates `planned_events` itself
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    fn plan(&self, events: &[RecordedEvent], _generation: i64) -> Option<Result<Writes, BoxError>> {
+        Some(batch::writes_of(events, |writes, event| {
+            let poisoned = event.position == self.poison_at && !self.poisoned.swap(true, Ordering::SeqCst);
+            let stream = if poisoned { batch::Value::MaybeText(None) } else { event.aggregate_id.clone().into() };
+            writes.insert(
+                "planned_events",
+                &["position", "stream"],
+                &["position"],
+                vec![event.position.into(), stream],
+            );
+            Ok(())
+        }))
+    }
+}
+
+async fn planned_rows(database: &Database) -> i64 {
+    sqlx::query("SELECT COUNT(*) AS n FROM planned_events").fetch_one(&database.read_side).await.unwrap().get("n")
+}
+
+on_both_backends!(a_planned_batch_is_written_whole_or_not_at_all_and_only_by_its_leases_owner);
+
+async fn a_planned_batch_is_written_whole_or_not_at_all_and_only_by_its_leases_owner(db: TestDb) {
+    let database = log_with_events(&db, 300).await;
+    sqlx::query("CREATE TABLE planned_events (position bigint PRIMARY KEY, stream text NOT NULL)")
+        .execute(&database.read_side)
+        .await
+        .unwrap();
+    let planned = Arc::new(Planned { poison_at: 150, poisoned: AtomicBool::new(false) });
+    let settings = WorkerSettings { batch_size: 100, catch_up_batch_size: 100, ..WorkerSettings::default() };
+    let source = Arc::new(LogSource(GlobalLog::new(&database)));
+    let batches = storming_api::workers::sqlite_batches(&database);
+    assert_eq!(batches.is_some(), !db.is_postgres(), "SQLite's batches go on a plain connection");
+    let mut worker =
+        Worker::projection_generation(planned, 1, source, database.read_side.clone(), watch::channel(0).1, settings)
+            .with_owner("planner")
+            .with_sqlite_batches(batches);
+    let checkpoint =
+        || async { storming_projections::runtime::checkpoint(&database.read_side, "test.planned@g1").await.unwrap() };
+
+    assert_eq!(step(&mut worker).await.unwrap(), Step::Applied(100));
+    assert_eq!((planned_rows(&database).await, checkpoint().await.cursor.position), (100, 100));
+
+    let failed = step(&mut worker).await;
+    assert!(failed.is_err(), "the poisoned row fails the batch: {failed:?}");
+    assert_eq!(planned_rows(&database).await, 100, "none of the failed batch's rows");
+    assert_eq!(checkpoint().await.cursor.position, 100, "nor its checkpoint");
+
+    assert_eq!(step(&mut worker).await.unwrap(), Step::Applied(100), "the next attempt writes it whole");
+    assert_eq!((planned_rows(&database).await, checkpoint().await.cursor.position), (200, 200));
+
+    // Another owner takes the lease over: this one's next batch is fenced out.
+    sqlx::query("UPDATE worker_leases SET token = token + 1, owner = 'usurper' WHERE name = 'test.planned@g1'")
+        .execute(&database.read_side)
+        .await
+        .unwrap();
+    assert_eq!(step(&mut worker).await.unwrap(), Step::Standby);
+    assert_eq!((planned_rows(&database).await, checkpoint().await.cursor.position), (200, 200));
+    database.close().await;
 }
 
 on_both_backends!(a_paused_owner_cannot_write_a_stale_checkpoint);
