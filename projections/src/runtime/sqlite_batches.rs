@@ -35,34 +35,19 @@ impl SqliteBatches {
         Arc::new(Self { path: path.into(), busy_timeout, connection: Mutex::new(None) })
     }
 
-    /// In one transaction: renews `lease` for `ttl` (failing with [`LeaseLost`] if it is no longer
-    /// ours, and then storing nothing), moves checkpoint `key` to `last`, and sends `writes`.
-    pub async fn commit(
-        self: &Arc<Self>,
-        lease: &Lease,
-        ttl: Duration,
-        key: &str,
-        last: LogCursor,
-        writes: Writes,
-    ) -> Result<(), BoxError> {
-        let (batches, lease, key) = (self.clone(), lease.clone(), key.to_string());
-        tokio::task::spawn_blocking(move || batches.commit_now(&lease, ttl, &key, last, writes)).await?
+    /// Writes `batch` in one transaction (see [`PlannedBatch`]).
+    pub async fn commit(self: &Arc<Self>, batch: PlannedBatch) -> Result<(), BoxError> {
+        let batches = self.clone();
+        tokio::task::spawn_blocking(move || batches.commit_now(batch)).await?
     }
 
-    fn commit_now(
-        &self,
-        lease: &Lease,
-        ttl: Duration,
-        key: &str,
-        last: LogCursor,
-        writes: Writes,
-    ) -> Result<(), BoxError> {
+    fn commit_now(&self, batch: PlannedBatch) -> Result<(), BoxError> {
         let mut slot = self.connection.lock().unwrap_or_else(PoisonError::into_inner);
         let connection = match slot.as_mut() {
             Some(connection) => connection,
             None => slot.insert(self.open()?),
         };
-        let committed = write_batch(connection, lease, ttl, key, last, writes);
+        let committed = write_batch(connection, batch);
         if committed.as_ref().is_err_and(|error| !error.is::<LeaseLost>()) {
             // Not trusted after a failure (a transaction it could not end): the next batch opens
             // another.
@@ -82,20 +67,25 @@ impl SqliteBatches {
     }
 }
 
+/// A projection's batch, planned: in one transaction, `lease` is renewed for `ttl` (failing with
+/// [`LeaseLost`] if it is no longer ours, and then storing nothing), checkpoint `key` moves to
+/// `last`, and `writes` are sent.
+pub struct PlannedBatch {
+    pub lease: Lease,
+    pub ttl: Duration,
+    pub key: String,
+    pub last: LogCursor,
+    pub writes: Writes,
+}
+
 /// The batch's transaction. The lease is renewed first: it fences a stale owner out, and an
 /// immediate transaction holds the write lock from its start.
-fn write_batch(
-    connection: &mut Connection,
-    lease: &Lease,
-    ttl: Duration,
-    key: &str,
-    last: LogCursor,
-    writes: Writes,
-) -> Result<(), BoxError> {
+fn write_batch(connection: &mut Connection, batch: PlannedBatch) -> Result<(), BoxError> {
+    let PlannedBatch { lease, ttl, key, last, writes } = batch;
     let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let expires_at = super::lease::expiry(ttl);
     if execute_numbered(&tx, RENEW, &[&lease.name, &lease.token, &expires_at])? == 0 {
-        return Err(LeaseLost(lease.name.clone()).into());
+        return Err(LeaseLost(lease.name).into());
     }
     let now = super::checkpoint::now();
     execute_numbered(&tx, ADVANCE, &[&key, &last.transaction_id, &last.position, &now])?;

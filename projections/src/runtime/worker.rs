@@ -14,7 +14,7 @@ use super::applied::{next_ring, Applied};
 use super::checkpoint::{advance, checkpoint};
 use super::generations::worker_key;
 use super::lease::{try_acquire, Lease, LeaseLost};
-use super::sqlite_batches::SqliteBatches;
+use super::sqlite_batches::{PlannedBatch, SqliteBatches};
 use super::{at_position, AppendCount, BoxError, EventSource, Policy, Projection, RetryLater};
 
 /// A batch being read in the background.
@@ -441,7 +441,9 @@ impl Worker {
         let turn = Self::turn(&self.write_gate).await;
         let held = Instant::now();
         if let Some((batches, writes)) = planned {
-            batches.commit(lease, self.settings.lease_ttl, &self.key, last, writes).await?;
+            let ttl = self.settings.lease_ttl;
+            let (lease, key) = (lease.clone(), self.key.clone());
+            batches.commit(PlannedBatch { lease, ttl, key, last, writes }).await?;
         } else {
             let mut tx = self.pool.begin().await?;
             // The lease is renewed first: it fences a stale owner out, and on SQLite the first
