@@ -824,9 +824,6 @@ async fn indexes_exist(database: &Database, names: &[String]) -> anyhow::Result<
     Ok(true)
 }
 
-/// One command's worth of SQL on its own: read the stream's events after the last one known (a
-/// command's aggregate is cached, so it reads only those — usually none), append the next event,
-/// commit. A rent is two such transactions (its payment's and its own), a return one.
 /// The ceiling's read: a stream's events after the last one known.
 const CEILING_READ: &str = "SELECT sequence, payload FROM events WHERE aggregate_type = 'bench.ceiling' \
                             AND aggregate_id = $1 AND sequence > $2 ORDER BY sequence";
@@ -835,6 +832,9 @@ const CEILING_READ: &str = "SELECT sequence, payload FROM events WHERE aggregate
 const CEILING_APPEND_SQLITE: &str = "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, \
      event_version, payload, metadata) VALUES ('bench.ceiling', $1, $2, 'Appended', '1.0', '{}', '{}')";
 
+/// One command's worth of SQL on its own: read the stream's events after the last one known (a
+/// command's aggregate is cached, so it reads only those — usually none), append the next event,
+/// commit. A rent or a return is one such transaction (a rent's payment rides in it, ADR 18, 21).
 async fn read_and_append(store: &StorePool, stream: &str, known: &mut i64) -> anyhow::Result<()> {
     macro_rules! transaction {
         ($pool:expr, $insert:expr) => {{

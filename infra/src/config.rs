@@ -164,12 +164,10 @@ impl Config {
             payment,
             worker_lease: milliseconds("STORMING_WORKER_LEASE_MS", Duration::from_secs(5))?,
             worker_poll: milliseconds("STORMING_WORKER_POLL_MS", Duration::from_millis(500))?,
-            worker_coalesce: match get("STORMING_WORKER_COALESCE_MS") {
-                Some(value) => {
-                    Some(Duration::from_millis(parse_number("STORMING_WORKER_COALESCE_MS", &value, 0)? as u64))
-                }
-                None => None,
-            },
+            worker_coalesce: get("STORMING_WORKER_COALESCE_MS")
+                .map(|value| parse_number("STORMING_WORKER_COALESCE_MS", &value, 0))
+                .transpose()?
+                .map(|ms| Duration::from_millis(ms as u64)),
             catch_up_hold: milliseconds("STORMING_CATCH_UP_HOLD_MS", Duration::from_millis(200))?,
             rate_limit_per_second: match get("STORMING_RATE_LIMIT_PER_SECOND") {
                 Some(value) => parse_number("STORMING_RATE_LIMIT_PER_SECOND", &value, 0)? as u32,

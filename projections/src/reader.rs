@@ -22,6 +22,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use rusqlite::types::ToSqlOutput;
+use rusqlite::ToSql;
 use serde::de::DeserializeOwned;
 use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::{AnyConnection, Arguments, FromRow};
@@ -99,18 +100,31 @@ fn json_rows_sql(select: &str, columns: &[&str], order: &str) -> String {
 /// The single text value `sql` answers, with `params` bound by name (`$1` is the first).
 fn read_json(connection: &rusqlite::Connection, sql: &str, params: &[Param<'_>]) -> rusqlite::Result<String> {
     let mut statement = connection.prepare_cached(sql)?;
-    for (n, param) in params.iter().enumerate() {
-        // SQLite numbers named parameters in order of first appearance, not by their names.
-        let Some(index) = statement.parameter_index(&format!("${}", n + 1))? else { continue };
-        let value = match *param {
-            Param::Text(text) => ToSqlOutput::from(text),
-            Param::Int(int) => ToSqlOutput::from(int),
-        };
-        statement.raw_bind_parameter(index, value)?;
-    }
+    bind_numbered(&mut statement, params)?;
     let mut rows = statement.raw_query();
     let row = rows.next()?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
     row.get(0)
+}
+
+/// Binds `params` to a statement written with numbered parameters (`$1`, `$2`, … as on
+/// PostgreSQL) by their names: SQLite numbers such parameters in order of first appearance, not
+/// by their names. A number the statement does not use is skipped.
+pub(crate) fn bind_numbered(statement: &mut rusqlite::Statement<'_>, params: &[impl ToSql]) -> rusqlite::Result<()> {
+    for (n, param) in params.iter().enumerate() {
+        if let Some(index) = statement.parameter_index(&format!("${}", n + 1))? {
+            statement.raw_bind_parameter(index, param)?;
+        }
+    }
+    Ok(())
+}
+
+impl ToSql for Param<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match *self {
+            Param::Text(text) => ToSqlOutput::from(text),
+            Param::Int(int) => ToSqlOutput::from(int),
+        })
+    }
 }
 
 /// How long a query's connection waits for a lock. In WAL mode a reader waits only while another

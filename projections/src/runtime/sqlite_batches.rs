@@ -19,6 +19,7 @@ use super::batch::Writes;
 use super::checkpoint::ADVANCE;
 use super::lease::{Lease, LeaseLost, RENEW};
 use super::BoxError;
+use crate::reader::bind_numbered;
 
 /// The connection the process's projections write their batches on.
 #[derive(Debug)]
@@ -94,14 +95,9 @@ fn write_batch(connection: &mut Connection, batch: PlannedBatch) -> Result<(), B
     Ok(())
 }
 
-/// Runs `sql`, written with numbered parameters (`$1`, `$2`, … as on PostgreSQL), with `params`
-/// bound by their names: SQLite numbers such parameters in order of first appearance.
+/// Runs `sql`, written with numbered parameters (`$1`, `$2`, … as on PostgreSQL), with `params`.
 fn execute_numbered(tx: &Connection, sql: &str, params: &[&dyn rusqlite::ToSql]) -> rusqlite::Result<usize> {
     let mut statement = tx.prepare_cached(sql)?;
-    for (n, param) in params.iter().enumerate() {
-        if let Some(index) = statement.parameter_index(&format!("${}", n + 1))? {
-            statement.raw_bind_parameter(index, param)?;
-        }
-    }
+    bind_numbered(&mut statement, params)?;
     statement.raw_execute()
 }
