@@ -64,6 +64,10 @@ impl SqliteBatches {
         // As the read side's sqlx connections: nothing a view writes is an acknowledged command,
         // and every command's commit syncs what came before it (ADR 8).
         connection.pragma_update(None, "synchronous", "NORMAL")?;
+        // A multi-row statement inside the batch's transaction may have to be undone alone, so
+        // SQLite first copies each page it changes to a statement journal: past 64 KiB a
+        // temporary file, created, written and deleted per batch. In memory instead (ADR 25).
+        connection.pragma_update(None, "temp_store", "MEMORY")?;
         Ok(connection)
     }
 }
@@ -100,4 +104,21 @@ fn execute_numbered(tx: &Connection, sql: &str, params: &[&dyn rusqlite::ToSql])
     let mut statement = tx.prepare_cached(sql)?;
     bind_numbered(&mut statement, params)?;
     statement.raw_execute()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn its_connection_syncs_as_the_read_side_and_keeps_statement_journals_in_memory() {
+        let path = std::env::temp_dir().join(format!("storming-batches-{}.db", std::process::id()));
+        Connection::open(&path).unwrap();
+        let connection = SqliteBatches::new(&path, Duration::from_secs(1)).open().unwrap();
+        let pragma = |name: &str| -> i64 { connection.pragma_query_value(None, name, |row| row.get(0)).unwrap() };
+        assert_eq!(pragma("synchronous"), 1, "NORMAL");
+        assert_eq!(pragma("temp_store"), 2, "MEMORY");
+        drop(connection);
+        std::fs::remove_file(&path).unwrap();
+    }
 }
