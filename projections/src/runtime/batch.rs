@@ -459,8 +459,9 @@ impl Writes {
                     }
                     Shape::Update { table, key, set } => update_sql(table, key, set, chunk.len(), style),
                 };
-                let updates = matches!(shape, Shape::Update { .. });
-                statements.push(Sent { sql, rows: chunk.len(), updates, values: chunk.concat() });
+                let (updates, rows) = (matches!(shape, Shape::Update { .. }), chunk.len());
+                // Moved, not cloned (`concat` would copy every text value of the batch once more).
+                statements.push(Sent { sql, rows, updates, values: chunk.into_iter().flatten().collect() });
             }
         }
         statements
