@@ -793,11 +793,7 @@ fn query_index_names(name: &str, generation: i64) -> anyhow::Result<Vec<String>>
         .into_iter()
         .find(|projection| projection.name() == name)
         .with_context(|| format!("no projection is named {name}"))?;
-    let ddl = projection.query_indexes().replace("{g}", &generation.to_string());
-    let statements: Vec<&str> = ddl
-        .split(';')
-        .filter(|statement| statement.lines().any(|line| !line.trim().is_empty() && !line.trim().starts_with("--")))
-        .collect();
+    let statements = storming_projections::runtime::generations::ddl_statements(projection.query_indexes(), generation);
     let names: Vec<String> = statements
         .iter()
         .filter_map(|statement| statement.split_once("IF NOT EXISTS"))

@@ -225,16 +225,20 @@ pub async fn create_query_indexes(
     tx.commit().await
 }
 
-/// Runs each `;`-separated statement of `ddl`, with `{g}` replaced by `generation`.
+/// Runs each statement of `ddl` (see [`ddl_statements`]).
 async fn run_ddl(tx: &mut AnyConnection, ddl: &str, generation: i64) -> Result<(), sqlx::Error> {
-    let ddl = ddl.replace("{g}", &generation.to_string());
-    for statement in ddl.split(';') {
-        let code: Vec<&str> = statement.lines().filter(|line| !line.trim_start().starts_with("--")).collect();
-        if code.iter().any(|line| !line.trim().is_empty()) {
-            sqlx::query(&code.join("\n")).execute(&mut *tx).await?;
-        }
+    for statement in ddl_statements(ddl, generation) {
+        sqlx::query(&statement).execute(&mut *tx).await?;
     }
     Ok(())
+}
+
+/// The `;`-separated statements of `ddl`, with `{g}` replaced by `generation`. Its comment lines
+/// (`--` first on the line) are dropped before it is split, so a comment may hold a `;`.
+pub fn ddl_statements(ddl: &str, generation: i64) -> Vec<String> {
+    let code: Vec<&str> = ddl.lines().filter(|line| !line.trim_start().starts_with("--")).collect();
+    let code = code.join("\n").replace("{g}", &generation.to_string());
+    code.split(';').map(str::trim).filter(|statement| !statement.is_empty()).map(str::to_string).collect()
 }
 
 async fn drop_tables(tx: &mut AnyConnection, projection: &dyn Projection, generation: i64) -> Result<(), sqlx::Error> {
@@ -363,5 +367,26 @@ impl Supervisor {
             "query indexes ready"
         );
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ddl_file_is_split_into_its_statements_after_its_comments_are_dropped() {
+        let ddl = "-- a view; its rows\nCREATE TABLE t_g{g} (id text PRIMARY KEY, -- the key\n  n bigint);\n\n\
+                   -- an index; built later\nCREATE INDEX IF NOT EXISTS t_g{g}_n ON t_g{g} (n);\n";
+
+        let statements = ddl_statements(ddl, 3);
+
+        assert_eq!(
+            statements,
+            [
+                "CREATE TABLE t_g3 (id text PRIMARY KEY, -- the key\n  n bigint)",
+                "CREATE INDEX IF NOT EXISTS t_g3_n ON t_g3 (n)"
+            ]
+        );
     }
 }
