@@ -49,8 +49,17 @@ impl Projection for MyPage {
         NAME
     }
 
+    /// 2: rows keyed by the item alone, the customer's page a query index (ADR 26).
+    fn version(&self) -> i64 {
+        2
+    }
+
     fn schema(&self) -> &'static str {
         include_str!("../sql/my_page.sql")
+    }
+
+    fn query_indexes(&self) -> &'static str {
+        include_str!("../sql/my_page_query_indexes.sql")
     }
 
     fn tables(&self) -> &'static [&'static str] {
@@ -77,7 +86,7 @@ fn write(writes: &mut Writes, (profiles, items): &(String, String), event: &Reco
             );
         }
         <BookCopy as Aggregate>::TYPE => {
-            let (customer_id, rental_id, status) = match event.decode::<RentalEvent>()? {
+            let (rental_id, status) = match event.decode::<RentalEvent>()? {
                 RentalEvent::BookShelved { .. } => return Ok(()),
                 RentalEvent::BookRented { rental_id, title, customer_id, fee, .. } => {
                     writes.insert(
@@ -92,7 +101,7 @@ fn write(writes: &mut Writes, (profiles, items): &(String, String), event: &Reco
                             "amount",
                             "updated_at",
                         ],
-                        &["customer_id", "item_id"],
+                        &["item_id"],
                         vec![
                             customer_id.into(),
                             rental::FLOW.into(),
@@ -106,23 +115,23 @@ fn write(writes: &mut Writes, (profiles, items): &(String, String), event: &Reco
                     );
                     return Ok(());
                 }
-                RentalEvent::BookReturned { rental_id, customer_id, .. } => (customer_id, rental_id, "RETURNED"),
-                RentalEvent::RentalCancelled { rental_id, customer_id, .. } => (customer_id, rental_id, "CANCELLED"),
+                RentalEvent::BookReturned { rental_id, .. } => (rental_id, "RETURNED"),
+                RentalEvent::RentalCancelled { rental_id, .. } => (rental_id, "CANCELLED"),
             };
             writes.update(
                 items,
-                &["customer_id", "item_id"],
+                &["item_id"],
                 &["status", "updated_at"],
-                vec![customer_id.into(), rental_id.to_string().into(), status.into(), at()],
+                vec![rental_id.to_string().into(), status.into(), at()],
             );
         }
         <Payment as Aggregate>::TYPE => {
-            if let PaymentEvent::PaymentRefunded { reference, customer_id, .. } = event.decode::<PaymentEvent>()? {
+            if let PaymentEvent::PaymentRefunded { reference, .. } = event.decode::<PaymentEvent>()? {
                 writes.update(
                     items,
-                    &["customer_id", "item_id"],
+                    &["item_id"],
                     &["payment_status", "updated_at"],
-                    vec![customer_id.into(), reference.id.to_string().into(), "REFUNDED".into(), at()],
+                    vec![reference.id.to_string().into(), "REFUNDED".into(), at()],
                 );
             }
         }
