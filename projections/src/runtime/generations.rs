@@ -116,7 +116,7 @@ pub async fn ensure(pool: &AnyPool, projection: &dyn Projection) -> Result<Gener
             projection = projection.name(),
             from = generations.active_version,
             to = projection.version(),
-            "the projection's version changed: rebuilding it"
+            "the projection's version changed: rebuilding it (the active generation answers as it stands until then)"
         );
         match start_rebuild(pool, projection).await {
             Ok(_) | Err(RebuildError::InProgress(_)) => {}
@@ -296,7 +296,7 @@ impl Supervisor {
         indexed: &mut Vec<i64>,
     ) -> Result<(), BoxError> {
         let Some(generations) = load(&self.pool, self.projection.name()).await? else { return Ok(()) };
-        let wanted: Vec<i64> = std::iter::once(generations.active).chain(generations.building).collect();
+        let wanted = ours(&generations, self.projection.version());
         for (generation, stop_worker, _) in workers.iter() {
             if !wanted.contains(generation) {
                 let _ = stop_worker.send(true);
@@ -370,6 +370,21 @@ impl Supervisor {
     }
 }
 
+/// The generations, active and being built, that code of `version` maintains: those built by the
+/// same version. Another version's tables may not fit this code's writes (ADR 26 changed a key, so
+/// the old tables lack the new conflict target), and its rows may mean something else: a
+/// generation of another version is left to processes of that version, and until one replaces
+/// it, it answers as it stands.
+fn ours(generations: &Generations, version: i64) -> Vec<i64> {
+    let active = (generations.active, Some(generations.active_version));
+    let building = generations.building.map(|building| (building, generations.building_version));
+    std::iter::once(active)
+        .chain(building)
+        .filter(|(_, built_by)| *built_by == Some(version))
+        .map(|(generation, _)| generation)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -388,5 +403,22 @@ mod tests {
                 "CREATE INDEX IF NOT EXISTS t_g3_n ON t_g3 (n)"
             ]
         );
+    }
+
+    #[test]
+    fn code_maintains_only_the_generations_its_own_version_built() {
+        let upgrading = Generations {
+            active: 1,
+            active_version: 1,
+            building: Some(2),
+            building_version: Some(2),
+            retired: None,
+            retired_at_ms: None,
+        };
+        assert_eq!(ours(&upgrading, 2), [2], "the new code builds its generation, not the old one");
+        assert_eq!(ours(&upgrading, 1), [1], "the old code keeps its own up, not the new one");
+        let settled = Generations { building: None, building_version: None, ..upgrading };
+        assert_eq!(ours(&settled, 1), [1]);
+        assert!(ours(&settled, 2).is_empty(), "until it has its own generation, newer code leaves the old one alone");
     }
 }

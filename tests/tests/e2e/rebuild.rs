@@ -9,7 +9,9 @@ use serde_json::{json, Value};
 use sqlx::Row;
 use storming_api::auth::Role;
 use storming_api::{workers, ServeOptions};
-use storming_projections::runtime::generations::table;
+use storming_infra::db::Database;
+use storming_projections::my_page::MyPage;
+use storming_projections::runtime::generations::{self, table};
 use storming_projections::{Step, Worker, WorkerSettings};
 
 use crate::on_both_backends;
@@ -180,6 +182,41 @@ async fn a_new_version_of_a_view_is_rebuilt_on_start(db: TestDb) {
     caught_up(&app).await;
     assert_eq!(answers(&app, &rentals).await, before);
     app.stop().await;
+}
+
+on_both_backends!(a_process_leaves_a_generation_built_by_another_version_alone);
+
+async fn a_process_leaves_a_generation_built_by_another_version_alone(db: TestDb) {
+    // Arrange: my_page being rebuilt by a process of another version (a release rolling out), whose
+    // tables this code's writes need not fit.
+    let app = TestApp::start(&db).await;
+    a_busy_shop(&app).await;
+    caught_up(&app).await;
+    app.stop().await;
+    let database = Database::connect(&db.url, 2).await.unwrap();
+    assert_eq!(generations::start_rebuild(&database.read_side, &MyPage).await.unwrap(), 2);
+    sqlx::query("UPDATE projection_generations SET building_version = 99 WHERE name = 'my_page'")
+        .execute(&database.read_side)
+        .await
+        .unwrap();
+
+    // Act: this process starts and takes a command.
+    let app = TestApp::start(&db).await;
+    let kim = app.token("kim", &[Role::Customer]);
+    let book_id = app.shelved_book(&app.token("librarian", &[Role::BookManager]), "Middlemarch", 1200).await;
+    let rented = app.post(Some(&kim), "/commands/book-rental/rentals", Some(json!({"book_id": book_id}))).await;
+
+    // Assert: it keeps its own generation up, and never worked on the other version's.
+    let page = app.get(&kim, &format!("/queries/my-page?min_position={}", rented.position())).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert_eq!(page.body["items"][0]["id"], rented.id().as_str());
+    let pool = &database.read_side;
+    let rows: i64 = sqlx::query("SELECT COUNT(*) AS n FROM my_page_items_g2").fetch_one(pool).await.unwrap().get("n");
+    let checkpoint = sqlx::query("SELECT position FROM checkpoints WHERE name = 'my_page@g2'").fetch_optional(pool);
+    assert_eq!(rows, 0, "no row written into the other version's tables");
+    assert!(checkpoint.await.unwrap().is_none(), "no checkpoint of a worker on them");
+    app.stop().await;
+    database.close().await;
 }
 
 on_both_backends!(storming_replay_rebuilds_a_view_and_returns_once_it_is_active);
