@@ -212,9 +212,9 @@ async fn a_process_leaves_a_generation_built_by_another_version_alone(db: TestDb
     assert_eq!(page.body["items"][0]["id"], rented.id().as_str());
     let pool = &database.read_side;
     let rows: i64 = sqlx::query("SELECT COUNT(*) AS n FROM my_page_items_g2").fetch_one(pool).await.unwrap().get("n");
-    let checkpoint = sqlx::query("SELECT position FROM checkpoints WHERE name = 'my_page@g2'").fetch_optional(pool);
     assert_eq!(rows, 0, "no row written into the other version's tables");
-    assert!(checkpoint.await.unwrap().is_none(), "no checkpoint of a worker on them");
+    let checkpoint = sqlx::query("SELECT position FROM checkpoints WHERE name = 'my_page@g2'");
+    assert!(checkpoint.fetch_optional(pool).await.unwrap().is_none(), "no checkpoint of a worker on them");
     app.stop().await;
     database.close().await;
 }
