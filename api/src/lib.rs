@@ -56,10 +56,6 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Longest a request may take; past it the timeout layer answers 408.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// How long a worker at the head lets new events gather before its next batch, unless
-/// `STORMING_WORKER_COALESCE_MS` says otherwise (ADR 22, 27).
-pub const WORKER_COALESCE: Duration = Duration::from_millis(30);
-
 pub(crate) static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// What every handler can reach, in one allocation: axum clones the state for each request's
@@ -292,11 +288,9 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         Backend::Sqlite => (8_000, Some(config.catch_up_hold)),
         Backend::Postgres => (4_000, None),
     };
-    // At the head, every batch of every view is a transaction: on SQLite on the single writer the
-    // commands queue for, on PostgreSQL on the cores the commands share with its backends. Letting
-    // events gather 30 ms instead of 10 made the commands faster on both (ADR 22, 27). The first
-    // event after a quiet spell is still read at once.
-    let coalesce = config.worker_coalesce.unwrap_or(WORKER_COALESCE);
+    let defaults = WorkerSettings::default();
+    // `WorkerSettings::coalesce` says why its default is what it is (ADR 22, 27).
+    let coalesce = config.worker_coalesce.unwrap_or(defaults.coalesce);
     let state = AppState(Arc::new(App {
         log: GlobalLog::new(&db),
         sqlite_reads: db.sqlite_file.as_ref().map(|file| Arc::new(SqliteReads::new(file))),
@@ -316,7 +310,7 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
             coalesce,
             catch_up_batch_size,
             catch_up_hold,
-            ..WorkerSettings::default()
+            ..defaults
         },
     }));
     workers::ensure_projections(&state)
