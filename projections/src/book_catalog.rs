@@ -121,7 +121,7 @@ pub async fn get(
     book_id: &str,
 ) -> Result<Option<CatalogBook>, sqlx::Error> {
     let sql = format!("{} WHERE book_id = $1", select(generation));
-    let row: Option<BookRow> = reader.row(&sql, COLUMNS, &[Param::Text(book_id)]).await?;
+    let row: Option<BookRow> = reader.row(&sql, &[Param::Text(book_id)]).await?;
     Ok(row.map(BookRow::into_book))
 }
 
@@ -139,7 +139,7 @@ pub async fn list(
         select(generation)
     );
     let params = [Param::Int(i64::from(available)), Param::Text(after.unwrap_or("")), Param::Int(limit + 1)];
-    let rows: Vec<BookRow> = reader.rows(&sql, COLUMNS, "book_id", &params).await?;
+    let rows: Vec<BookRow> = reader.rows(&sql, &params).await?;
     let books = rows.into_iter().map(BookRow::into_book).collect();
     Ok(Page::from_rows(books, limit, |book| book.id.clone()))
 }

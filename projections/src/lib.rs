@@ -11,6 +11,7 @@ pub mod payments;
 pub mod reader;
 pub mod rental_status;
 pub mod runtime;
+mod sqlite_row;
 
 pub use runtime::{BoxError, EventSource, Policy, Projection, RetryLater, Step, Supervisor, Worker, WorkerSettings};
 

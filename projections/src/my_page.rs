@@ -146,9 +146,8 @@ pub async fn profile(
     customer_id: &str,
 ) -> Result<Option<Profile>, sqlx::Error> {
     let profiles = table("my_page_profiles", generation);
-    let columns = &["customer_id", "name", "phone", "registered_at"];
-    let sql = format!("SELECT {} FROM {profiles} WHERE customer_id = $1", columns.join(", "));
-    reader.row(&sql, columns, &[Param::Text(customer_id)]).await
+    let sql = format!("SELECT customer_id, name, phone, registered_at FROM {profiles} WHERE customer_id = $1");
+    reader.row(&sql, &[Param::Text(customer_id)]).await
 }
 
 /// The customer's rows, newest first (ids are UUID v7, so id order is creation order).
@@ -159,12 +158,11 @@ pub async fn items(
     limit: i64,
     before: Option<&str>,
 ) -> Result<Page<MyPageItem>, sqlx::Error> {
-    let columns = &["flow", "item_id", "title", "status", "payment_status", "amount", "updated_at"];
     let sql = items_sql(generation, before.is_some());
     let mut params = vec![Param::Text(customer_id)];
     params.extend(before.map(Param::Text));
     params.push(Param::Int(limit + 1));
-    let rows: Vec<ItemRow> = reader.rows(&sql, columns, "item_id DESC", &params).await?;
+    let rows: Vec<ItemRow> = reader.rows(&sql, &params).await?;
     let items = rows.into_iter().map(ItemRow::into_item).collect();
     Ok(Page::from_rows(items, limit, |item| item.id.clone()))
 }

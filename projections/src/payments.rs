@@ -129,7 +129,7 @@ pub async fn get(
     payment_id: &str,
 ) -> Result<Option<PaymentView>, sqlx::Error> {
     let sql = format!("{} WHERE payment_id = $1", select(generation));
-    let row: Option<PaymentRow> = reader.row(&sql, COLUMNS, &[Param::Text(payment_id)]).await?;
+    let row: Option<PaymentRow> = reader.row(&sql, &[Param::Text(payment_id)]).await?;
     Ok(row.map(PaymentRow::into_view))
 }
 
@@ -140,7 +140,7 @@ pub async fn by_reference(
     reference_id: &str,
 ) -> Result<Vec<PaymentView>, sqlx::Error> {
     let sql = format!("{} WHERE reference_id = $1 ORDER BY payment_id", select(generation));
-    let rows: Vec<PaymentRow> = reader.rows(&sql, COLUMNS, "payment_id", &[Param::Text(reference_id)]).await?;
+    let rows: Vec<PaymentRow> = reader.rows(&sql, &[Param::Text(reference_id)]).await?;
     Ok(rows.into_iter().map(PaymentRow::into_view).collect())
 }
 

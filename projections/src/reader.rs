@@ -12,10 +12,13 @@
 //! `BUSY_TIMEOUT`.
 //!
 //! Every read goes through [`ViewReader::rows`]: the statement is written once, in the dialect
-//! both backends share. On SQLite its rows come back as one JSON array of objects, read with
-//! `serde`: a row at a time, a page of ten rentals was answered at half the rate of a page of one
-//! (ADR 12). On PostgreSQL, whose rows arrive together on the socket, building the JSON cost the
-//! database more than it saved (queries 17% slower), so the rows are read as they are.
+//! both backends share, and its rows read into one `serde` type. On SQLite each row is read from
+//! SQLite's own values as the statement steps ([`crate::sqlite_row`], ADR 28). Through sqlx's
+//! thread, a row at a time, a page of ten rentals was answered at half the rate of a page of one,
+//! so a page came from SQLite as one JSON value for a while (ADR 12); read in place there is no
+//! hand-off per row, and building and parsing that JSON (with a sort in a temporary b-tree to
+//! keep the rows' order inside the aggregate) cost more than the rows. On PostgreSQL, whose rows
+//! arrive together on the socket, the rows are read as they are.
 
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -26,6 +29,8 @@ use rusqlite::ToSql;
 use serde::de::DeserializeOwned;
 use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::{AnyConnection, Arguments, FromRow};
+
+use crate::sqlite_row;
 
 /// A value bound to a view query's `$n`.
 #[derive(Debug, Clone, Copy)]
@@ -43,16 +48,9 @@ pub enum ViewReader<'c> {
 }
 
 impl ViewReader<'_> {
-    /// The rows of `select` (a statement of `columns`), `params` bound to its `$1`, `$2`, … On
-    /// SQLite the rows are gathered into one value in `order`, which must repeat the statement's
-    /// own (an aggregate does not keep the order of the rows it reads).
-    pub async fn rows<T>(
-        &mut self,
-        select: &str,
-        columns: &[&str],
-        order: &str,
-        params: &[Param<'_>],
-    ) -> Result<Vec<T>, sqlx::Error>
+    /// The rows of `select`, `params` bound to its `$1`, `$2`, …, each read into a `T` whose
+    /// fields are named as the statement's columns.
+    pub async fn rows<T>(&mut self, select: &str, params: &[Param<'_>]) -> Result<Vec<T>, sqlx::Error>
     where
         T: DeserializeOwned + for<'r> FromRow<'r, AnyRow> + Send + Unpin,
     {
@@ -68,42 +66,34 @@ impl ViewReader<'_> {
                 }
                 sqlx::query_as_with(select, arguments).fetch_all(&mut **connection).await
             }
-            Self::Sqlite(connection) => {
-                let json = read_json(connection, &json_rows_sql(select, columns, order), params)
-                    .map_err(|error| sqlx::Error::Database(Box::new(SqliteReadError(error))))?;
-                serde_json::from_str(&json).map_err(|error| sqlx::Error::Decode(error.into()))
-            }
+            Self::Sqlite(connection) => read_rows(connection, select, params),
         }
     }
 
     /// The one row of `select`, if any (see [`ViewReader::rows`]).
-    pub async fn row<T>(
-        &mut self,
-        select: &str,
-        columns: &[&str],
-        params: &[Param<'_>],
-    ) -> Result<Option<T>, sqlx::Error>
+    pub async fn row<T>(&mut self, select: &str, params: &[Param<'_>]) -> Result<Option<T>, sqlx::Error>
     where
         T: DeserializeOwned + for<'r> FromRow<'r, AnyRow> + Send + Unpin,
     {
-        Ok(self.rows(select, columns, "1", params).await?.into_iter().next())
+        Ok(self.rows(select, params).await?.into_iter().next())
     }
 }
 
-/// The rows of `select` (a statement of `columns`) as one JSON array of objects keyed by column
-/// name, in `order`.
-fn json_rows_sql(select: &str, columns: &[&str], order: &str) -> String {
-    let pairs = columns.iter().map(|column| format!("'{column}', {column}")).collect::<Vec<_>>().join(", ");
-    format!("SELECT json_group_array(json_object({pairs}) ORDER BY {order}) FROM ({select})")
-}
-
-/// The single text value `sql` answers, with `params` bound by name (`$1` is the first).
-fn read_json(connection: &rusqlite::Connection, sql: &str, params: &[Param<'_>]) -> rusqlite::Result<String> {
-    let mut statement = connection.prepare_cached(sql)?;
-    bind_numbered(&mut statement, params)?;
+/// The rows of `sql` with `params` bound by name (`$1` is the first), stepped on this thread.
+fn read_rows<T: DeserializeOwned>(
+    connection: &rusqlite::Connection,
+    sql: &str,
+    params: &[Param<'_>],
+) -> Result<Vec<T>, sqlx::Error> {
+    let failed = |error| sqlx::Error::Database(Box::new(SqliteReadError(error)));
+    let mut statement = connection.prepare_cached(sql).map_err(failed)?;
+    bind_numbered(&mut statement, params).map_err(failed)?;
     let mut rows = statement.raw_query();
-    let row = rows.next()?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
-    row.get(0)
+    let mut read = Vec::new();
+    while let Some(row) = rows.next().map_err(failed)? {
+        read.push(sqlite_row::from_row(row).map_err(|error| sqlx::Error::Decode(error.into()))?);
+    }
+    Ok(read)
 }
 
 /// Binds `params` to a statement written with numbered parameters (`$1`, `$2`, … as on
@@ -270,9 +260,7 @@ mod tests {
         let rows: Vec<Row> = read
             .reader()
             .rows(
-                "SELECT id, n, note FROM t WHERE n > $2 AND id <> $1",
-                &["id", "n", "note"],
-                "id DESC",
+                "SELECT id, n, note FROM t WHERE n > $2 AND id <> $1 ORDER BY id DESC",
                 &[Param::Text("c"), Param::Int(0)],
             )
             .await
@@ -289,20 +277,14 @@ mod tests {
     async fn it_should_answer_no_row_as_none_and_see_what_was_committed_since() {
         let (path, reads) = database("fresh");
         let mut read = reads.lend().unwrap();
-        let missing: Option<Row> = read
-            .reader()
-            .row("SELECT id, n, note FROM t WHERE id = $1", &["id", "n", "note"], &[Param::Text("d")])
-            .await
-            .unwrap();
+        let missing: Option<Row> =
+            read.reader().row("SELECT id, n, note FROM t WHERE id = $1", &[Param::Text("d")]).await.unwrap();
         assert_eq!(missing, None);
         drop(read);
         rusqlite::Connection::open(&path).unwrap().execute("INSERT INTO t VALUES ('d', 4, NULL)", []).unwrap();
         let mut read = reads.lend().unwrap();
-        let found: Option<Row> = read
-            .reader()
-            .row("SELECT id, n, note FROM t WHERE id = $1", &["id", "n", "note"], &[Param::Text("d")])
-            .await
-            .unwrap();
+        let found: Option<Row> =
+            read.reader().row("SELECT id, n, note FROM t WHERE id = $1", &[Param::Text("d")]).await.unwrap();
         assert_eq!(found, Some(Row { id: "d".into(), n: 4, note: None }));
         drop(read);
         assert_eq!(reads.idle_count(), 1, "the one connection is kept and lent again");
@@ -317,16 +299,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn it_should_report_a_row_of_another_shape_as_a_decode_error() {
+        let (path, reads) = database("shape");
+        let mut read = reads.lend().unwrap();
+        let error = read.reader().rows::<Row>("SELECT id, note FROM t", &[]).await;
+        assert!(
+            matches!(error, Err(sqlx::Error::Decode(ref e)) if e.to_string().contains("missing field `n`")),
+            "{error:?}"
+        );
+        drop(read);
+        remove(path, reads);
+    }
+
+    #[tokio::test]
     async fn it_should_report_a_failed_read_as_a_database_error_and_never_write() {
         let (path, reads) = database("errors");
         let mut read = reads.lend().unwrap();
-        let error = read.reader().rows::<Row>("SELECT id, n, note FROM missing", &["id", "n", "note"], "id", &[]).await;
+        let error = read.reader().rows::<Row>("SELECT id, n, note FROM missing", &[]).await;
         assert!(
             matches!(error, Err(sqlx::Error::Database(ref e)) if e.message().contains("no such table")),
             "{error:?}"
         );
-        // A read is wrapped in a SELECT, so no statement of a query can write; the connection
-        // itself refuses to, whatever it is given.
+        // The connection refuses to write, whatever statement it is given: through a read…
+        let write = read.reader().rows::<Row>("DELETE FROM t RETURNING id, n, note", &[]).await;
+        assert!(
+            matches!(write, Err(sqlx::Error::Database(ref e)) if e.message().contains("readonly")),
+            "a query's connection is query-only: {write:?}"
+        );
+        // …or directly.
         let ViewReader::Sqlite(connection) = read.reader() else { unreachable!("a SQLite read") };
         let write = connection.execute("DELETE FROM t", []);
         assert!(

@@ -169,7 +169,7 @@ pub async fn get(
     now: DateTime<Utc>,
 ) -> Result<Option<RentalView>, sqlx::Error> {
     let sql = format!("{} WHERE rental_id = $1", select(generation));
-    let row: Option<RentalRow> = reader.row(&sql, COLUMNS, &[Param::Text(rental_id)]).await?;
+    let row: Option<RentalRow> = reader.row(&sql, &[Param::Text(rental_id)]).await?;
     Ok(row.map(|row| row.into_view(now)))
 }
 
@@ -186,7 +186,7 @@ pub async fn list(
     let mut params: Vec<Param> = set_filters(filter).map(|(_, value)| Param::Text(value)).collect();
     params.push(Param::Text(after.unwrap_or("")));
     params.push(Param::Int(limit + 1));
-    let rows: Vec<RentalRow> = reader.rows(&sql, COLUMNS, "rental_id", &params).await?;
+    let rows: Vec<RentalRow> = reader.rows(&sql, &params).await?;
     let rentals = rows.into_iter().map(|row| row.into_view(now)).collect();
     Ok(Page::from_rows(rentals, limit, |rental| rental.id.clone()))
 }

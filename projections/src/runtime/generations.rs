@@ -82,7 +82,6 @@ pub async fn active_and_reached(reader: &mut ViewReader<'_>, name: &str) -> Resu
             "SELECT g.active, c.transaction_id, c.position FROM projection_generations g \
              LEFT JOIN checkpoints c ON c.name = g.name || '@g' || CAST(g.active AS text) \
              WHERE g.name = $1",
-            &["active", "transaction_id", "position"],
             &[Param::Text(name)],
         )
         .await?;
