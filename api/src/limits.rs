@@ -12,6 +12,7 @@ use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use crate::auth::Caller;
 use crate::problem::ApiError;
 use crate::AppState;
 
@@ -60,34 +61,41 @@ impl RateLimiter {
     }
 }
 
-/// The middleware.
-pub async fn limit(State(app): State<AppState>, request: Request, next: Next) -> Response {
+/// The middleware. A caller it verified goes on with the request ([`Verified`]), so that the
+/// handler's [`crate::auth::Caller`] does not check the same token's signature a second time.
+pub async fn limit(State(app): State<AppState>, mut request: Request, next: Next) -> Response {
     let Some(limiter) = app.rate_limiter.as_deref() else { return next.run(request).await };
     if UNLIMITED_PREFIXES.iter().any(|prefix| request.uri().path().starts_with(prefix)) {
         return next.run(request).await;
     }
-    let caller = caller_key(&app, &request);
-    match limiter.take(&caller, Instant::now()) {
-        Ok(()) => next.run(request).await,
-        Err(retry_after) => ApiError::RateLimited { retry_after }.into_response(),
-    }
-}
-
-fn caller_key(app: &AppState, request: &Request) -> String {
     let verified = request
         .headers()
         .get(AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
         .and_then(|token| app.tokens.verify(token.trim()).ok());
-    match verified {
+    let key = match &verified {
         Some(caller) => format!("sub:{}", caller.id),
         None => match request.extensions().get::<ConnectInfo<SocketAddr>>() {
             Some(ConnectInfo(peer)) => format!("ip:{}", peer.ip()),
             None => "anonymous".to_string(),
         },
+    };
+    match limiter.take(&key, Instant::now()) {
+        Ok(()) => {
+            if let Some(caller) = verified {
+                request.extensions_mut().insert(Verified(caller));
+            }
+            next.run(request).await
+        }
+        Err(retry_after) => ApiError::RateLimited { retry_after }.into_response(),
     }
 }
+
+/// The caller of a request whose bearer token this process has verified already; only the rate
+/// limiter puts one there (a request's extensions are the server's, not the client's).
+#[derive(Debug, Clone)]
+pub struct Verified(pub Caller);
 
 #[cfg(test)]
 mod tests {

@@ -183,6 +183,31 @@ async fn a_caller_over_its_rate_gets_429_with_retry_after(db: TestDb) {
     app.stop().await;
 }
 
+on_both_backends!(with_the_rate_limiter_on_a_caller_is_still_who_its_token_says);
+
+/// The limiter verifies a token and hands the caller it found to the handler (ADR 28): a token it
+/// could not verify must still be refused there, and a verified caller keep its own roles.
+async fn with_the_rate_limiter_on_a_caller_is_still_who_its_token_says(db: TestDb) {
+    let limits = [("STORMING_RATE_LIMIT_PER_SECOND", "1000"), ("STORMING_RATE_LIMIT_BURST", "1000")];
+    let app = TestApp::start_with(config(&db, &limits), ServeOptions { workers: false }).await;
+    let kim = app.token("kim", &[Role::Customer]);
+    assert_eq!(app.get(&kim, "/queries/book-rental/rentals").await.status, StatusCode::OK);
+    let registered =
+        app.post(Some(&kim), "/commands/book-rental/books", Some(json!({"title": "Mine", "rental_fee": 1}))).await;
+    assert_eq!(registered.status, StatusCode::FORBIDDEN, "a customer is not a book manager: {}", registered.body);
+    let other_secret = storming_api::auth::TokenKeys::new(&storming_infra::config::Secret::new("not-the-secret"));
+    let forged = other_secret.issue("kim", &[Role::BookManager], std::time::Duration::from_secs(600));
+    let refused =
+        app.post(Some(&forged), "/commands/book-rental/books", Some(json!({"title": "Forged", "rental_fee": 1}))).await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{}", refused.body);
+    let manager = app.token("lee", &[Role::BookManager]);
+    let registered = app
+        .post(Some(&manager), "/commands/book-rental/books", Some(json!({"title": "Shelved", "rental_fee": 1})))
+        .await;
+    assert_eq!(registered.status, StatusCode::CREATED, "{}", registered.body);
+    app.stop().await;
+}
+
 on_both_backends!(tokens_that_are_tampered_expired_wrongly_signed_or_unsigned_get_401);
 
 async fn tokens_that_are_tampered_expired_wrongly_signed_or_unsigned_get_401(db: TestDb) {
