@@ -18,13 +18,30 @@ use crate::AppState;
 
 /// Buckets idle this long are forgotten (a full bucket is the same as no bucket).
 const FORGET_AFTER: Duration = Duration::from_secs(600);
+/// Past this many buckets the idle ones are looked for, at most once per [`SWEEP_EVERY`]: the
+/// search walks every bucket under the lock, and with this many callers active it would otherwise
+/// run on every request and find nothing.
+const SWEEP_PAST: usize = 10_000;
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 const UNLIMITED_PREFIXES: [&str; 5] = ["/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"];
 
 #[derive(Debug)]
 pub struct RateLimiter {
     per_second: f64,
     burst: f64,
-    buckets: Mutex<HashMap<String, Bucket>>,
+    buckets: Mutex<Buckets>,
+}
+
+#[derive(Debug, Default)]
+struct Buckets {
+    by_caller: HashMap<String, Bucket>,
+    swept: Option<Instant>,
+}
+
+impl Buckets {
+    fn sweep_due(&self, now: Instant) -> bool {
+        self.by_caller.len() > SWEEP_PAST && self.swept.is_none_or(|swept| now.duration_since(swept) >= SWEEP_EVERY)
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -46,10 +63,11 @@ impl RateLimiter {
     /// Takes one token for `caller`, or tells how long until one is there.
     pub fn take(&self, caller: &str, now: Instant) -> Result<(), Duration> {
         let mut buckets = self.buckets.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if buckets.len() > 10_000 {
-            buckets.retain(|_, bucket| now.duration_since(bucket.at) < FORGET_AFTER);
+        if buckets.sweep_due(now) {
+            buckets.by_caller.retain(|_, bucket| now.duration_since(bucket.at) < FORGET_AFTER);
+            buckets.swept = Some(now);
         }
-        let bucket = buckets.entry(caller.to_string()).or_insert(Bucket { tokens: self.burst, at: now });
+        let bucket = buckets.by_caller.entry(caller.to_string()).or_insert(Bucket { tokens: self.burst, at: now });
         let refilled = (bucket.tokens + now.duration_since(bucket.at).as_secs_f64() * self.per_second).min(self.burst);
         *bucket = Bucket { tokens: refilled, at: now };
         if refilled >= 1.0 {
@@ -120,6 +138,29 @@ mod tests {
         assert!(limiter.take("kim", now).is_ok());
         assert!(limiter.take("kim", now).is_err());
         assert!(limiter.take("lee", now).is_ok());
+    }
+
+    #[test]
+    fn it_should_forget_idle_callers_past_ten_thousand_at_most_once_a_second() {
+        let limiter = RateLimiter::new(1, 1).unwrap();
+        let start = Instant::now();
+        for n in 0..=SWEEP_PAST {
+            assert!(limiter.take(&format!("caller {n}"), start).is_ok());
+        }
+        let later = start + FORGET_AFTER;
+        assert!(limiter.take("kim", later).is_ok());
+        let buckets = limiter.buckets.lock().unwrap();
+        assert_eq!(buckets.by_caller.len(), 1, "the idle callers were forgotten, kim kept");
+        assert_eq!(buckets.swept, Some(later));
+        drop(buckets);
+
+        // As many callers active at once: a sweep would find nothing to forget, so it waits.
+        for n in 0..=SWEEP_PAST {
+            assert!(limiter.take(&format!("active {n}"), later).is_ok());
+        }
+        let buckets = limiter.buckets.lock().unwrap();
+        assert!(!buckets.sweep_due(later + SWEEP_EVERY - Duration::from_millis(1)));
+        assert!(buckets.sweep_due(later + SWEEP_EVERY));
     }
 
     #[test]
