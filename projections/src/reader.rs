@@ -13,7 +13,7 @@
 //!
 //! Every read goes through [`ViewReader::rows`]: the statement is written once, in the dialect
 //! both backends share, and its rows read into one `serde` type. On SQLite each row is read from
-//! SQLite's own values as the statement steps ([`crate::sqlite_row`], ADR 28). Through sqlx's
+//! SQLite's own values as the statement steps (`sqlite_row`, ADR 28). Through sqlx's
 //! thread, a row at a time, a page of ten rentals was answered at half the rate of a page of one,
 //! so a page came from SQLite as one JSON value for a while (ADR 12); read in place there is no
 //! hand-off per row, and building and parsing that JSON (with a sort in a temporary b-tree to
