@@ -85,12 +85,11 @@ fn read_rows<T: DeserializeOwned>(
     sql: &str,
     params: &[Param<'_>],
 ) -> Result<Vec<T>, sqlx::Error> {
-    let failed = |error| sqlx::Error::Database(Box::new(SqliteReadError(error)));
-    let mut statement = connection.prepare_cached(sql).map_err(failed)?;
-    bind_numbered(&mut statement, params).map_err(failed)?;
+    let mut statement = connection.prepare_cached(sql).map_err(SqliteReadError::reported)?;
+    bind_numbered(&mut statement, params).map_err(SqliteReadError::reported)?;
     let mut rows = statement.raw_query();
     let mut read = Vec::new();
-    while let Some(row) = rows.next().map_err(failed)? {
+    while let Some(row) = rows.next().map_err(SqliteReadError::reported)? {
         read.push(sqlite_row::from_row(row).map_err(|error| sqlx::Error::Decode(error.into()))?);
     }
     Ok(read)
@@ -144,7 +143,7 @@ impl SqliteReads {
         let idle = self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop();
         let connection = match idle {
             Some(connection) => connection,
-            None => self.open().map_err(|error| sqlx::Error::Database(Box::new(SqliteReadError(error))))?,
+            None => self.open().map_err(SqliteReadError::reported)?,
         };
         Ok(SqliteRead { connection: Some(connection), home: self })
     }
@@ -193,6 +192,12 @@ impl Drop for SqliteRead<'_> {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 struct SqliteReadError(rusqlite::Error);
+
+impl SqliteReadError {
+    fn reported(error: rusqlite::Error) -> sqlx::Error {
+        sqlx::Error::Database(Box::new(SqliteReadError(error)))
+    }
+}
 
 impl sqlx::error::DatabaseError for SqliteReadError {
     fn message(&self) -> &str {
