@@ -7,8 +7,17 @@
 //! copy slowed down as it was rented (BENCHMARKS.md, sixth session). Here the history is a list of
 //! full chunks that are shared, never changed once sealed, and one open chunk: a clone copies at
 //! most [`CHUNK`] entries and counts one more owner of the rest.
+//!
+//! A look-up must not walk the chunks either: every rent asks whether its (new) rental id has
+//! ended, a question whose answer is "no" only after every chunk is searched. Each sealed chunk
+//! keeps the least and greatest id it holds, and the history the bounds of all of them, so a
+//! look-up searches only the chunks whose bounds hold the id. Rental ids are time-ordered (UUID
+//! v7, given out by the server), and a copy's rentals end one after another: a new rental's id is
+//! past every sealed chunk, and an ended one's is within a chunk or two. Ids of any other kind are
+//! found as well, only searched in more chunks.
 
 use std::collections::BTreeMap;
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -16,16 +25,32 @@ use uuid::Uuid;
 
 use super::RentalStatus;
 
-/// Entries per sealed chunk. A look-up searches the open chunk, then each sealed one: at 15,000
-/// rentals that is 59 searches of 256 entries, about a microsecond.
-pub const CHUNK: usize = 256;
+/// Entries per sealed chunk, and the most a clone copies.
+pub const CHUNK: usize = 128;
 
 type Chunk = BTreeMap<Uuid, RentalStatus>;
+
+/// A full chunk, and the bounds of the ids in it (as numbers: `Uuid`'s order, compared faster).
+#[derive(Debug)]
+struct Sealed {
+    ids: RangeInclusive<u128>,
+    entries: Chunk,
+}
+
+impl Sealed {
+    fn new(entries: Chunk) -> Self {
+        let least = entries.keys().next().expect("a sealed chunk is full").as_u128();
+        let greatest = entries.keys().next_back().expect("a sealed chunk is full").as_u128();
+        Self { ids: least..=greatest, entries }
+    }
+}
 
 #[derive(Debug, Clone, Default)]
 pub struct ClosedRentals {
     /// Full chunks, oldest first.
-    sealed: Arc<Vec<Arc<Chunk>>>,
+    sealed: Arc<Vec<Arc<Sealed>>>,
+    /// The least and greatest id in any sealed chunk (`None` while there is none).
+    sealed_ids: Option<RangeInclusive<u128>>,
     /// The newest entries, fewer than [`CHUNK`].
     open: Chunk,
 }
@@ -36,7 +61,14 @@ impl ClosedRentals {
     }
 
     pub fn get(&self, rental_id: &Uuid) -> Option<&RentalStatus> {
-        self.open.get(rental_id).or_else(|| self.sealed.iter().rev().find_map(|chunk| chunk.get(rental_id)))
+        if let Some(status) = self.open.get(rental_id) {
+            return Some(status);
+        }
+        let id = rental_id.as_u128();
+        if !self.sealed_ids.as_ref().is_some_and(|ids| ids.contains(&id)) {
+            return None;
+        }
+        self.sealed.iter().rev().filter(|chunk| chunk.ids.contains(&id)).find_map(|chunk| chunk.entries.get(rental_id))
     }
 
     pub fn contains_key(&self, rental_id: &Uuid) -> bool {
@@ -50,13 +82,17 @@ impl ClosedRentals {
         }
         self.open.insert(rental_id, status);
         if self.open.len() >= CHUNK {
-            let full = std::mem::take(&mut self.open);
+            let full = Sealed::new(std::mem::take(&mut self.open));
+            self.sealed_ids = Some(match self.sealed_ids.take() {
+                Some(ids) => (*ids.start()).min(*full.ids.start())..=(*ids.end()).max(*full.ids.end()),
+                None => full.ids.clone(),
+            });
             Arc::make_mut(&mut self.sealed).push(Arc::new(full));
         }
     }
 
     pub fn len(&self) -> usize {
-        self.sealed.iter().map(|chunk| chunk.len()).sum::<usize>() + self.open.len()
+        self.sealed.iter().map(|chunk| chunk.entries.len()).sum::<usize>() + self.open.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -65,7 +101,7 @@ impl ClosedRentals {
 
     /// Every entry, oldest chunk first (within a chunk, in id order).
     pub fn iter(&self) -> impl Iterator<Item = (&Uuid, &RentalStatus)> {
-        self.sealed.iter().flat_map(|chunk| chunk.iter()).chain(self.open.iter())
+        self.sealed.iter().flat_map(|chunk| chunk.entries.iter()).chain(self.open.iter())
     }
 }
 
@@ -118,6 +154,42 @@ mod tests {
             assert_eq!(closed.get(id), Some(&wanted), "rental {n}");
         }
         assert!(!closed.contains_key(&Uuid::now_v7()));
+    }
+
+    #[test]
+    fn it_should_find_ids_of_any_order_and_no_others() {
+        // Not time-ordered: spread over the whole range, so every chunk's bounds overlap the rest.
+        let id = |n: u128| Uuid::from_u128(n.wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835));
+        let mut closed = ClosedRentals::new();
+        for n in 0..5 * CHUNK as u128 + 3 {
+            closed.insert(id(n), if n % 2 == 0 { RentalStatus::Returned } else { RentalStatus::Cancelled });
+        }
+        assert_eq!(closed.sealed.len(), 5);
+        for n in 0..5 * CHUNK as u128 + 3 {
+            let wanted = if n % 2 == 0 { RentalStatus::Returned } else { RentalStatus::Cancelled };
+            assert_eq!(closed.get(&id(n)), Some(&wanted), "rental {n}");
+        }
+        for n in 5 * CHUNK as u128 + 3..6 * CHUNK as u128 {
+            assert!(!closed.contains_key(&id(n)), "never ended: {n}");
+        }
+    }
+
+    #[test]
+    fn it_should_answer_an_id_outside_every_chunk_without_finding_it() {
+        // Ordered, as the server's ids are, with room between them.
+        let id = |n: usize| Uuid::from_u128(((n as u128) + 1) << 16);
+        let mut closed = ClosedRentals::new();
+        for n in 0..4 * CHUNK {
+            closed.insert(id(n), RentalStatus::Returned);
+        }
+        assert_eq!(closed.sealed.len(), 4);
+        let bounds = closed.sealed_ids.clone().unwrap();
+        assert_eq!((*bounds.start(), *bounds.end()), (id(0).as_u128(), id(4 * CHUNK - 1).as_u128()));
+        assert!(!closed.contains_key(&id(4 * CHUNK)), "a new rental, past every chunk");
+        assert!(!closed.contains_key(&Uuid::nil()), "before every chunk");
+        let between = Uuid::from_u128(id(CHUNK).as_u128() - 1);
+        assert!(!closed.contains_key(&between), "within the bounds, in no chunk");
+        assert_eq!(closed.get(&id(CHUNK)), Some(&RentalStatus::Returned));
     }
 
     #[test]
