@@ -1,14 +1,16 @@
-import collections,sys
-samples=open(sys.argv[1]).read().split('\n\n')
-root=sys.argv[2]; depth=int(sys.argv[3]) if len(sys.argv)>3 else 1
-c=collections.Counter(); n=0; total=0
-for s in samples:
-    lines=s.strip().split('\n')
-    if len(lines)<2: continue
-    total+=1
-    syms=[l.strip().split(' ',1)[1].rsplit(' (',1)[0] if ' ' in l.strip() else l for l in lines[1:]]
+"""leaf.py SCRIPT ROOT [DEPTH]: the samples of `perf script` output (SCRIPT) that have a frame
+containing ROOT, counted by their innermost DEPTH frames (default 1); the 40 most frequent."""
+import collections, os, sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '2026-12-05'))
+from cat import stacks  # noqa: E402
+
+root = sys.argv[2]; depth = int(sys.argv[3]) if len(sys.argv) > 3 else 1
+c = collections.Counter(); n = 0; total = 0
+for syms in stacks(sys.argv[1]):
+    total += 1
     if not any(root in x for x in syms): continue
-    n+=1
-    c[' < '.join(x[:60] for x in syms[:depth])]+=1
-print('total',total,root,n)
-for k,v in c.most_common(40): print('%5d %5.1f%% %s'%(v,100*v/total,k))
+    n += 1
+    c[' < '.join(x[:60] for x in syms[:depth])] += 1
+print('total', total, root, n)
+for k, v in c.most_common(40): print('%5d %5.1f%% %s' % (v, 100 * v / total, k))
