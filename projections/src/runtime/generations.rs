@@ -250,6 +250,21 @@ async fn drop_tables(tx: &mut AnyConnection, projection: &dyn Projection, genera
 /// How long a retired generation's tables stay for the queries that were reading them.
 pub const RETIRED_GRACE: Duration = Duration::from_secs(30);
 
+/// The worker of one generation, run by a [`Supervisor`]: asked to stop when its generation is
+/// retired or the supervisor stops, and aborted if the supervisor's own task is (a process's
+/// `kill`, a panic), so that no worker outlives its supervisor.
+struct GenerationWorker {
+    generation: i64,
+    stop: tokio::sync::watch::Sender<bool>,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for GenerationWorker {
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
+}
+
 /// Keeps a projection's generations moving: runs a worker for the active generation and one for
 /// the generation being built, switches once the new one has caught up, and drops retired tables.
 pub struct Supervisor {
@@ -271,7 +286,7 @@ pub struct Supervisor {
 impl Supervisor {
     pub async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
         let name = self.projection.name();
-        let mut workers: Vec<(i64, tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>)> = Vec::new();
+        let mut workers: Vec<GenerationWorker> = Vec::new();
         let mut indexed = Vec::new();
         while !*stop.borrow() {
             if let Err(error) = self.supervise(&mut workers, &mut indexed).await {
@@ -282,28 +297,24 @@ impl Supervisor {
                 _ = stop.changed() => {}
             }
         }
-        for (_, stop_worker, handle) in workers {
-            let _ = stop_worker.send(true);
-            let _ = handle.await;
+        for mut worker in workers {
+            let _ = worker.stop.send(true);
+            let _ = (&mut worker.handle).await;
         }
     }
 
     /// `indexed`: the generations this process has seen get their query indexes.
-    async fn supervise(
-        &self,
-        workers: &mut Vec<(i64, tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>)>,
-        indexed: &mut Vec<i64>,
-    ) -> Result<(), BoxError> {
+    async fn supervise(&self, workers: &mut Vec<GenerationWorker>, indexed: &mut Vec<i64>) -> Result<(), BoxError> {
         let Some(generations) = load(&self.pool, self.projection.name()).await? else { return Ok(()) };
         let wanted = ours(&generations, self.projection.version());
-        for (generation, stop_worker, _) in workers.iter() {
-            if !wanted.contains(generation) {
-                let _ = stop_worker.send(true);
+        for worker in workers.iter() {
+            if !wanted.contains(&worker.generation) {
+                let _ = worker.stop.send(true);
             }
         }
-        workers.retain(|(generation, _, handle)| wanted.contains(generation) || !handle.is_finished());
+        workers.retain(|worker| wanted.contains(&worker.generation) || !worker.handle.is_finished());
         for generation in &wanted {
-            if !workers.iter().any(|(running, ..)| running == generation) {
+            if !workers.iter().any(|worker| worker.generation == *generation) {
                 let (stop_worker, stopped) = tokio::sync::watch::channel(false);
                 let worker = super::Worker::projection_generation(
                     self.projection.clone(),
@@ -317,7 +328,8 @@ impl Supervisor {
                 .with_applied(self.applied.clone())
                 .with_appends(self.appends.clone())
                 .with_sqlite_batches(self.sqlite_batches.clone());
-                workers.push((*generation, stop_worker, tokio::spawn(worker.run(stopped))));
+                let handle = tokio::spawn(worker.run(stopped));
+                workers.push(GenerationWorker { generation: *generation, stop: stop_worker, handle });
             }
         }
         for generation in wanted {
