@@ -14,7 +14,7 @@ use sqlx::pool::{PoolConnectionMetadata, PoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Any, AnyPool, Connection, Executor, PgPool, Postgres, SqlitePool};
 
-use crate::event_store::{GroupCommit, SqliteStreamReads, SqliteWriter};
+use crate::event_store::{GroupCommit, SqliteStoreReads, SqliteWriter};
 use crate::kept::KeptConnections;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,11 +31,12 @@ pub enum StorePool {
 }
 
 /// The commands' own connections to the store, for their stream reads: on SQLite plain
-/// connections read in place (ADR 23), on PostgreSQL kept between uses (see [`crate::kept`]), which
-/// PostgreSQL's appends use too (SQLite's go through the group commit's connection).
+/// connections read in place (ADR 23), which the global log's lists of events are read on too
+/// (ADR 29); on PostgreSQL kept between uses (see [`crate::kept`]), which PostgreSQL's appends use
+/// too (SQLite's go through the group commit's connection).
 #[derive(Debug, Clone)]
 pub enum CommandConnections {
-    Sqlite(Arc<SqliteStreamReads>),
+    Sqlite(Arc<SqliteStoreReads>),
     Postgres(Arc<KeptConnections<Postgres>>),
 }
 
@@ -142,7 +143,7 @@ impl Database {
         }
         // The commands' stream reads open a connection only when one is first needed: a process
         // that runs no commands (`storming work`, `migrate`) opens none for them.
-        let commands = CommandConnections::Sqlite(Arc::new(SqliteStreamReads::new(&file, SQLITE_BUSY_TIMEOUT)));
+        let commands = CommandConnections::Sqlite(Arc::new(SqliteStoreReads::new(&file, SQLITE_BUSY_TIMEOUT)));
         let write_gate = WriteGate::default();
         let writer = SqliteWriter::new(&file, SQLITE_BUSY_TIMEOUT);
         let group_commit = Arc::new(GroupCommit::sqlite(writer, write_gate.clone()));

@@ -33,7 +33,7 @@ use crate::idempotency::{CALLER_ENTRY, KEY_ENTRY};
 use crate::kept::KeptConnections;
 
 pub enum EventRepository {
-    Sqlite(SqliteEventRepository, Arc<SqliteStreamReads>, Arc<GroupCommit>),
+    Sqlite(SqliteEventRepository, Arc<SqliteStoreReads>, Arc<GroupCommit>),
     Postgres(PostgresEventRepository, Arc<KeptConnections<Postgres>>, Arc<GroupCommit>),
 }
 
@@ -42,7 +42,7 @@ const TAIL: &str = "SELECT aggregate_type, aggregate_id, sequence, event_type, e
 
 /// PostgreSQL: the events of stream (`aggregate_type`, `aggregate_id`) after `sequence`, as
 /// cqrs-es stores them, read on a kept connection (SQLite reads them in place,
-/// [`SqliteStreamReads`]). The sequence is bound, not formatted into the SQL as the crates do, so
+/// [`SqliteStoreReads`]). The sequence is bound, not formatted into the SQL as the crates do, so
 /// that one prepared statement serves every call.
 async fn tail(
     kept: &KeptConnections<Postgres>,
@@ -92,7 +92,7 @@ mod sqlite_writer;
 type Answer = Result<i64, PersistenceError>;
 
 pub use group_commit::GroupCommit;
-pub use sqlite_reads::SqliteStreamReads;
+pub use sqlite_reads::SqliteStoreReads;
 pub use sqlite_writer::{open_append_connection, SqliteWriter};
 
 /// A unique violation is another command that stored the same sequence first.

@@ -7,13 +7,21 @@
 //!   oldest one still running (`pg_snapshot_xmin`): nothing can commit behind its cursor.
 //!
 //! The same reader serves the audit (with filters) and the write side's look-ups.
+//!
+//! On SQLite the lists of events are stepped in place, on a connection of the process's own, on a
+//! blocking thread (ADR 29); everything else, and all of PostgreSQL, goes through the read side's
+//! pool.
 
-use sqlx::any::{AnyArguments, AnyRow};
-use sqlx::query::Query;
-use sqlx::{Any, AnyPool, FromRow, Row};
+use std::sync::Arc;
+
+use rusqlite::types::{ToSqlOutput, Value};
+use rusqlite::ToSql;
+use sqlx::any::AnyRow;
+use sqlx::{AnyPool, FromRow, Row};
 use storming_domain::recorded::{LogCursor, Payload, RecordedEvent};
 
-use crate::db::{Backend, Database};
+use crate::db::{Backend, CommandConnections, Database};
+use crate::event_store::SqliteStoreReads;
 
 /// Narrows an audit listing; empty for workers.
 #[derive(Debug, Clone, Default)]
@@ -27,6 +35,11 @@ pub struct LogFilter {
 pub enum LogError {
     #[error("database error while reading the log: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("SQLite error while reading the log: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The thread a SQLite read ran on was shut down with the runtime before it could run.
+    #[error("the log's read was cancelled: {0}")]
+    Cancelled(tokio::task::JoinError),
     #[error("event at position {position} has undecodable {column}: {source}")]
     Undecodable { position: i64, column: &'static str, source: serde_json::Error },
 }
@@ -35,23 +48,15 @@ pub enum LogError {
 pub struct GlobalLog {
     pool: AnyPool,
     sql: &'static LogSql,
+    /// SQLite: the connections `follow`, `read_after`, `stream` and `correlation` are stepped on
+    /// (the commands' stream reads', [`CommandConnections`]); `None` on PostgreSQL.
+    in_place: Option<Arc<SqliteStoreReads>>,
 }
 
-/// How a backend's lists of events come back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Rows {
-    /// A row per event (PostgreSQL: the rows of a result arrive together on the socket).
-    PerEvent,
-    /// One row, one JSON array of [`EventColumns`]s (SQLite: each row is otherwise a message from
-    /// sqlx's connection thread and an `Any` row to decode; a catch-up reads 2,000 at a time).
-    OneJsonArray,
-}
-
-/// The SQL of one backend.
+/// The SQL of one backend. On SQLite, `follow`, `read_after`, `stream` and `correlation` number
+/// their parameters `?N` (rusqlite binds by number) and the rest `$N` (sqlx).
 #[derive(Debug)]
 struct LogSql {
-    /// How `follow`, `read_after`, `stream` and `correlation` return their events.
-    rows: Rows,
     /// What workers run: no filter, so that the planner walks the log-order index and stops at
     /// the limit. PostgreSQL runs it as a prepared statement with a generic plan, which must not
     /// sort (tests/e2e/global_log.rs checks the plan): with a sort, one batch took 1.8 s at 300,000
@@ -93,43 +98,18 @@ macro_rules! columns {
     };
 }
 
-/// SQLite: the events `$select` finds (it reads `columns!(sqlite)`), in `$order`, as one JSON array
-/// of arrays in the order of [`EventColumns`]. Payload and metadata go in as JSON strings, their text
-/// as stored, and are decoded as the rows' columns are (a position names what is undecodable).
-macro_rules! one_json_array {
-    ($select:expr, $order:literal) => {
-        concat!(
-            "SELECT json_group_array(json_array(position, recorded_at, aggregate_type, aggregate_id, sequence, \
-             event_type, event_version, payload, metadata) ORDER BY ",
-            $order,
-            ") FROM (",
-            $select,
-            ")"
-        )
-    };
-}
-
-// Arguments of read_after, on both backends: $1 position, $2 aggregate_type, $3 event_type,
-// $4 correlation_id, $5 limit, $6 transaction id (PostgreSQL only; SQLite ignores it).
+// Arguments of read_after, on both backends: 1 position, 2 aggregate_type, 3 event_type,
+// 4 correlation_id, 5 limit, 6 transaction id (PostgreSQL only: SQLite's SQL does not number it, and
+// the transaction id is the last argument of every list, so it is left unbound there).
 static SQLITE: LogSql = LogSql {
-    rows: Rows::OneJsonArray,
-    follow: one_json_array!(concat!(columns!(sqlite), " WHERE position > $1 ORDER BY position LIMIT $2"), "position"),
-    read_after: one_json_array!(
-        concat!(
-            columns!(sqlite),
-            " WHERE position > $1 AND ($2 IS NULL OR aggregate_type = $2) AND ($3 IS NULL OR event_type = $3)",
-            " AND ($4 IS NULL OR json_extract(metadata, '$.correlation_id') = $4) ORDER BY position LIMIT $5"
-        ),
-        "position"
+    follow: concat!(columns!(sqlite), " WHERE position > ?1 ORDER BY position LIMIT ?2"),
+    read_after: concat!(
+        columns!(sqlite),
+        " WHERE position > ?1 AND (?2 IS NULL OR aggregate_type = ?2) AND (?3 IS NULL OR event_type = ?3)",
+        " AND (?4 IS NULL OR json_extract(metadata, '$.correlation_id') = ?4) ORDER BY position LIMIT ?5"
     ),
-    stream: one_json_array!(
-        concat!(columns!(sqlite), " WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence"),
-        "sequence"
-    ),
-    correlation: one_json_array!(
-        concat!(columns!(sqlite), " WHERE json_extract(metadata, '$.correlation_id') = $1 ORDER BY position"),
-        "position"
-    ),
+    stream: concat!(columns!(sqlite), " WHERE aggregate_type = ?1 AND aggregate_id = ?2 ORDER BY sequence"),
+    correlation: concat!(columns!(sqlite), " WHERE json_extract(metadata, '$.correlation_id') = ?1 ORDER BY position"),
     head: "SELECT COALESCE(MAX(position), 0) FROM events",
     cursor_of: "SELECT 0 FROM events WHERE position = $1",
     last_position_of_stream:
@@ -140,7 +120,6 @@ static SQLITE: LogSql = LogSql {
 };
 
 static POSTGRES: LogSql = LogSql {
-    rows: Rows::PerEvent,
     follow: concat!(
         columns!(postgres),
         " WHERE (transaction_id, global_position) > ($3::text::xid8, $1)",
@@ -195,7 +174,11 @@ impl GlobalLog {
             Backend::Sqlite => &SQLITE,
             Backend::Postgres => &POSTGRES,
         };
-        Self { pool: db.read_side.clone(), sql }
+        let in_place = match &db.commands {
+            CommandConnections::Sqlite(reads) => Some(reads.clone()),
+            CommandConnections::Postgres(_) => None,
+        };
+        Self { pool: db.read_side.clone(), sql, in_place }
     }
 
     /// Up to `limit` events after `cursor`, in log order, none of which can be followed later by an
@@ -206,40 +189,54 @@ impl GlobalLog {
         limit: i64,
         filter: &LogFilter,
     ) -> Result<Vec<RecordedEvent>, LogError> {
+        let transaction_id = Arg::Text(Some(cursor.transaction_id.to_string()));
+        let size = if limit <= SHORT_LIST { Size::Short } else { Size::Long };
         if filter.aggregate_type.is_none() && filter.event_type.is_none() && filter.correlation_id.is_none() {
-            let query = sqlx::query(self.sql.follow).bind(cursor.position).bind(limit);
-            return self.events(query.bind(cursor.transaction_id.to_string())).await;
+            let args = vec![Arg::Int(cursor.position), Arg::Int(limit), transaction_id];
+            return self.events(self.sql.follow, args, size).await;
         }
-        let query = sqlx::query(self.sql.read_after)
-            .bind(cursor.position)
-            .bind(filter.aggregate_type.clone())
-            .bind(filter.event_type.clone())
-            .bind(filter.correlation_id.clone())
-            .bind(limit)
-            .bind(cursor.transaction_id.to_string());
-        self.events(query).await
+        let args = vec![
+            Arg::Int(cursor.position),
+            Arg::Text(filter.aggregate_type.clone()),
+            Arg::Text(filter.event_type.clone()),
+            Arg::Text(filter.correlation_id.clone()),
+            Arg::Int(limit),
+            transaction_id,
+        ];
+        self.events(self.sql.read_after, args, size).await
     }
 
     /// One stream (aggregate instance), in sequence order.
     pub async fn stream(&self, aggregate_type: &str, aggregate_id: &str) -> Result<Vec<RecordedEvent>, LogError> {
-        self.events(sqlx::query(self.sql.stream).bind(aggregate_type).bind(aggregate_id)).await
+        let args = vec![Arg::Text(Some(aggregate_type.to_string())), Arg::Text(Some(aggregate_id.to_string()))];
+        self.events(self.sql.stream, args, Size::Long).await
     }
 
-    /// Every event of one business transaction, in log position order.
+    /// Every event of one business transaction (a handful), in log position order.
     pub async fn correlation(&self, correlation_id: &str) -> Result<Vec<RecordedEvent>, LogError> {
-        self.events(sqlx::query(self.sql.correlation).bind(correlation_id)).await
+        self.events(self.sql.correlation, vec![Arg::Text(Some(correlation_id.to_string()))], Size::Short).await
     }
 
-    /// The events one of the lists above finds, read as this backend returns them.
-    async fn events<'q>(&self, query: Query<'q, Any, AnyArguments<'q>>) -> Result<Vec<RecordedEvent>, LogError> {
-        match self.sql.rows {
-            Rows::PerEvent => query.fetch_all(&self.pool).await?.iter().map(decode).collect(),
-            Rows::OneJsonArray => {
-                let json: String = query.fetch_one(&self.pool).await?.try_get(0)?;
-                let events: Vec<EventColumns> =
-                    serde_json::from_str(&json).map_err(|error| sqlx::Error::Decode(error.into()))?;
-                events.into_iter().map(EventColumns::decode).collect()
-            }
+    /// The events one of the lists above finds: on SQLite stepped in place, a short list on the
+    /// caller's thread and a long one on a blocking thread; else fetched through the pool.
+    async fn events(&self, sql: &'static str, args: Vec<Arg>, size: Size) -> Result<Vec<RecordedEvent>, LogError> {
+        let Some(reads) = &self.in_place else {
+            let query = args.into_iter().fold(sqlx::query(sql), |query, arg| match arg {
+                Arg::Int(int) => query.bind(int),
+                Arg::Text(text) => query.bind(text),
+            });
+            return query.fetch_all(&self.pool).await?.iter().map(decode).collect();
+        };
+        if size == Size::Short {
+            return reads.with_connection(|connection| step(connection, sql, &args))?;
+        }
+        let reads = reads.clone();
+        let read =
+            tokio::task::spawn_blocking(move || reads.with_connection(|connection| step(connection, sql, &args)));
+        match read.await {
+            Ok(found) => found?,
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            Err(error) => Err(LogError::Cancelled(error)),
         }
     }
 
@@ -309,13 +306,72 @@ impl GlobalLog {
     }
 }
 
+/// SQLite: a list of at most this many events is short: stepped on the caller's thread, as a
+/// command's stream read is (ADR 23). A worker at the head asks for this many and finds a few (tens
+/// of microseconds, less than handing the read to another thread); a full one holds the thread
+/// about a millisecond. A longer list (a catch-up's batch, up to 16,000 events: milliseconds, an
+/// audit's stream: unbounded) goes to a blocking thread, off the runtime's.
+const SHORT_LIST: i64 = 500;
+
+/// How many events a list can hold (see [`SHORT_LIST`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Size {
+    Short,
+    Long,
+}
+
+/// An argument of a list's SQL, bound in order on either backend.
+#[derive(Debug, Clone)]
+enum Arg {
+    Int(i64),
+    Text(Option<String>),
+}
+
+impl ToSql for Arg {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self {
+            Arg::Int(int) => ToSqlOutput::from(*int),
+            Arg::Text(Some(text)) => ToSqlOutput::from(text.as_str()),
+            Arg::Text(None) => ToSqlOutput::Owned(Value::Null),
+        })
+    }
+}
+
 fn decode(row: &AnyRow) -> Result<RecordedEvent, LogError> {
     EventColumns::from_row(row)?.decode_with(row.try_get("transaction_id")?)
 }
 
-/// One event's columns: a row's, by name, or an element of SQLite's lists (`one_json_array!`),
-/// an array in this order.
-#[derive(serde::Deserialize, sqlx::FromRow)]
+/// SQLite: the events `sql` (reading `columns!(sqlite)`) finds, stepped on `connection`. Its `?N`
+/// are bound to the first `args`; the rest (the transaction id, last) it does not use.
+fn step(connection: &rusqlite::Connection, sql: &str, args: &[Arg]) -> Result<Vec<RecordedEvent>, LogError> {
+    let mut statement = connection.prepare_cached(sql)?;
+    let numbered = statement.parameter_count();
+    debug_assert!(numbered <= args.len(), "every parameter of {sql} has an argument");
+    for (index, arg) in args.iter().enumerate().take(numbered) {
+        statement.raw_bind_parameter(index + 1, arg)?;
+    }
+    let mut rows = statement.raw_query();
+    let mut events = Vec::new();
+    while let Some(row) = rows.next()? {
+        // In `columns!(sqlite)`'s order; the transaction id (1) is always 0 here.
+        let columns = EventColumns {
+            position: row.get(0)?,
+            recorded_at: row.get(2)?,
+            aggregate_type: row.get(3)?,
+            aggregate_id: row.get(4)?,
+            sequence: row.get(5)?,
+            event_type: row.get(6)?,
+            event_version: row.get(7)?,
+            payload: row.get(8)?,
+            metadata: row.get(9)?,
+        };
+        events.push(columns.decode_with(0)?);
+    }
+    Ok(events)
+}
+
+/// One event's columns: a row's, by name on PostgreSQL, by position on SQLite ([`step`]).
+#[derive(sqlx::FromRow)]
 struct EventColumns {
     position: i64,
     recorded_at: String,
@@ -329,11 +385,8 @@ struct EventColumns {
 }
 
 impl EventColumns {
-    /// On SQLite, where one writer at a time makes every transaction id 0.
-    fn decode(self) -> Result<RecordedEvent, LogError> {
-        self.decode_with(0)
-    }
-
+    /// `transaction_id`: PostgreSQL's; 0 on SQLite, where one writer at a time makes the position
+    /// commit order.
     fn decode_with(self, transaction_id: i64) -> Result<RecordedEvent, LogError> {
         let position = self.position;
         let undecodable = |column| move |source| LogError::Undecodable { position, column, source };

@@ -1,6 +1,7 @@
-//! On SQLite, a command reads its aggregate's new events in place: on a connection of the
-//! process's own (rusqlite, the same SQLite library sqlx links), stepped on the thread that serves
-//! the request (ADR 23).
+//! On SQLite, the store is read in place: on connections of the process's own (rusqlite, the same
+//! SQLite library sqlx links). A command reads its aggregate's new events on the thread that
+//! serves the request (ADR 23); the global log's lists of events are stepped the same way, on a
+//! blocking thread (ADR 29).
 //!
 //! Through sqlx the read was a message to the connection's thread and its rows a message back, and
 //! each row was copied into an `Any` row before it was decoded: two thread hand-offs per command,
@@ -9,29 +10,32 @@
 //! read this way since ADR 19).
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use cqrs_es::persist::{PersistenceError, SerializedEvent};
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{ffi, Connection, OpenFlags};
 
 use super::TAIL;
 
-/// The connections the commands read their streams on, kept between uses. A connection is a file
+/// The connections the store is read on in place, kept between uses. A connection is a file
 /// handle: it cannot go stale, and one is opened whenever none is free. At most as many are in use
-/// as threads serve requests, since a read never awaits.
+/// as threads read at once.
 #[derive(Debug)]
-pub struct SqliteStreamReads {
+pub struct SqliteStoreReads {
     path: PathBuf,
     busy_timeout: Duration,
     idle: Mutex<Vec<Connection>>,
+    /// Set by [`SqliteStoreReads::close`]: every read after it fails, as a closed pool's do.
+    closed: AtomicBool,
 }
 
-impl SqliteStreamReads {
+impl SqliteStoreReads {
     /// Reads of the database file at `path`, which must exist (migrated, in WAL mode). A read waits
     /// up to `busy_timeout` only while another connection recovers the WAL after a crash.
     pub fn new(path: impl Into<PathBuf>, busy_timeout: Duration) -> Self {
-        Self { path: path.into(), busy_timeout, idle: Mutex::new(Vec::new()) }
+        Self { path: path.into(), busy_timeout, idle: Mutex::new(Vec::new()), closed: AtomicBool::new(false) }
     }
 
     /// The events of stream (`aggregate_type`, `aggregate_id`) stored after `sequence`, in order,
@@ -42,20 +46,35 @@ impl SqliteStreamReads {
         aggregate_id: &str,
         sequence: usize,
     ) -> Result<Vec<SerializedEvent>, PersistenceError> {
+        self.with_connection(|connection| read(connection, aggregate_type, aggregate_id, sequence)).map_err(unknown)?
+    }
+
+    /// What `read` finds on a connection of its own (an idle one, else a new one), which is kept for
+    /// the next read afterwards. A failed read leaves nothing behind: each read is its own
+    /// transaction, ended when its statement is reset. The error is opening a connection's, or
+    /// that the reads are closed.
+    pub fn with_connection<T>(&self, read: impl FnOnce(&Connection) -> T) -> rusqlite::Result<T> {
+        if self.closed.load(Ordering::Acquire) {
+            let misuse = ffi::Error::new(ffi::SQLITE_MISUSE);
+            return Err(rusqlite::Error::SqliteFailure(misuse, Some("the database's reads are closed".into())));
+        }
         let idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
         let connection = match idle {
             Some(connection) => connection,
-            None => self.open().map_err(unknown)?,
+            None => self.open()?,
         };
-        let events = read(&connection, aggregate_type, aggregate_id, sequence);
-        // A failed read leaves nothing behind: each read is its own transaction, ended when its
-        // statement is reset.
-        self.idle.lock().unwrap_or_else(PoisonError::into_inner).push(connection);
-        events
+        let found = read(&connection);
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if !self.closed.load(Ordering::Acquire) {
+            idle.push(connection);
+        }
+        Ok(found)
     }
 
-    /// Closes the idle connections (on shutdown; a read after it opens one again).
+    /// Closes the idle connections (on shutdown); a read after it fails, and a read under way
+    /// finishes and closes its connection.
     pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
         self.idle.lock().unwrap_or_else(PoisonError::into_inner).clear();
     }
 
@@ -137,7 +156,7 @@ mod tests {
         let appends = vec![vec![event("a", 1), event("a", 2)], vec![event("b", 1)], vec![odd.clone()]];
         writer.store(appends).await.unwrap();
 
-        let reads = SqliteStreamReads::new(&file.0, Duration::from_secs(1));
+        let reads = SqliteStoreReads::new(&file.0, Duration::from_secs(1));
         let after_one = reads.events_after("Test", "a", 1).unwrap();
         let read: Vec<(String, usize, serde_json::Value)> =
             after_one.iter().map(|event| (event.aggregate_id.clone(), event.sequence, event.payload.clone())).collect();
@@ -155,10 +174,22 @@ mod tests {
     #[tokio::test]
     async fn it_should_never_write() {
         let (file, _database) = File::migrated("stream-reads-query-only").await;
-        let reads = SqliteStreamReads::new(&file.0, Duration::from_secs(1));
+        let reads = SqliteStoreReads::new(&file.0, Duration::from_secs(1));
         reads.events_after("Test", "a", 0).unwrap();
         let connection = reads.idle.lock().unwrap().pop().unwrap();
         let refused = connection.execute("DELETE FROM events", []);
         assert!(refused.is_err(), "a stream read's connection is query-only");
+    }
+
+    #[tokio::test]
+    async fn it_should_refuse_every_read_once_closed() {
+        let (file, _database) = File::migrated("stream-reads-closed").await;
+        let reads = SqliteStoreReads::new(&file.0, Duration::from_secs(1));
+        reads.events_after("Test", "a", 0).unwrap();
+        reads.close();
+        assert_eq!(reads.idle.lock().unwrap().len(), 0, "the idle connection is closed");
+        assert!(reads.events_after("Test", "a", 0).is_err(), "no connection is opened again");
+        let during = reads.with_connection(|_| ());
+        assert!(during.is_err(), "nor lent");
     }
 }

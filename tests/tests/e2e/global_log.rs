@@ -247,9 +247,9 @@ async fn anything_stored_after_a_cursor_is_seen(db: TestDb) {
 
 on_both_backends!(every_list_of_events_returns_them_as_stored);
 
-/// SQLite returns a list of events as one JSON array (payload and metadata inside it as strings);
-/// PostgreSQL a row per event. Either way each reader gives back every column as stored: text
-/// that JSON must escape, characters beyond ASCII, numbers JSON cannot hold in a double, in order.
+/// SQLite's lists of events are stepped in place (rusqlite, ADR 29), PostgreSQL's fetched through
+/// sqlx. Either way each reader gives back every column as stored: text that JSON must escape,
+/// characters beyond ASCII, numbers JSON cannot hold in a double, in order.
 async fn every_list_of_events_returns_them_as_stored(db: TestDb) {
     let database = Database::connect(&db.url, 4).await.unwrap();
     let log = GlobalLog::new(&database);

@@ -203,8 +203,9 @@ async fn a_customer_registers_once(db: TestDb) {
 
 on_both_backends!(lists_keep_their_order_text_nulls_and_pages);
 
-/// The lists come from the database as one JSON array per page: their order, text of any kind,
-/// missing values, empty lists and the cursor between pages are as the rows are.
+/// The lists' pages are read from the view's rows (on SQLite stepped in place, ADR 28; on
+/// PostgreSQL a row each, as they arrive): their order, text of any kind, missing values, empty
+/// lists and the cursor between pages are as the rows are.
 async fn lists_keep_their_order_text_nulls_and_pages(db: TestDb) {
     let app = TestApp::start(&db).await;
     let manager = app.token("librarian", &[Role::BookManager]);
