@@ -101,6 +101,34 @@ async fn with_the_worker_process_dead_the_core_keeps_renting_and_every_missed_ev
     api.stop().await;
 }
 
+on_both_backends!(a_killed_worker_process_leaves_no_task_behind);
+
+/// `kill` ends every task the worker process started, the generations' workers its supervisors
+/// spawned included: none outlives it to go on reading and writing. (Such a task went unnoticed
+/// for as long as its closed pool failed its reads; ADR 29.)
+async fn a_killed_worker_process_leaves_no_task_behind(db: TestDb) {
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let before = metrics.num_alive_tasks();
+    let workers = WorkerProcess::start(&config(&db, &[]), None).await.unwrap();
+    let database = Database::connect(&db.url, 1).await.unwrap();
+    TestApp::eventually_without_app("every projection's generation worker holds its lease", || async {
+        let held: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM worker_leases WHERE name LIKE '%@g%' AND owner <> ''")
+            .fetch_one(&database.read_side)
+            .await
+            .ok()?;
+        (held >= 4).then_some(())
+    })
+    .await;
+    database.close().await;
+    let running = metrics.num_alive_tasks();
+    workers.kill().await;
+    TestApp::eventually_without_app("no task of the killed process is left", || async {
+        (metrics.num_alive_tasks() <= before).then_some(())
+    })
+    .await;
+    assert!(running > before + 4, "the workers ran as tasks ({running} against {before} before)");
+}
+
 /// On PostgreSQL a worker in another process is woken by `NOTIFY` when a command commits: with its
 /// poll and lease set to an hour, nothing else could wake it in time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
