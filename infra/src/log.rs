@@ -8,9 +8,10 @@
 //!
 //! The same reader serves the audit (with filters) and the write side's look-ups.
 //!
-//! On SQLite the lists of events are stepped in place, on a connection of the process's own, on a
-//! blocking thread (ADR 29); everything else, and all of PostgreSQL, goes through the read side's
-//! pool.
+//! On SQLite the lists of events are stepped in place, on a connection of the process's own: a
+//! worker's read at the head and a transaction's events on the caller's thread, a catch-up's batch
+//! and the audit's lists on a blocking thread (ADR 29). Everything else, and all of PostgreSQL, goes
+//! through the read side's pool.
 
 use std::sync::Arc;
 
@@ -190,11 +191,12 @@ impl GlobalLog {
         filter: &LogFilter,
     ) -> Result<Vec<RecordedEvent>, LogError> {
         let transaction_id = Arg::Text(Some(cursor.transaction_id.to_string()));
-        let size = if limit <= SHORT_LIST { Size::Short } else { Size::Long };
         if filter.aggregate_type.is_none() && filter.event_type.is_none() && filter.correlation_id.is_none() {
+            let size = if limit <= SHORT_LIST { Size::Short } else { Size::Long };
             let args = vec![Arg::Int(cursor.position), Arg::Int(limit), transaction_id];
             return self.events(self.sql.follow, args, size).await;
         }
+        // Long whatever the limit: a filter that few events match walks the log until it has them.
         let args = vec![
             Arg::Int(cursor.position),
             Arg::Text(filter.aggregate_type.clone()),
@@ -203,7 +205,7 @@ impl GlobalLog {
             Arg::Int(limit),
             transaction_id,
         ];
-        self.events(self.sql.read_after, args, size).await
+        self.events(self.sql.read_after, args, Size::Long).await
     }
 
     /// One stream (aggregate instance), in sequence order.
@@ -306,11 +308,12 @@ impl GlobalLog {
     }
 }
 
-/// SQLite: a list of at most this many events is short: stepped on the caller's thread, as a
-/// command's stream read is (ADR 23). A worker at the head asks for this many and finds a few (tens
-/// of microseconds, less than handing the read to another thread); a full one holds the thread
-/// about a millisecond. A longer list (a catch-up's batch, up to 16,000 events: milliseconds, an
-/// audit's stream: unbounded) goes to a blocking thread, off the runtime's.
+/// SQLite: an unfiltered read of at most this many events is short: stepped on the caller's thread,
+/// as a command's stream read is (ADR 23). A worker at the head asks for this many and finds a few
+/// (tens of microseconds, less than handing the read to another thread); a full one holds the
+/// thread about a millisecond. A longer list (a catch-up's batch, up to 16,000 events:
+/// milliseconds), an audit's filtered one (it walks the log until enough events match) and a
+/// stream (unbounded) go to a blocking thread, off the runtime's.
 const SHORT_LIST: i64 = 500;
 
 /// How many events a list can hold (see [`SHORT_LIST`]).

@@ -1,7 +1,7 @@
 //! On SQLite, the store is read in place: on connections of the process's own (rusqlite, the same
 //! SQLite library sqlx links). A command reads its aggregate's new events on the thread that
-//! serves the request (ADR 23); the global log's lists of events are stepped the same way, on a
-//! blocking thread (ADR 29).
+//! serves the request (ADR 23); the global log's lists of events are stepped the same way, a short
+//! one on the caller's thread and a long one on a blocking thread (ADR 29).
 //!
 //! Through sqlx the read was a message to the connection's thread and its rows a message back, and
 //! each row was copied into an `Any` row before it was decoded: two thread hand-offs per command,
