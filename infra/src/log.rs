@@ -88,8 +88,8 @@ struct LogSql {
 
 macro_rules! columns {
     (sqlite) => {
-        "SELECT position, 0 AS transaction_id, recorded_at, aggregate_type, aggregate_id, sequence, \
-         event_type, event_version, payload, metadata FROM events"
+        "SELECT position, recorded_at, aggregate_type, aggregate_id, sequence, event_type, event_version, \
+         payload, metadata FROM events"
     };
     (postgres) => {
         "SELECT global_position AS position, transaction_id::text::bigint AS transaction_id, \
@@ -230,13 +230,11 @@ impl GlobalLog {
             return query.fetch_all(&self.pool).await?.iter().map(decode).collect();
         };
         if size == Size::Short {
-            return reads.with_connection(|connection| step(connection, sql, &args))?;
+            return step(reads, sql, &args);
         }
         let reads = reads.clone();
-        let read =
-            tokio::task::spawn_blocking(move || reads.with_connection(|connection| step(connection, sql, &args)));
-        match read.await {
-            Ok(found) => found?,
+        match tokio::task::spawn_blocking(move || step(&reads, sql, &args)).await {
+            Ok(found) => found,
             Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
             Err(error) => Err(LogError::Cancelled(error)),
         }
@@ -344,9 +342,14 @@ fn decode(row: &AnyRow) -> Result<RecordedEvent, LogError> {
     EventColumns::from_row(row)?.decode_with(row.try_get("transaction_id")?)
 }
 
-/// SQLite: the events `sql` (reading `columns!(sqlite)`) finds, stepped on `connection`. Its `?N`
-/// are bound to the first `args`; the rest (the transaction id, last) it does not use.
-fn step(connection: &rusqlite::Connection, sql: &str, args: &[Arg]) -> Result<Vec<RecordedEvent>, LogError> {
+/// SQLite: the events `sql` (reading `columns!(sqlite)`) finds, stepped on one of `reads`'
+/// connections. Its `?N` are bound to the first `args`; the rest (the transaction id, last) it does
+/// not use.
+fn step(reads: &SqliteStoreReads, sql: &str, args: &[Arg]) -> Result<Vec<RecordedEvent>, LogError> {
+    reads.with_connection(|connection| step_on(connection, sql, args))?
+}
+
+fn step_on(connection: &rusqlite::Connection, sql: &str, args: &[Arg]) -> Result<Vec<RecordedEvent>, LogError> {
     let mut statement = connection.prepare_cached(sql)?;
     let numbered = statement.parameter_count();
     debug_assert!(numbered <= args.len(), "every parameter of {sql} has an argument");
@@ -356,17 +359,17 @@ fn step(connection: &rusqlite::Connection, sql: &str, args: &[Arg]) -> Result<Ve
     let mut rows = statement.raw_query();
     let mut events = Vec::new();
     while let Some(row) = rows.next()? {
-        // In `columns!(sqlite)`'s order; the transaction id (1) is always 0 here.
+        // In `columns!(sqlite)`'s order. No transaction id: one writer at a time makes it 0.
         let columns = EventColumns {
             position: row.get(0)?,
-            recorded_at: row.get(2)?,
-            aggregate_type: row.get(3)?,
-            aggregate_id: row.get(4)?,
-            sequence: row.get(5)?,
-            event_type: row.get(6)?,
-            event_version: row.get(7)?,
-            payload: row.get(8)?,
-            metadata: row.get(9)?,
+            recorded_at: row.get(1)?,
+            aggregate_type: row.get(2)?,
+            aggregate_id: row.get(3)?,
+            sequence: row.get(4)?,
+            event_type: row.get(5)?,
+            event_version: row.get(6)?,
+            payload: row.get(7)?,
+            metadata: row.get(8)?,
         };
         events.push(columns.decode_with(0)?);
     }
