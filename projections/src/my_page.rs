@@ -13,8 +13,8 @@ use storming_domain::payment::{Payment, PaymentEvent};
 use storming_domain::recorded::RecordedEvent;
 use storming_domain::rental::{self, BookCopy, RentalEvent};
 
-use crate::page::Page;
-use crate::reader::{Param, ViewReader};
+use crate::page::{self, PageWriter};
+use crate::reader::{Param, RowSink, ViewReader};
 use crate::runtime::batch::{self, Value, Writes};
 use crate::runtime::generations::table;
 use crate::runtime::{BoxError, Projection};
@@ -29,16 +29,17 @@ pub struct Profile {
     pub registered_at: String,
 }
 
-/// One rental, order, reservation or booking of the customer.
+/// One rental, order, reservation or booking of the customer; its text is borrowed from the row it
+/// was read from, and it is written out as JSON while that row is read (ADR 30).
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct MyPageItem {
-    pub flow: String,
-    pub id: String,
-    pub title: String,
-    pub status: String,
-    pub payment_status: String,
+pub struct MyPageItem<'r> {
+    pub flow: &'r str,
+    pub id: &'r str,
+    pub title: &'r str,
+    pub status: &'r str,
+    pub payment_status: &'r str,
     pub amount: i64,
-    pub updated_at: String,
+    pub updated_at: &'r str,
 }
 
 pub struct MyPage;
@@ -150,21 +151,31 @@ pub async fn profile(
     reader.row(&sql, &[Param::Text(customer_id)]).await
 }
 
-/// The customer's rows, newest first (ids are UUID v7, so id order is creation order).
+/// The customer's rows, newest first (ids are UUID v7, so id order is creation order), written into
+/// `page` (a [`PageWriter`] of [`MyPageItem`]s).
 pub async fn items(
     reader: &mut ViewReader<'_>,
     generation: i64,
     customer_id: &str,
+    page: &mut PageWriter,
     limit: i64,
     before: Option<&str>,
-) -> Result<Page<MyPageItem>, sqlx::Error> {
+) -> Result<(), sqlx::Error> {
+    /// The items, written row by row.
+    struct Items<'p>(&'p mut PageWriter);
+    impl RowSink for Items<'_> {
+        type Row<'r> = ItemRow<'r>;
+
+        fn take(&mut self, row: ItemRow<'_>) -> Result<(), sqlx::Error> {
+            let item = row.into_item();
+            self.0.push(&item, item.id).map_err(page::unwritten)
+        }
+    }
     let sql = items_sql(generation, before.is_some());
     let mut params = vec![Param::Text(customer_id)];
     params.extend(before.map(Param::Text));
     params.push(Param::Int(limit + 1));
-    let rows: Vec<ItemRow> = reader.rows(&sql, &params).await?;
-    let items = rows.into_iter().map(ItemRow::into_item).collect();
-    Ok(Page::from_rows(items, limit, |item| item.id.clone()))
+    reader.each_row(&sql, &params, &mut Items(page)).await
 }
 
 /// The statement of [`items`] (`$1` customer, then the cursor if `after_cursor`, then the limit).
@@ -179,20 +190,20 @@ pub fn items_sql(generation: i64, after_cursor: bool) -> String {
     )
 }
 
-/// A row as [`items`] reads it.
+/// A row as [`items`] reads it, its text borrowed from the row.
 #[derive(Deserialize, FromRow)]
-struct ItemRow {
-    flow: String,
-    item_id: String,
-    title: String,
-    status: String,
-    payment_status: String,
+struct ItemRow<'r> {
+    flow: &'r str,
+    item_id: &'r str,
+    title: &'r str,
+    status: &'r str,
+    payment_status: &'r str,
     amount: i64,
-    updated_at: String,
+    updated_at: &'r str,
 }
 
-impl ItemRow {
-    fn into_item(self) -> MyPageItem {
+impl<'r> ItemRow<'r> {
+    fn into_item(self) -> MyPageItem<'r> {
         let Self { flow, item_id, title, status, payment_status, amount, updated_at } = self;
         MyPageItem { flow, id: item_id, title, status, payment_status, amount, updated_at }
     }

@@ -27,6 +27,7 @@ use std::time::Duration;
 use rusqlite::types::ToSqlOutput;
 use rusqlite::ToSql;
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::{AnyConnection, Arguments, FromRow};
 
@@ -47,13 +48,35 @@ pub enum ViewReader<'c> {
     Sqlite(&'c mut rusqlite::Connection),
 }
 
+/// Where a query's rows go, one at a time as they are read (ADR 30). Its [`RowSink::Row`] may
+/// borrow its text from the row it is read from (`&'r str` fields): on SQLite that is the
+/// statement's own value, valid until the statement steps to the next row, so a row is written
+/// out without a string of its own; on PostgreSQL it is the fetched row's.
+pub trait RowSink {
+    /// A row as read, its fields named as the statement's columns.
+    type Row<'r>: Deserialize<'r> + FromRow<'r, AnyRow>;
+
+    fn take(&mut self, row: Self::Row<'_>) -> Result<(), sqlx::Error>;
+}
+
+/// Owned rows, collected.
+impl<T: DeserializeOwned + for<'r> FromRow<'r, AnyRow>> RowSink for Vec<T> {
+    type Row<'r> = T;
+
+    fn take(&mut self, row: T) -> Result<(), sqlx::Error> {
+        self.push(row);
+        Ok(())
+    }
+}
+
 impl ViewReader<'_> {
-    /// The rows of `select`, `params` bound to its `$1`, `$2`, …, each read into a `T` whose
-    /// fields are named as the statement's columns.
-    pub async fn rows<T>(&mut self, select: &str, params: &[Param<'_>]) -> Result<Vec<T>, sqlx::Error>
-    where
-        T: DeserializeOwned + for<'r> FromRow<'r, AnyRow> + Send + Unpin,
-    {
+    /// Each row of `select`, `params` bound to its `$1`, `$2`, …, handed to `sink` in order.
+    pub async fn each_row<S: RowSink>(
+        &mut self,
+        select: &str,
+        params: &[Param<'_>],
+        sink: &mut S,
+    ) -> Result<(), sqlx::Error> {
         match self {
             Self::Any(connection) => {
                 let mut arguments = AnyArguments::default();
@@ -64,35 +87,49 @@ impl ViewReader<'_> {
                     }
                     .map_err(sqlx::Error::Encode)?;
                 }
-                sqlx::query_as_with(select, arguments).fetch_all(&mut **connection).await
+                for row in sqlx::query_with(select, arguments).fetch_all(&mut **connection).await? {
+                    sink.take(S::Row::from_row(&row)?)?;
+                }
+                Ok(())
             }
-            Self::Sqlite(connection) => read_rows(connection, select, params),
+            Self::Sqlite(connection) => each_sqlite_row(connection, select, params, sink),
         }
+    }
+
+    /// The rows of `select` (see [`ViewReader::each_row`]), each read into an owned `T`.
+    pub async fn rows<T>(&mut self, select: &str, params: &[Param<'_>]) -> Result<Vec<T>, sqlx::Error>
+    where
+        T: DeserializeOwned + for<'r> FromRow<'r, AnyRow> + Send,
+    {
+        let mut rows = Vec::new();
+        self.each_row(select, params, &mut rows).await?;
+        Ok(rows)
     }
 
     /// The one row of `select`, if any (see [`ViewReader::rows`]).
     pub async fn row<T>(&mut self, select: &str, params: &[Param<'_>]) -> Result<Option<T>, sqlx::Error>
     where
-        T: DeserializeOwned + for<'r> FromRow<'r, AnyRow> + Send + Unpin,
+        T: DeserializeOwned + for<'r> FromRow<'r, AnyRow> + Send,
     {
         Ok(self.rows(select, params).await?.into_iter().next())
     }
 }
 
-/// The rows of `sql` with `params` bound by name (`$1` is the first), stepped on this thread.
-fn read_rows<T: DeserializeOwned>(
+/// The rows of `sql` with `params` bound by name (`$1` is the first), stepped on this thread and
+/// each handed to `sink` while it is the statement's current row.
+fn each_sqlite_row<S: RowSink>(
     connection: &rusqlite::Connection,
     sql: &str,
     params: &[Param<'_>],
-) -> Result<Vec<T>, sqlx::Error> {
+    sink: &mut S,
+) -> Result<(), sqlx::Error> {
     let mut statement = connection.prepare_cached(sql).map_err(SqliteReadError::reported)?;
     bind_numbered(&mut statement, params).map_err(SqliteReadError::reported)?;
     let mut rows = statement.raw_query();
-    let mut read = Vec::new();
     while let Some(row) = rows.next().map_err(SqliteReadError::reported)? {
-        read.push(sqlite_row::from_row(row).map_err(|error| sqlx::Error::Decode(error.into()))?);
+        sink.take(sqlite_row::from_row(row).map_err(|error| sqlx::Error::Decode(error.into()))?)?;
     }
-    Ok(read)
+    Ok(())
 }
 
 /// Binds `params` to a statement written with numbered parameters (`$1`, `$2`, … as on

@@ -12,8 +12,8 @@ use storming_domain::payment::{Payment, PaymentEvent};
 use storming_domain::recorded::RecordedEvent;
 use storming_domain::rental::{BookCopy, RentalEvent};
 
-use crate::page::Page;
-use crate::reader::{Param, ViewReader};
+use crate::page::{self, PageWriter};
+use crate::reader::{Param, RowSink, ViewReader};
 use crate::rfc3339;
 use crate::runtime::batch::{self, Value, Writes};
 use crate::runtime::generations::table;
@@ -21,24 +21,32 @@ use crate::runtime::{BoxError, Projection};
 
 pub const NAME: &str = "rental_status";
 
-/// A rental as its renter and the book managers see it.
+/// A rental as its renter and the book managers see it; its text is borrowed from the row it was
+/// read from, and it is written out as JSON while that row is read (ADR 30).
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct RentalView {
-    pub id: String,
-    pub book_id: String,
-    pub title: String,
-    pub customer_id: String,
-    pub status: String,
+pub struct RentalView<'r> {
+    pub id: &'r str,
+    pub book_id: &'r str,
+    pub title: &'r str,
+    pub customer_id: &'r str,
+    pub status: &'r str,
     /// Returned late, or still rented past its due date.
     pub overdue: bool,
-    pub payment_id: String,
-    pub payment_status: String,
+    pub payment_id: &'r str,
+    pub payment_status: &'r str,
     pub fee: i64,
-    pub rented_at: String,
-    pub due_at: String,
-    pub returned_at: Option<String>,
-    pub cancelled_at: Option<String>,
-    pub updated_at: String,
+    pub rented_at: &'r str,
+    pub due_at: &'r str,
+    pub returned_at: Option<&'r str>,
+    pub cancelled_at: Option<&'r str>,
+    pub updated_at: &'r str,
+}
+
+/// One rental read by [`get`]: whose it is, and its [`RentalView`] as JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FoundRental {
+    pub customer_id: String,
+    pub json: Vec<u8>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -167,13 +175,30 @@ pub async fn get(
     generation: i64,
     rental_id: &str,
     now: DateTime<Utc>,
-) -> Result<Option<RentalView>, sqlx::Error> {
+) -> Result<Option<FoundRental>, sqlx::Error> {
+    /// The rental's row, once read.
+    struct One {
+        found: Option<FoundRental>,
+        now: DateTime<Utc>,
+    }
+    impl RowSink for One {
+        type Row<'r> = RentalRow<'r>;
+
+        fn take(&mut self, row: RentalRow<'_>) -> Result<(), sqlx::Error> {
+            let view = row.into_view(self.now);
+            let json = serde_json::to_vec(&view).map_err(page::unwritten)?;
+            self.found = Some(FoundRental { customer_id: view.customer_id.to_owned(), json });
+            Ok(())
+        }
+    }
     let sql = format!("{} WHERE rental_id = $1", select(generation));
-    let row: Option<RentalRow> = reader.row(&sql, &[Param::Text(rental_id)]).await?;
-    Ok(row.map(|row| row.into_view(now)))
+    let mut one = One { found: None, now };
+    reader.each_row(&sql, &[Param::Text(rental_id)], &mut one).await?;
+    Ok(one.found)
 }
 
-/// Rentals in id (time) order after the cursor, narrowed by the filter.
+/// Rentals in id (time) order after the cursor, narrowed by the filter: a [`Page`](crate::page::Page) of
+/// [`RentalView`]s, as JSON.
 pub async fn list(
     reader: &mut ViewReader<'_>,
     generation: i64,
@@ -181,14 +206,27 @@ pub async fn list(
     limit: i64,
     after: Option<&str>,
     now: DateTime<Utc>,
-) -> Result<Page<RentalView>, sqlx::Error> {
+) -> Result<Vec<u8>, sqlx::Error> {
+    /// The page, written row by row.
+    struct Rentals {
+        page: PageWriter,
+        now: DateTime<Utc>,
+    }
+    impl RowSink for Rentals {
+        type Row<'r> = RentalRow<'r>;
+
+        fn take(&mut self, row: RentalRow<'_>) -> Result<(), sqlx::Error> {
+            let view = row.into_view(self.now);
+            self.page.push(&view, view.id).map_err(page::unwritten)
+        }
+    }
     let sql = list_sql(generation, filter);
     let mut params: Vec<Param> = set_filters(filter).map(|(_, value)| Param::Text(value)).collect();
     params.push(Param::Text(after.unwrap_or("")));
     params.push(Param::Int(limit + 1));
-    let rows: Vec<RentalRow> = reader.rows(&sql, &params).await?;
-    let rentals = rows.into_iter().map(|row| row.into_view(now)).collect();
-    Ok(Page::from_rows(rentals, limit, |rental| rental.id.clone()))
+    let mut rentals = Rentals { page: PageWriter::new(limit), now };
+    reader.each_row(&sql, &params, &mut rentals).await?;
+    rentals.page.finish().map_err(page::unwritten)
 }
 
 /// The statement of [`list`]: each filter that is set is a plain condition, then the cursor and
@@ -210,29 +248,31 @@ fn set_filters(filter: &RentalFilter) -> impl Iterator<Item = (&'static str, &st
         .filter_map(|(column, value)| value.as_deref().map(|value| (column, value)))
 }
 
-/// A row as its queries read it.
+/// A row as its queries read it, its text borrowed from the row.
 #[derive(Deserialize, FromRow)]
-struct RentalRow {
-    rental_id: String,
-    book_id: String,
-    title: String,
-    customer_id: String,
-    status: String,
+struct RentalRow<'r> {
+    rental_id: &'r str,
+    book_id: &'r str,
+    title: &'r str,
+    customer_id: &'r str,
+    status: &'r str,
     overdue: i64,
-    payment_id: String,
-    payment_status: String,
+    payment_id: &'r str,
+    payment_status: &'r str,
     fee: i64,
-    rented_at: String,
-    due_at: String,
-    returned_at: Option<String>,
-    cancelled_at: Option<String>,
-    updated_at: String,
+    rented_at: &'r str,
+    due_at: &'r str,
+    #[serde(borrow)]
+    returned_at: Option<&'r str>,
+    #[serde(borrow)]
+    cancelled_at: Option<&'r str>,
+    updated_at: &'r str,
 }
 
-impl RentalRow {
-    fn into_view(self, now: DateTime<Utc>) -> RentalView {
+impl<'r> RentalRow<'r> {
+    fn into_view(self, now: DateTime<Utc>) -> RentalView<'r> {
         let returned_late = self.overdue != 0;
-        let past_due = self.status == "RENTED" && DateTime::parse_from_rfc3339(&self.due_at).is_ok_and(|due| now > due);
+        let past_due = self.status == "RENTED" && DateTime::parse_from_rfc3339(self.due_at).is_ok_and(|due| now > due);
         RentalView {
             id: self.rental_id,
             book_id: self.book_id,

@@ -1,5 +1,7 @@
 //! A SQLite row read straight into a `serde` type: each column is a field of that name, each value
-//! SQLite's own (integer, real, text, blob or NULL), with no JSON between them (ADR 28).
+//! SQLite's own (integer, real, text, blob or NULL), with no JSON between them (ADR 28). A type
+//! may borrow its text from the row (`&str` fields): such a value lives until the statement steps
+//! to its next row, and costs no allocation (ADR 30).
 //!
 //! A view's query type derives `Deserialize` for both backends' sake, so the one derive reads a
 //! row here and, on PostgreSQL, `sqlx`'s `FromRow` reads it there. A `NULL` is `None` for an
@@ -9,10 +11,11 @@
 use std::fmt;
 
 use rusqlite::types::ValueRef;
-use serde::de::{self, DeserializeOwned, DeserializeSeed, IntoDeserializer, MapAccess, Visitor};
+use serde::de::{self, DeserializeSeed, IntoDeserializer, MapAccess, Visitor};
+use serde::Deserialize;
 
-/// Row `row` of its statement as a `T`.
-pub(crate) fn from_row<T: DeserializeOwned>(row: &rusqlite::Row<'_>) -> Result<T, RowError> {
+/// Row `row` of its statement as a `T`, which may borrow the row's text and blobs.
+pub(crate) fn from_row<'r, T: Deserialize<'r>>(row: &'r rusqlite::Row<'_>) -> Result<T, RowError> {
     T::deserialize(RowDeserializer { row, column: 0 })
 }
 
@@ -34,12 +37,12 @@ impl From<rusqlite::Error> for RowError {
 }
 
 /// A row as a map from column name to value; `column` is the next column to read.
-struct RowDeserializer<'a, 'stmt> {
-    row: &'a rusqlite::Row<'stmt>,
+struct RowDeserializer<'de, 'stmt> {
+    row: &'de rusqlite::Row<'stmt>,
     column: usize,
 }
 
-impl<'de> de::Deserializer<'de> for RowDeserializer<'_, '_> {
+impl<'de> de::Deserializer<'de> for RowDeserializer<'de, '_> {
     type Error = RowError;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, RowError> {
@@ -52,7 +55,7 @@ impl<'de> de::Deserializer<'de> for RowDeserializer<'_, '_> {
     }
 }
 
-impl<'de> MapAccess<'de> for RowDeserializer<'_, '_> {
+impl<'de> MapAccess<'de> for RowDeserializer<'de, '_> {
     type Error = RowError;
 
     fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, RowError> {
@@ -71,10 +74,10 @@ impl<'de> MapAccess<'de> for RowDeserializer<'_, '_> {
     }
 }
 
-/// One column's value.
-struct ValueDeserializer<'a>(ValueRef<'a>);
+/// One column's value, borrowed from the row.
+struct ValueDeserializer<'de>(ValueRef<'de>);
 
-impl<'de> de::Deserializer<'de> for ValueDeserializer<'_> {
+impl<'de> de::Deserializer<'de> for ValueDeserializer<'de> {
     type Error = RowError;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, RowError> {
@@ -82,10 +85,10 @@ impl<'de> de::Deserializer<'de> for ValueDeserializer<'_> {
             ValueRef::Null => visitor.visit_unit(),
             ValueRef::Integer(integer) => visitor.visit_i64(integer),
             ValueRef::Real(real) => visitor.visit_f64(real),
-            ValueRef::Text(text) => {
-                visitor.visit_str(std::str::from_utf8(text).map_err(|error| RowError(format!("text column: {error}")))?)
-            }
-            ValueRef::Blob(blob) => visitor.visit_bytes(blob),
+            ValueRef::Text(text) => visitor.visit_borrowed_str(
+                std::str::from_utf8(text).map_err(|error| RowError(format!("text column: {error}")))?,
+            ),
+            ValueRef::Blob(blob) => visitor.visit_borrowed_bytes(blob),
         }
     }
 
@@ -104,6 +107,8 @@ impl<'de> de::Deserializer<'de> for ValueDeserializer<'_> {
 
 #[cfg(test)]
 mod tests {
+    use serde::de::DeserializeOwned;
+
     use super::*;
 
     #[derive(Debug, PartialEq, serde::Deserialize)]
@@ -131,6 +136,31 @@ mod tests {
         assert_eq!(rows, vec![Row { id: "a".into(), n: 7, share: 0.5, note: None }]);
         let rows: Vec<Row> = read("SELECT 'b' AS id, -1 AS n, 2.0 AS share, 'two' AS note").unwrap();
         assert_eq!(rows, vec![Row { id: "b".into(), n: -1, share: 2.0, note: Some("two".into()) }]);
+    }
+
+    #[test]
+    fn it_should_lend_a_borrowing_type_the_rows_text_and_blobs() {
+        #[derive(Debug, PartialEq, serde::Deserialize)]
+        struct Borrowed<'r> {
+            id: &'r str,
+            key: &'r [u8],
+            #[serde(borrow)]
+            note: Option<&'r str>,
+        }
+        let connection = rusqlite::Connection::open_in_memory().unwrap();
+        let mut statement = connection
+            .prepare("SELECT 'a' AS id, x'0102' AS key, NULL AS note UNION ALL SELECT 'b', x'', 'two'")
+            .unwrap();
+        let mut rows = statement.raw_query();
+        let mut seen = Vec::new();
+        while let Some(row) = rows.next().unwrap() {
+            let read: Borrowed<'_> = from_row(row).unwrap();
+            seen.push(format!("{read:?}"));
+        }
+        assert_eq!(
+            seen,
+            [r#"Borrowed { id: "a", key: [1, 2], note: None }"#, r#"Borrowed { id: "b", key: [], note: Some("two") }"#]
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{answer, limit, view_position, Freshness, Params, QueryConnection};
+use super::{answer, answer_json, limit, view_position, Freshness, Params, QueryConnection};
 use crate::auth::{Caller, Role};
 use crate::openapi::QueryErrors;
 use crate::problem::ApiError;
@@ -141,7 +141,7 @@ async fn list_rentals(
     )
     .await?;
     connection.keep();
-    Ok(answer(view, page))
+    Ok(answer_json(view, page))
 }
 
 /// One rental, for its renter and book managers.
@@ -165,5 +165,5 @@ async fn get_rental(
     if rental.customer_id != caller.id && !caller.has(Role::BookManager) {
         return Err(ApiError::forbidden("only the renter and book managers may see a rental"));
     }
-    Ok(answer(view, rental))
+    Ok(answer_json(view, rental.json))
 }

@@ -4,11 +4,12 @@ use axum::extract::State;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use storming_projections::my_page::{self, MyPageItem, Profile};
+use storming_projections::page::{self, PageWriter};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{answer, limit, view_position, Freshness, Params, QueryConnection};
+use super::{answer, answer_json, limit, view_position, Freshness, Params, QueryConnection};
 use crate::auth::{Caller, Role};
 use crate::openapi::QueryErrors;
 use crate::problem::ApiError;
@@ -50,17 +51,27 @@ struct MyPageParams {
     after: Option<String>,
 }
 
-/// One customer's page across every flow, newest first.
+/// One customer's page across every flow, newest first: the answer's shape, as the OpenAPI document
+/// describes it. The answer is written as its rows are read (ADR 30): a [`PageWriter`]'s items and
+/// cursor, then the fields of a [`MyPageRest`]; a test checks the two against each other.
 #[derive(Debug, Serialize, ToSchema)]
-struct MyPageView {
+struct MyPageView<'r> {
     customer_id: String,
     profile: Option<Profile>,
-    items: Vec<MyPageItem>,
+    items: Vec<MyPageItem<'r>>,
     next: Option<String>,
     /// The customer's latest notifications. The notification context arrives with the herb-shop
     /// and food-delivery flows; until then this list is empty.
     #[schema(value_type = Vec<Object>)]
     notifications: Vec<serde_json::Value>,
+}
+
+/// A [`MyPageView`]'s fields besides its page.
+#[derive(Serialize)]
+struct MyPageRest<'a> {
+    customer_id: &'a str,
+    profile: Option<Profile>,
+    notifications: [serde_json::Value; 0],
 }
 
 /// The signed-in customer's page: profile and rows of every flow, newest first.
@@ -78,10 +89,47 @@ async fn my_page(
     let view = view_position(&app, my_page::NAME, params.min_position).await?;
     let mut connection = QueryConnection::lend(&app).await?;
     let profile = my_page::profile(&mut connection.reader(), view.generation, &caller.id).await?;
-    let page =
-        my_page::items(&mut connection.reader(), view.generation, &caller.id, limit, params.after.as_deref()).await?;
+    let mut page = PageWriter::new(limit);
+    my_page::items(&mut connection.reader(), view.generation, &caller.id, &mut page, limit, params.after.as_deref())
+        .await?;
     connection.keep();
-    let body =
-        MyPageView { customer_id: caller.id, profile, items: page.items, next: page.next, notifications: vec![] };
-    Ok(answer(view, body))
+    let rest = MyPageRest { customer_id: &caller.id, profile, notifications: [] };
+    Ok(answer_json(view, page.finish_with(&rest).map_err(page::unwritten)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_written_my_page_should_have_the_documented_shape() {
+        let profile = Profile {
+            customer_id: "kim".into(),
+            name: "Kim".into(),
+            phone: None,
+            registered_at: "2026-12-05T00:00:00Z".into(),
+        };
+        let item = MyPageItem {
+            flow: "book-rental",
+            id: "r1",
+            title: "Dune",
+            status: "RENTED",
+            payment_status: "PAID",
+            amount: 300,
+            updated_at: "2026-12-05T00:00:01Z",
+        };
+        let mut page = PageWriter::new(1);
+        page.push(&item, item.id).unwrap();
+        page.push(&item, "r0").unwrap();
+        let rest = MyPageRest { customer_id: "kim", profile: Some(profile.clone()), notifications: [] };
+        let written: serde_json::Value = serde_json::from_slice(&page.finish_with(&rest).unwrap()).unwrap();
+        let documented = MyPageView {
+            customer_id: "kim".into(),
+            profile: Some(profile),
+            items: vec![item],
+            next: Some("r1".into()),
+            notifications: vec![],
+        };
+        assert_eq!(written, serde_json::to_value(&documented).unwrap());
+    }
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use axum::extract::{FromRequestParts, Query};
 use axum::http::request::Parts;
-use axum::http::HeaderValue;
+use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::de::DeserializeOwned;
@@ -204,7 +204,16 @@ pub async fn view_position(app: &AppState, name: &str, min_position: Option<i64>
 
 /// A view's answer, with the position it was read at.
 pub fn answer<T: Serialize>(view: ViewAt, body: T) -> Response {
-    let mut response = Json(body).into_response();
+    positioned(view, Json(body).into_response())
+}
+
+/// A view's answer already written as JSON (by a [`storming_projections::page::PageWriter`], or a
+/// row's view serialized while its row was read), with the position it was read at.
+pub fn answer_json(view: ViewAt, json: Vec<u8>) -> Response {
+    positioned(view, ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], json).into_response())
+}
+
+fn positioned(view: ViewAt, mut response: Response) -> Response {
     response.headers_mut().insert("x-projection-position", HeaderValue::from(view.position));
     response
 }
