@@ -3,7 +3,13 @@
 //! Only HS256 is accepted (`alg: none` and every other algorithm fail), `exp` is required, and the
 //! clock skew allowed is bounded. A missing or bad token is 401; a valid one without the role, or
 //! not the owner of what it touches, is 403.
+//!
+//! A token verified once is remembered until it expires (ADR 31): a client sends the same token
+//! with every request, and checking its signature and parsing its claims again each time cost a
+//! twentieth of the server's CPU under the queries' load.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::FromRequestParts;
@@ -79,6 +85,27 @@ pub struct TokenKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    verified: Arc<Mutex<HashMap<Box<str>, Remembered>>>,
+}
+
+/// The most tokens remembered at once; past it the remembered are forgotten together (a token
+/// forgotten is verified again the next time it comes, and remembered again).
+const REMEMBERED_TOKENS: usize = 1024;
+
+/// A token's verified caller, and its `exp`.
+struct Remembered {
+    caller: Caller,
+    exp: u64,
+}
+
+/// Whether a token with `exp` is still accepted at `now` (seconds since the epoch): as
+/// `jsonwebtoken` checks it, with the leeway.
+fn unexpired(exp: u64, now: u64) -> bool {
+    exp.saturating_add(LEEWAY_SECONDS) >= now
+}
+
+fn now_seconds() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
 }
 
 impl TokenKeys {
@@ -86,10 +113,14 @@ impl TokenKeys {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = LEEWAY_SECONDS;
         validation.set_required_spec_claims(&["exp", "sub"]);
+        // `exp` is checked here, against the same clock for a token verified now and one
+        // remembered (`unexpired`).
+        validation.validate_exp = false;
         Self {
             encoding: EncodingKey::from_secret(secret.expose().as_bytes()),
             decoding: DecodingKey::from_secret(secret.expose().as_bytes()),
             validation,
+            verified: Arc::default(),
         }
     }
 
@@ -106,16 +137,42 @@ impl TokenKeys {
             .expect("HS256 signing of plain claims cannot fail")
     }
 
+    /// The caller `token` speaks for, if it is signed with this secret and unexpired.
     pub fn verify(&self, token: &str) -> Result<Caller, ApiError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|error| ApiError::Unauthorized(format!("invalid token: {error}")))?;
-        let claims = data.claims;
+        self.verify_at(token, now_seconds())
+    }
+
+    /// [`TokenKeys::verify`] at `now`: a token verified before is answered from memory while it
+    /// is unexpired at `now`; otherwise it is verified (signature, algorithm, claims) and
+    /// remembered. Only a token that passes is remembered, so a bad one costs its full check
+    /// every time, and only what the signature covers is trusted from memory.
+    fn verify_at(&self, token: &str, now: u64) -> Result<Caller, ApiError> {
+        let mut verified = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(remembered) = verified.get(token) {
+            if unexpired(remembered.exp, now) {
+                return Ok(remembered.caller.clone());
+            }
+            verified.remove(token);
+        }
+        drop(verified);
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|error| ApiError::Unauthorized(format!("invalid token: {error}")))?
+            .claims;
+        if !unexpired(claims.exp, now) {
+            return Err(ApiError::Unauthorized("invalid token: ExpiredSignature".into()));
+        }
         if claims.sub.trim().is_empty() {
             return Err(ApiError::Unauthorized("invalid token: empty sub".into()));
         }
         // Roles this build does not know grant nothing.
         let roles = claims.roles.iter().filter_map(|name| Role::parse(name)).collect();
-        Ok(Caller { id: claims.sub, roles })
+        let caller = Caller { id: claims.sub, roles };
+        let mut verified = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
+        if verified.len() >= REMEMBERED_TOKENS {
+            verified.clear();
+        }
+        verified.insert(token.into(), Remembered { caller: caller.clone(), exp: claims.exp });
+        Ok(caller)
     }
 }
 
@@ -212,6 +269,33 @@ mod tests {
         // {"sub":"kim","roles":["admin"],"exp":9999999999}
         parts[1] = "eyJzdWIiOiJraW0iLCJyb2xlcyI6WyJhZG1pbiJdLCJleHAiOjk5OTk5OTk5OTl9".into();
         assert!(matches!(keys().verify(&parts.join(".")), Err(ApiError::Unauthorized(_))));
+    }
+
+    #[test]
+    fn it_should_remember_a_verified_token_until_it_expires_and_never_a_bad_one() {
+        let keys = keys();
+        let now = now_seconds();
+        let token = keys.issue("kim", &[Role::Customer], Duration::from_secs(60));
+        let kim = Caller { id: "kim".into(), roles: vec![Role::Customer] };
+        assert_eq!(keys.verify_at(&token, now).unwrap(), kim);
+        assert!(keys.verified.lock().unwrap().contains_key(token.as_str()), "remembered");
+        assert_eq!(keys.verify_at(&token, now + 60 + LEEWAY_SECONDS).unwrap(), kim, "unexpired, with the leeway");
+        let late = keys.verify_at(&token, now + 61 + LEEWAY_SECONDS);
+        assert!(matches!(late, Err(ApiError::Unauthorized(ref message)) if message.contains("Expired")), "{late:?}");
+        assert!(keys.verified.lock().unwrap().is_empty(), "an expired token is forgotten");
+
+        let forged = TokenKeys::new(&Secret::new("other")).issue("kim", &[Role::Admin], Duration::from_secs(60));
+        assert!(matches!(keys.verify_at(&forged, now), Err(ApiError::Unauthorized(_))));
+        assert!(keys.verified.lock().unwrap().is_empty(), "a bad token is never remembered");
+    }
+
+    #[test]
+    fn it_should_remember_a_bounded_number_of_tokens() {
+        let keys = keys();
+        for n in 0..=REMEMBERED_TOKENS {
+            keys.verify(&keys.issue(&format!("c{n}"), &[Role::Customer], Duration::from_secs(60))).unwrap();
+        }
+        assert_eq!(keys.verified.lock().unwrap().len(), 1, "forgotten together at the bound, then the last");
     }
 
     #[test]
