@@ -11,9 +11,11 @@
 //! read holds the thread for as long as its own pages take, save for the rare waits of
 //! `BUSY_TIMEOUT`.
 //!
-//! Every read goes through [`ViewReader::rows`]: the statement is written once, in the dialect
-//! both backends share, and its rows read into one `serde` type. On SQLite each row is read from
-//! SQLite's own values as the statement steps (`sqlite_row`, ADR 28). Through sqlx's
+//! Every read goes through [`ViewReader::each_row`]: the statement is written once, in the dialect
+//! both backends share, and each row read into one `serde` type and handed to a [`RowSink`] as it
+//! is read; [`ViewReader::rows`] collects owned rows. On SQLite each row is read from SQLite's own
+//! values as the statement steps (`sqlite_row`, ADR 28), and a row type may borrow its text from
+//! them: the lists the queries serve most are written out as JSON that way, row by row (ADR 30). Through sqlx's
 //! thread, a row at a time, a page of ten rentals was answered at half the rate of a page of one,
 //! so a page came from SQLite as one JSON value for a while (ADR 12); read in place there is no
 //! hand-off per row, and building and parsing that JSON (with a sort in a temporary b-tree to
