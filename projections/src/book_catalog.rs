@@ -11,26 +11,27 @@ use storming_domain::library::{Book, LibraryEvent};
 use storming_domain::recorded::RecordedEvent;
 use storming_domain::rental::{BookCopy, RentalEvent};
 
-use crate::page::Page;
-use crate::reader::{Param, ViewReader};
+use crate::page::{self, PageWriter};
+use crate::reader::{Param, RowSink, ViewReader};
 use crate::runtime::batch::{self, Value, Writes};
 use crate::runtime::generations::table;
 use crate::runtime::{BoxError, Projection};
 
 pub const NAME: &str = "book_catalog";
 
-/// A book as the catalog shows it.
+/// A book as the catalog shows it; its text is borrowed from the row it was read from, and it is
+/// written out as JSON while that row is read (ADR 30).
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct CatalogBook {
-    pub id: String,
-    pub title: String,
-    pub author: Option<String>,
+pub struct CatalogBook<'r> {
+    pub id: &'r str,
+    pub title: &'r str,
+    pub author: Option<&'r str>,
     pub rental_fee: i64,
     /// Whether the rental shelf has it yet (it can be rented only then).
     pub on_shelf: bool,
-    pub availability: String,
-    pub current_rental_id: Option<String>,
-    pub updated_at: String,
+    pub availability: &'r str,
+    pub current_rental_id: Option<&'r str>,
+    pub updated_at: &'r str,
 }
 
 pub struct BookCatalog;
@@ -115,50 +116,71 @@ fn select(generation: i64) -> String {
     format!("SELECT {} FROM {}", COLUMNS.join(", "), table("book_catalog", generation))
 }
 
-pub async fn get(
-    reader: &mut ViewReader<'_>,
-    generation: i64,
-    book_id: &str,
-) -> Result<Option<CatalogBook>, sqlx::Error> {
+/// The book, as the JSON of its [`CatalogBook`].
+pub async fn get(reader: &mut ViewReader<'_>, generation: i64, book_id: &str) -> Result<Option<Vec<u8>>, sqlx::Error> {
+    /// The book's row, once read.
+    struct One(Option<Vec<u8>>);
+    impl RowSink for One {
+        type Row<'r> = BookRow<'r>;
+
+        fn take(&mut self, row: BookRow<'_>) -> Result<(), sqlx::Error> {
+            self.0 = Some(serde_json::to_vec(&row.into_book()).map_err(page::unwritten)?);
+            Ok(())
+        }
+    }
     let sql = format!("{} WHERE book_id = $1", select(generation));
-    let row: Option<BookRow> = reader.row(&sql, &[Param::Text(book_id)]).await?;
-    Ok(row.map(BookRow::into_book))
+    let mut one = One(None);
+    reader.each_row(&sql, &[Param::Text(book_id)], &mut one).await?;
+    Ok(one.0)
 }
 
-/// Books in id order (registration order), after the cursor; only rentable ones if `available`.
+/// Books in id order (registration order), after the cursor; only rentable ones if `available`:
+/// a [`Page`](crate::page::Page) of [`CatalogBook`]s, as JSON.
 pub async fn list(
     reader: &mut ViewReader<'_>,
     generation: i64,
     available: bool,
     limit: i64,
     after: Option<&str>,
-) -> Result<Page<CatalogBook>, sqlx::Error> {
+) -> Result<Vec<u8>, sqlx::Error> {
+    /// The page, written row by row.
+    struct Books(PageWriter);
+    impl RowSink for Books {
+        type Row<'r> = BookRow<'r>;
+
+        fn take(&mut self, row: BookRow<'_>) -> Result<(), sqlx::Error> {
+            let book = row.into_book();
+            self.0.push(&book, book.id).map_err(page::unwritten)
+        }
+    }
     let sql = format!(
         "{} WHERE ($1 = 0 OR (on_shelf = 1 AND availability = 'AVAILABLE')) AND book_id > $2 \
          ORDER BY book_id LIMIT $3",
         select(generation)
     );
     let params = [Param::Int(i64::from(available)), Param::Text(after.unwrap_or("")), Param::Int(limit + 1)];
-    let rows: Vec<BookRow> = reader.rows(&sql, &params).await?;
-    let books = rows.into_iter().map(BookRow::into_book).collect();
-    Ok(Page::from_rows(books, limit, |book| book.id.clone()))
+    let mut books = Books(PageWriter::new(limit));
+    reader.each_row(&sql, &params, &mut books).await?;
+    books.0.finish().map_err(page::unwritten)
 }
 
-/// A row as the catalog's queries read it.
+/// A row as the catalog's queries read it, its text borrowed from the row.
 #[derive(Deserialize, FromRow)]
-struct BookRow {
-    book_id: String,
-    title: String,
-    author: Option<String>,
+struct BookRow<'r> {
+    book_id: &'r str,
+    title: &'r str,
+    #[serde(borrow)]
+    author: Option<&'r str>,
     rental_fee: i64,
     on_shelf: i64,
-    availability: String,
-    current_rental_id: Option<String>,
-    updated_at: String,
+    availability: &'r str,
+    #[serde(borrow)]
+    current_rental_id: Option<&'r str>,
+    updated_at: &'r str,
 }
 
-impl BookRow {
-    fn into_book(self) -> CatalogBook {
+impl<'r> BookRow<'r> {
+    fn into_book(self) -> CatalogBook<'r> {
         let Self { book_id, title, author, rental_fee, on_shelf, availability, current_rental_id, updated_at } = self;
         CatalogBook {
             id: book_id,

@@ -13,7 +13,7 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{answer, answer_json, limit, view_position, Freshness, Params, QueryConnection};
+use super::{answer_json, limit, view_position, Freshness, Params, QueryConnection};
 use crate::auth::{Caller, Role};
 use crate::openapi::QueryErrors;
 use crate::problem::ApiError;
@@ -62,7 +62,7 @@ async fn list_books(
     )
     .await?;
     connection.keep();
-    Ok(answer(view, page))
+    Ok(answer_json(view, page))
 }
 
 /// One book of the catalog.
@@ -82,7 +82,7 @@ async fn get_book(
     let book = book_catalog::get(&mut connection.reader(), view.generation, &book_id).await?;
     connection.keep();
     let book = book.ok_or_else(|| ApiError::not_found("book-not-found", format!("no book {book_id}")))?;
-    Ok(answer(view, book))
+    Ok(answer_json(view, book))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
