@@ -158,8 +158,9 @@ pub async fn list(
          ORDER BY book_id LIMIT $3",
         select(generation)
     );
-    let params = [Param::Int(i64::from(available)), Param::Text(after.unwrap_or("")), Param::Int(limit + 1)];
     let mut books = Books(PageWriter::new(limit));
+    let params =
+        [Param::Int(i64::from(available)), Param::Text(after.unwrap_or("")), Param::Int(books.0.rows_to_read())];
     reader.each_row(&sql, &params, &mut books).await?;
     books.0.finish().map_err(page::unwritten)
 }

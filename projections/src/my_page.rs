@@ -158,7 +158,6 @@ pub async fn items(
     generation: i64,
     customer_id: &str,
     page: &mut PageWriter,
-    limit: i64,
     before: Option<&str>,
 ) -> Result<(), sqlx::Error> {
     /// The items, written row by row.
@@ -174,7 +173,7 @@ pub async fn items(
     let sql = items_sql(generation, before.is_some());
     let mut params = vec![Param::Text(customer_id)];
     params.extend(before.map(Param::Text));
-    params.push(Param::Int(limit + 1));
+    params.push(Param::Int(page.rows_to_read()));
     reader.each_row(&sql, &params, &mut Items(page)).await
 }
 

@@ -56,6 +56,12 @@ impl PageWriter {
         Self { json, limit, written: 0, more: false, last_key: String::new() }
     }
 
+    /// How many rows the page's statement should read: its items and one more, which only tells
+    /// that there is more (the statement's `LIMIT`).
+    pub fn rows_to_read(&self) -> i64 {
+        i64::try_from(self.limit).map_or(i64::MAX, |limit| limit.saturating_add(1))
+    }
+
     /// Writes `item` whose cursor is `key`, unless the page is already full (then there is more).
     pub fn push(&mut self, item: &impl Serialize, key: &str) -> serde_json::Result<()> {
         if self.written == self.limit {
@@ -134,6 +140,7 @@ mod tests {
             let page = Page::from_rows(rows.to_vec(), limit, |row| row.to_string());
             assert_eq!(written(rows, limit, None), serde_json::to_value(&page).unwrap(), "{rows:?} limit {limit}");
         }
+        assert_eq!(PageWriter::new(2).rows_to_read(), 3, "the items and one more, which tells there is more");
     }
 
     #[test]

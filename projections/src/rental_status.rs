@@ -223,8 +223,8 @@ pub async fn list(
     let sql = list_sql(generation, filter);
     let mut params: Vec<Param> = set_filters(filter).map(|(_, value)| Param::Text(value)).collect();
     params.push(Param::Text(after.unwrap_or("")));
-    params.push(Param::Int(limit + 1));
     let mut rentals = Rentals { page: PageWriter::new(limit), now };
+    params.push(Param::Int(rentals.page.rows_to_read()));
     reader.each_row(&sql, &params, &mut rentals).await?;
     rentals.page.finish().map_err(page::unwritten)
 }

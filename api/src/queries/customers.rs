@@ -90,8 +90,7 @@ async fn my_page(
     let mut connection = QueryConnection::lend(&app).await?;
     let profile = my_page::profile(&mut connection.reader(), view.generation, &caller.id).await?;
     let mut page = PageWriter::new(limit);
-    my_page::items(&mut connection.reader(), view.generation, &caller.id, &mut page, limit, params.after.as_deref())
-        .await?;
+    my_page::items(&mut connection.reader(), view.generation, &caller.id, &mut page, params.after.as_deref()).await?;
     connection.keep();
     let rest = MyPageRest { customer_id: &caller.id, profile, notifications: [] };
     Ok(answer_json(view, page.finish_with(&rest).map_err(page::unwritten)?))
