@@ -81,9 +81,7 @@ impl PageWriter {
     /// The page's JSON: its items, its cursor, then the fields of `rest` (a struct or a map), so a
     /// page can be one field of a larger answer.
     pub fn finish_with(mut self, rest: &impl Serialize) -> serde_json::Result<Vec<u8>> {
-        self.json.extend_from_slice(br#"],"next":"#);
-        let next = self.more.then_some(self.last_key.as_str());
-        serde_json::to_writer(&mut self.json, &next)?;
+        self.end_items()?;
         let start = self.json.len();
         serde_json::to_writer(&mut self.json, rest)?;
         match self.json.get(start..) {
@@ -99,8 +97,17 @@ impl PageWriter {
     }
 
     /// The page's JSON: its items and its cursor.
-    pub fn finish(self) -> serde_json::Result<Vec<u8>> {
-        self.finish_with(&serde_json::Map::new())
+    pub fn finish(mut self) -> serde_json::Result<Vec<u8>> {
+        self.end_items()?;
+        self.json.push(b'}');
+        Ok(self.json)
+    }
+
+    /// Closes the items and writes the cursor: `],"next":…`.
+    fn end_items(&mut self) -> serde_json::Result<()> {
+        self.json.extend_from_slice(br#"],"next":"#);
+        let next = self.more.then_some(self.last_key.as_str());
+        serde_json::to_writer(&mut self.json, &next)
     }
 }
 
