@@ -239,7 +239,7 @@ pub async fn replay(config: &Config, name: &str) -> anyhow::Result<i64> {
         pool: state.db.read_side.clone(),
         wake: state.bus.signal.subscribe(),
         settings: state.worker_settings,
-        write_gate: state.db.write_gate.clone(),
+        write_gate: state.db.views_gate.clone(),
         applied: None,
         appends: workers::appends(&state.db),
         sqlite_batches: workers::sqlite_batches(&state.db),
@@ -293,7 +293,7 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
     let coalesce = config.worker_coalesce.unwrap_or(defaults.coalesce);
     let state = AppState(Arc::new(App {
         log: GlobalLog::new(&db),
-        sqlite_reads: db.sqlite_file.as_ref().map(|file| Arc::new(SqliteReads::new(file))),
+        sqlite_reads: db.sqlite_views_file.as_ref().map(|file| Arc::new(SqliteReads::new(file))),
         db,
         bus,
         tokens: TokenKeys::new(&secret),

@@ -241,7 +241,7 @@ pub fn spawn(
             pool: pool.clone(),
             wake: wake(),
             settings,
-            write_gate: app.db.write_gate.clone(),
+            write_gate: app.db.views_gate.clone(),
             applied: Some(app.applied.clone()),
             appends: appends(&app.db),
             sqlite_batches: batches.clone(),
@@ -250,7 +250,7 @@ pub fn spawn(
     }
     for policy in policies(app).into_iter().filter(|policy| selected(policy.name())) {
         let worker = Worker::policy(policy, source.clone(), pool.clone(), wake(), settings)
-            .with_write_gate(app.db.write_gate.clone());
+            .with_write_gate(app.db.views_gate.clone());
         tasks.push(tokio::spawn(worker.run(stop.clone())));
     }
     if let StorePool::Postgres(pool) = &app.db.store {
@@ -295,5 +295,5 @@ pub fn appends(db: &Database) -> Option<AppendCount> {
 /// SQLite: the plain connection the process's projections write their batches on, one job per
 /// batch (ADR 24). PostgreSQL's go through the read side's pool.
 pub fn sqlite_batches(db: &Database) -> Option<Arc<SqliteBatches>> {
-    db.sqlite_file.as_ref().map(|file| SqliteBatches::new(file, SQLITE_BUSY_TIMEOUT))
+    db.sqlite_views_file.as_ref().map(|file| SqliteBatches::new(file, SQLITE_BUSY_TIMEOUT))
 }

@@ -3,8 +3,13 @@
 //! The event store runs on the backend's own pool (sqlite-es / postgres-es need the concrete
 //! type); the read side — log readers, views, checkpoints — runs on an `Any` pool with SQL written
 //! once in the dialect both backends share, except where the backends truly differ (the log).
+//!
+//! On SQLite the read side's tables live in a file of their own beside the log's (ADR 32): SQLite
+//! has one writer per file, and the views' batches no longer take the one the commands' appends
+//! wait for. The read side's connections open the views' file and attach the log's as `log`;
+//! every table name is unique across the two, so the SQL names tables without their schema.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,13 +64,20 @@ pub struct Database {
     pub read_side: AnyPool,
     /// The queries' own connections, lent without sqlx's ping on their return (see [`crate::kept`]).
     pub queries: Arc<KeptConnections<Any>>,
-    /// SQLite only: held around every hot write transaction of this process (see [`WriteGate`]).
+    /// SQLite only: held around every append transaction of this process on the log's file (see
+    /// [`WriteGate`]); the group commit holds it.
     pub write_gate: Option<WriteGate>,
+    /// SQLite only: held around every hot write transaction of this process on the views' file
+    /// (the projections' batches, the policies' checkpoints).
+    pub views_gate: Option<WriteGate>,
     /// The write side's appends, grouped into shared commits (on SQLite under the write gate).
     pub group_commit: Arc<GroupCommit>,
-    /// SQLite: the database's file, for connections of the process's own that read it in place
-    /// (the queries'); `None` on PostgreSQL.
+    /// SQLite: the log's file (events, idempotency keys), for connections of the process's own
+    /// that read or append in place; `None` on PostgreSQL.
     pub sqlite_file: Option<PathBuf>,
+    /// SQLite: the read side's file (views, checkpoints, leases, generations), for the
+    /// projections' batches and the queries' reads in place; `None` on PostgreSQL.
+    pub sqlite_views_file: Option<PathBuf>,
 }
 
 /// SQLite has one writer at a time, and a connection that finds the lock taken *sleeps* in its
@@ -89,6 +101,7 @@ pub enum DbError {
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static SQLITE_VIEWS_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite-views");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// How long a SQLite connection waits for the single writer's lock before giving up.
@@ -127,20 +140,37 @@ impl Database {
             .await
             .map_err(DbError::Connect)?;
         SQLITE_MIGRATIONS.run(&store).await?;
-        // The read side's commits do not wait for the disk (synchronous=NORMAL): nothing it
-        // writes is an acknowledged command. Its views and checkpoints are derived from the log;
-        // idempotency reservations and leases are redone by the next attempt. In WAL mode a power
-        // loss can only drop a *suffix* of the commits, never reorder them, and every command's
-        // commit (FULL, above) syncs everything before it: so what survives is always a log and
-        // views that were true together at some instant, and workers redo the rest (ADR 8).
-        let read_side = sqlite_read_pool(pool_size).connect(url).await.map_err(DbError::Connect)?;
-        let queries =
-            Arc::new(KeptConnections::new(sqlite_read_pool(pool_size).connect_lazy(url).map_err(DbError::Connect)?));
+        drop_views_left_in_the_log(&store).await.map_err(DbError::Connect)?;
         // Created by now: the pool above has opened it. The appends, the commands' stream reads
-        // and the queries open connections of their own to it (ADR 19, 21, 23).
+        // and the log's readers open connections of their own to it (ADR 21, 23, 29).
         if !file.is_file() {
             return Err(DbError::SqliteNotAFile(url.to_string()));
         }
+        // The read side's commits do not wait for the disk (synchronous=NORMAL): nothing it
+        // writes is an acknowledged command. Its views and checkpoints are derived from the log;
+        // idempotency reservations and leases are redone by the next attempt. In WAL mode a power
+        // loss can only drop a *suffix* of a file's commits, never reorder them (ADR 8), and a
+        // worker reads only events whose commit was synced (FULL syncs a commit before any other
+        // connection sees it): so the views' file can lose its last batches, never hold one the
+        // log lost, and the workers redo what it lost from their checkpoints, which are in the
+        // same file as the views (ADR 32).
+        let views_file = views_file_beside(&file);
+        let views = SqliteConnectOptions::new()
+            .filename(&views_file)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(SQLITE_BUSY_TIMEOUT);
+        let migrating =
+            SqlitePoolOptions::new().max_connections(1).connect_with(views).await.map_err(DbError::Connect)?;
+        let migrated = SQLITE_VIEWS_MIGRATIONS.run(&migrating).await;
+        migrating.close().await;
+        migrated?;
+        let views_url = format!("sqlite://{}", views_file.display());
+        let read_side = sqlite_read_pool(pool_size, &file).connect(&views_url).await.map_err(DbError::Connect)?;
+        let queries = Arc::new(KeptConnections::new(
+            sqlite_read_pool(pool_size, &file).connect_lazy(&views_url).map_err(DbError::Connect)?,
+        ));
         // The commands' stream reads open a connection only when one is first needed: a process
         // that runs no commands (`storming work`, `migrate`) opens none for them.
         let commands = CommandConnections::Sqlite(Arc::new(SqliteStoreReads::new(&file, SQLITE_BUSY_TIMEOUT)));
@@ -154,8 +184,10 @@ impl Database {
             read_side,
             queries,
             write_gate: Some(write_gate),
+            views_gate: Some(WriteGate::default()),
             group_commit,
             sqlite_file: Some(file),
+            sqlite_views_file: Some(views_file),
         })
     }
 
@@ -192,22 +224,29 @@ impl Database {
             read_side,
             queries,
             write_gate: None,
+            views_gate: None,
             group_commit,
             sqlite_file: None,
+            sqlite_views_file: None,
         })
     }
 
-    /// Readiness: the database answers and every migration of this build is applied.
+    /// Readiness: the database answers and every migration of this build is applied (on SQLite,
+    /// in both files).
     pub async fn is_ready(&self) -> bool {
-        let (migrator, applied) = match &self.store {
+        let applied = |count: Result<i64, sqlx::Error>, migrator: &sqlx::migrate::Migrator| matches!(count, Ok(count) if count >= migrator.iter().count() as i64);
+        match &self.store {
             StorePool::Sqlite(pool) => {
-                (&SQLITE_MIGRATIONS, sqlx::query_scalar::<_, i64>(APPLIED).fetch_one(pool).await)
+                applied(sqlx::query_scalar(APPLIED).fetch_one(pool).await, &SQLITE_MIGRATIONS)
+                    && applied(
+                        sqlx::query_scalar(APPLIED_HERE).fetch_one(&self.read_side).await,
+                        &SQLITE_VIEWS_MIGRATIONS,
+                    )
             }
             StorePool::Postgres(pool) => {
-                (&POSTGRES_MIGRATIONS, sqlx::query_scalar::<_, i64>(APPLIED).fetch_one(pool).await)
+                applied(sqlx::query_scalar(APPLIED).fetch_one(pool).await, &POSTGRES_MIGRATIONS)
             }
-        };
-        matches!(applied, Ok(count) if count >= migrator.iter().count() as i64)
+        }
     }
 
     pub async fn close(&self) {
@@ -221,14 +260,45 @@ impl Database {
     }
 }
 
-/// A pool of SQLite connections for the read side (views, checkpoints, the log, queries).
-fn sqlite_read_pool(pool_size: u32) -> AnyPoolOptions {
-    AnyPoolOptions::new().max_connections(pool_size).test_before_acquire(false).after_connect(|connection, _| {
+/// A pool of SQLite connections for the read side (views, checkpoints, the log, queries): each
+/// opens the views' file and attaches the log's file `log` as `log` (ADR 32).
+fn sqlite_read_pool(pool_size: u32, log: &Path) -> AnyPoolOptions {
+    let log = log.display().to_string();
+    AnyPoolOptions::new().max_connections(pool_size).test_before_acquire(false).after_connect(move |connection, _| {
+        let log = log.clone();
         Box::pin(async move {
             connection.execute("PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL;").await?;
+            sqlx::query("ATTACH DATABASE $1 AS log").bind(log).execute(&mut *connection).await?;
+            connection.execute("PRAGMA log.synchronous = NORMAL;").await?;
             Ok(())
         })
     })
+}
+
+/// A log's file from before ADR 32 held the views' tables too (`rental_status_g1`, ...: a view's
+/// tables end in `_g` and their generation). Its migration 0008 dropped their registry; the tables
+/// go here, so that no name is found in both files.
+async fn drop_views_left_in_the_log(store: &SqlitePool) -> Result<(), sqlx::Error> {
+    let tables: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' AND name GLOB '*_g[0-9]*'")
+            .fetch_all(store)
+            .await?;
+    let generation = |name: &str| name.rsplit_once("_g").is_some_and(|(_, g)| g.bytes().all(|b| b.is_ascii_digit()));
+    for table in tables.iter().filter(|name| generation(name)) {
+        tracing::info!(table, "dropping a view's table left in the log's file (the views have a file of their own)");
+        sqlx::query(&format!("DROP TABLE \"{table}\"")).execute(store).await?;
+    }
+    Ok(())
+}
+
+/// The read side's file beside the log's: `storming.db` → `storming-views.db`.
+pub fn views_file_beside(log: &Path) -> PathBuf {
+    let stem = log.file_stem().unwrap_or_default().to_string_lossy();
+    let name = match log.extension() {
+        Some(extension) => format!("{stem}-views.{}", extension.to_string_lossy()),
+        None => format!("{stem}-views"),
+    };
+    log.with_file_name(name)
 }
 
 /// A PostgreSQL connection idle for this long is pinged before it is handed out.
@@ -254,3 +324,109 @@ async fn ping_if_idle<C: Connection>(connection: &mut C, meta: PoolConnectionMet
 }
 
 const APPLIED: &str = "SELECT COUNT(*) FROM _sqlx_migrations WHERE success";
+/// On the read side's connections the log's file is attached: its own migrations, not the log's.
+const APPLIED_HERE: &str = "SELECT COUNT(*) FROM main._sqlx_migrations WHERE success";
+
+#[cfg(test)]
+mod tests {
+    use sqlx::migrate::Migrator;
+
+    use super::*;
+
+    /// A directory of its own under the system's temporary one, removed when dropped.
+    struct Dir(PathBuf);
+
+    impl Dir {
+        fn new(name: &str) -> Self {
+            let dir = std::env::temp_dir().join(format!("storming-db-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            Self(dir)
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    async fn tables(file: &Path) -> Vec<String> {
+        let pool = SqlitePool::connect(&format!("sqlite://{}", file.display())).await.unwrap();
+        let names = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_%' ESCAPE '\\' ORDER BY name",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+        names
+    }
+
+    #[test]
+    fn it_should_name_the_views_file_after_the_logs() {
+        assert_eq!(views_file_beside(Path::new("/data/storming.db")), Path::new("/data/storming-views.db"));
+        assert_eq!(views_file_beside(Path::new("shop")), Path::new("shop-views"));
+        assert_eq!(views_file_beside(Path::new("a.b/c.sqlite3")), Path::new("a.b/c-views.sqlite3"));
+    }
+
+    #[tokio::test]
+    async fn it_should_keep_the_read_side_in_a_file_of_its_own_and_reach_both_from_the_read_side() {
+        let dir = Dir::new("split");
+        let log = dir.0.join("app.db");
+        let database = Database::connect(&format!("sqlite://{}", log.display()), 2).await.unwrap();
+        assert_eq!(database.sqlite_views_file.as_deref(), Some(dir.0.join("app-views.db").as_path()));
+        assert!(database.is_ready().await);
+
+        // The read side's connections name tables without their file: both are found.
+        sqlx::query("CREATE TABLE things_g1 (id text PRIMARY KEY)").execute(&database.read_side).await.unwrap();
+        let events: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM events").fetch_one(&database.read_side).await.unwrap();
+        assert_eq!(events, 0);
+        database.close().await;
+
+        assert_eq!(tables(&log).await, ["events", "idempotency_keys"]);
+        let views = tables(&dir.0.join("app-views.db")).await;
+        assert_eq!(views, ["checkpoints", "projection_generations", "things_g1", "worker_leases"]);
+    }
+
+    #[tokio::test]
+    async fn it_should_move_a_log_files_read_side_out_and_keep_its_events_and_other_tables() {
+        let dir = Dir::new("upgrade");
+        let log = dir.0.join("old.db");
+        // A file as the last build before ADR 32 left it: its first seven migrations, a view's
+        // table of generation 1 with a row, a checkpoint, an event, and a table of the operator's.
+        let old = dir.0.join("old-migrations");
+        std::fs::create_dir_all(&old).unwrap();
+        for migration in SQLITE_MIGRATIONS.iter().filter(|migration| migration.version <= 7) {
+            let name = format!("{:04}_{}.sql", migration.version, migration.description.replace(' ', "_"));
+            std::fs::write(old.join(name), migration.sql.as_bytes()).unwrap();
+        }
+        let options =
+            SqliteConnectOptions::new().filename(&log).create_if_missing(true).journal_mode(SqliteJournalMode::Wal);
+        let pool = SqlitePool::connect_with(options).await.unwrap();
+        Migrator::new(old.as_path()).await.unwrap().run(&pool).await.unwrap();
+        for statement in [
+            "CREATE TABLE rental_status_g1 (rental_id text PRIMARY KEY, status text)",
+            "INSERT INTO rental_status_g1 VALUES ('r1', 'RENTED')",
+            "INSERT INTO checkpoints (name, position, updated_at) VALUES ('rental_status@g1', 1, 'now')",
+            "CREATE TABLE operator_notes (note text)",
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
+             VALUES ('t', 'a', 1, 'Happened', '1', '{}', '{}')",
+        ] {
+            sqlx::query(statement).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+
+        let database = Database::connect(&format!("sqlite://{}", log.display()), 2).await.unwrap();
+        assert!(database.is_ready().await);
+        let position: i64 =
+            sqlx::query_scalar("SELECT position FROM events").fetch_one(&database.read_side).await.unwrap();
+        assert_eq!(position, 1, "the log is kept");
+        let checkpoints: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM checkpoints").fetch_one(&database.read_side).await.unwrap();
+        assert_eq!(checkpoints, 0, "the views start over in their own file");
+        database.close().await;
+        assert_eq!(tables(&log).await, ["events", "idempotency_keys", "operator_notes"]);
+    }
+}

@@ -193,8 +193,10 @@ pub(super) mod tests {
         }
 
         fn remove(&self) {
-            for suffix in ["", "-wal", "-shm"] {
-                let _ = std::fs::remove_file(format!("{}{suffix}", self.0.display()));
+            for file in [self.0.clone(), crate::db::views_file_beside(&self.0)] {
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
+                }
             }
         }
     }

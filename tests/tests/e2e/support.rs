@@ -297,11 +297,13 @@ async fn answer(response: reqwest::Response) -> Answer {
     Answer { status, body, headers }
 }
 
-/// The plan of `sql` as the server runs it, as text: on PostgreSQL the generic plan of the prepared
-/// statement (parameters of `parameter_types`, values unknown), which it may keep for good.
+/// The plan of `sql` as the server runs it, as text: on SQLite on a read side's connection (the
+/// views' file, the log's attached); on PostgreSQL the generic plan of the prepared statement
+/// (parameters of `parameter_types`, values unknown), which it may keep for good.
 pub async fn plan(database: &Database, sql: &str, parameter_types: &[&str]) -> String {
     match &database.store {
-        StorePool::Sqlite(pool) => {
+        StorePool::Sqlite(_) => {
+            let pool = &database.read_side;
             let explain_sql = format!("EXPLAIN QUERY PLAN {sql}");
             let mut explain = sqlx::query(&explain_sql);
             for _ in parameter_types {
