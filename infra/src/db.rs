@@ -234,17 +234,16 @@ impl Database {
     /// Readiness: the database answers and every migration of this build is applied (on SQLite,
     /// in both files).
     pub async fn is_ready(&self) -> bool {
-        let applied = |count: Result<i64, sqlx::Error>, migrator: &sqlx::migrate::Migrator| matches!(count, Ok(count) if count >= migrator.iter().count() as i64);
         match &self.store {
             StorePool::Sqlite(pool) => {
-                applied(sqlx::query_scalar(APPLIED).fetch_one(pool).await, &SQLITE_MIGRATIONS)
-                    && applied(
-                        sqlx::query_scalar(APPLIED_HERE).fetch_one(&self.read_side).await,
+                all_applied(&SQLITE_MIGRATIONS, sqlx::query_scalar(APPLIED).fetch_one(pool).await)
+                    && all_applied(
                         &SQLITE_VIEWS_MIGRATIONS,
+                        sqlx::query_scalar(APPLIED_HERE).fetch_one(&self.read_side).await,
                     )
             }
             StorePool::Postgres(pool) => {
-                applied(sqlx::query_scalar(APPLIED).fetch_one(pool).await, &POSTGRES_MIGRATIONS)
+                all_applied(&POSTGRES_MIGRATIONS, sqlx::query_scalar(APPLIED).fetch_one(pool).await)
             }
         }
     }
@@ -324,6 +323,11 @@ async fn ping_if_idle<C: Connection>(connection: &mut C, meta: PoolConnectionMet
 }
 
 const APPLIED: &str = "SELECT COUNT(*) FROM _sqlx_migrations WHERE success";
+/// Whether a file's count of applied migrations covers every migration of `migrator`.
+fn all_applied(migrator: &sqlx::migrate::Migrator, applied: Result<i64, sqlx::Error>) -> bool {
+    matches!(applied, Ok(count) if count >= migrator.iter().count() as i64)
+}
+
 /// On the read side's connections the log's file is attached: its own migrations, not the log's.
 const APPLIED_HERE: &str = "SELECT COUNT(*) FROM main._sqlx_migrations WHERE success";
 
