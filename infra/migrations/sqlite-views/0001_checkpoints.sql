@@ -1,0 +1,1 @@
+../shared/0002_checkpoints.sql

@@ -1,0 +1,1 @@
+../shared/0004_worker_leases.sql

@@ -1,0 +1,1 @@
+../shared/0006_projection_generations.sql
