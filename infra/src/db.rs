@@ -80,10 +80,12 @@ pub struct Database {
     pub sqlite_views_file: Option<PathBuf>,
 }
 
-/// SQLite has one writer at a time, and a connection that finds the lock taken *sleeps* in its
-/// busy handler (1, 2, 5, 10 … 100 ms) before it tries again, so under load a command waits far
-/// longer than the transaction ahead of it takes. This process's writers queue here instead, in
-/// order, and each is handed the turn the moment the previous one commits. The busy handler stays
+/// SQLite has one writer at a time per file, and a connection that finds the lock taken *sleeps*
+/// in its busy handler (1, 2, 5, 10 … 100 ms) before it tries again, so under load a command waits
+/// far longer than the transaction ahead of it takes. This process's writers of a file queue here
+/// instead, in order, and each is handed the turn the moment the previous one commits: one gate
+/// per file, [`Database::write_gate`] for the log's and [`Database::views_gate`] for the read
+/// side's (ADR 32). The busy handler stays
 /// as the fallback for writers in other processes (a separate `storming work`) and for rare writes
 /// that do not take the gate. Never held across an `await` that needs the gate again.
 pub type WriteGate = std::sync::Arc<tokio::sync::Mutex<()>>;

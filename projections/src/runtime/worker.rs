@@ -119,8 +119,8 @@ pub struct Worker {
     /// How far a policy got past its stored checkpoint through events it ignores (stored with
     /// the next lease renewal).
     unsaved: Option<LogCursor>,
-    /// Held around each write transaction (SQLite's in-process writer queue; `storming-infra`'s
-    /// `WriteGate`).
+    /// Held around each write transaction (SQLite's in-process writer queue of the read side's
+    /// file; `storming-infra`'s `Database::views_gate`).
     write_gate: Option<Arc<Mutex<()>>>,
     /// Rung after each batch a projection commits (see [`Applied`]).
     applied: Option<Arc<Applied>>,
