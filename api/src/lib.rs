@@ -269,7 +269,7 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
     }
     let db = Database::connect(&config.database_url, config.db_pool_size).await.context("opening the database")?;
     let provider: Arc<dyn PaymentProvider> = match &config.payment_provider {
-        PaymentProviderKind::Simulated => Arc::new(SimulatedProvider::default()),
+        PaymentProviderKind::Simulated => Arc::new(SimulatedProvider),
         PaymentProviderKind::Http { url } => Arc::new(
             HttpProvider::new(url, config.payment.timeout).context("building the payment provider's HTTP client")?,
         ),

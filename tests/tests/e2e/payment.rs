@@ -339,7 +339,7 @@ async fn the_reconciliation_policy_reads_the_log_only_when_its_batch_lacks_the_t
 
     let closed = Database::connect(&db.url, 2).await.unwrap();
     closed.close().await;
-    let bus = Arc::new(CommandBus::new(&closed, Arc::new(SimulatedProvider::default()), LogSignal::new()));
+    let bus = Arc::new(CommandBus::new(&closed, Arc::new(SimulatedProvider), LogSignal::new()));
     let policy = ReconciliationPolicy { bus, grace: Duration::from_secs(60) };
 
     policy.react(approval, after).await.expect("decided from the batch, without reading the log");
