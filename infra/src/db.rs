@@ -371,6 +371,18 @@ mod tests {
         names
     }
 
+    /// `.cargo/config.toml` sets how SQLite is compiled (`LIBSQLITE3_FLAGS`, ADR 28); an
+    /// environment that sets the variable itself replaces them, and a build without them would
+    /// still pass every other test, only slower.
+    #[test]
+    fn it_should_link_a_sqlite_compiled_with_the_workspaces_flags() {
+        let connection = rusqlite::Connection::open_in_memory().unwrap();
+        let mut statement = connection.prepare("PRAGMA compile_options").unwrap();
+        let options: Vec<String> = statement.query_map([], |row| row.get(0)).unwrap().map(Result::unwrap).collect();
+        assert!(options.iter().any(|option| option == "DEFAULT_MEMSTATUS=0"), "{options:?}");
+        assert!(!options.iter().any(|option| option == "ENABLE_MEMORY_MANAGEMENT"), "{options:?}");
+    }
+
     #[test]
     fn it_should_name_the_views_file_after_the_logs() {
         assert_eq!(views_file_beside(Path::new("/data/storming.db")), Path::new("/data/storming-views.db"));
