@@ -30,7 +30,7 @@ use crate::commands::{CommandError, Executor};
 pub struct SimulatedProvider;
 
 impl SimulatedProvider {
-    fn answer_once(&self, idempotency_key: &str, prefix: &str) -> String {
+    fn answer(&self, idempotency_key: &str, prefix: &str) -> String {
         let digest = Sha256::new().chain_update(prefix).chain_update([0]).chain_update(idempotency_key).finalize();
         let mut bytes = [0; 16];
         bytes.copy_from_slice(&digest[..16]);
@@ -41,11 +41,11 @@ impl SimulatedProvider {
 #[async_trait]
 impl PaymentProvider for SimulatedProvider {
     async fn authorize(&self, request: &AuthorizationRequest) -> Result<Authorization, ProviderFailure> {
-        Ok(Authorization::Approved { authorization_id: self.answer_once(&request.idempotency_key, "sim-auth") })
+        Ok(Authorization::Approved { authorization_id: self.answer(&request.idempotency_key, "sim-auth") })
     }
 
     async fn refund(&self, request: &RefundRequest) -> Result<RefundConfirmation, ProviderFailure> {
-        Ok(RefundConfirmation { refund_id: self.answer_once(&request.idempotency_key, "sim-refund") })
+        Ok(RefundConfirmation { refund_id: self.answer(&request.idempotency_key, "sim-refund") })
     }
 }
 
