@@ -26,7 +26,7 @@ use storming_projections::book_catalog::BookCatalog;
 use storming_projections::my_page::MyPage;
 use storming_projections::payments::PaymentsView;
 use storming_projections::rental_status::RentalStatusView;
-use storming_projections::runtime::{generations, AppendCount, SharedTail, SqliteBatches, TAIL_EVENTS};
+use storming_projections::runtime::{generations, AppendCount, Events, SharedTail, SqliteBatches, TAIL_EVENTS};
 use storming_projections::{BoxError, EventSource, Policy, Projection, RetryLater, Supervisor, Worker};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -41,8 +41,8 @@ pub struct LogSource(pub GlobalLog);
 
 #[async_trait]
 impl EventSource for LogSource {
-    async fn read_after(&self, cursor: LogCursor, limit: i64) -> Result<Vec<RecordedEvent>, BoxError> {
-        Ok(self.0.read_after(cursor, limit, &LogFilter::default()).await?)
+    async fn read_after(&self, cursor: LogCursor, limit: i64) -> Result<Events, BoxError> {
+        Ok(self.0.read_after(cursor, limit, &LogFilter::default()).await?.into())
     }
 
     async fn has_unreadable(&self, cursor: LogCursor) -> Result<bool, BoxError> {

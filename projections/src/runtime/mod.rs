@@ -26,7 +26,7 @@ pub use applied::Applied;
 pub use checkpoint::{checkpoint, Checkpoint};
 pub use generations::Supervisor;
 pub use sqlite_batches::SqliteBatches;
-pub use tail::{SharedTail, TAIL_EVENTS};
+pub use tail::{Events, SharedTail, TAIL_EVENTS};
 pub use worker::{process_owner, Step, Worker, WorkerSettings};
 
 use async_trait::async_trait;
@@ -42,7 +42,7 @@ pub type AppendCount = std::sync::Arc<dyn Fn() -> u64 + Send + Sync>;
 /// Where workers read the global log from (the gap-safe reader in `storming-infra`).
 #[async_trait]
 pub trait EventSource: Send + Sync {
-    async fn read_after(&self, cursor: LogCursor, limit: i64) -> Result<Vec<RecordedEvent>, BoxError>;
+    async fn read_after(&self, cursor: LogCursor, limit: i64) -> Result<Events, BoxError>;
 
     /// Whether events are stored after `cursor` that `read_after` does not return yet (on
     /// PostgreSQL: committed behind a transaction that is still running). A worker then looks

@@ -18,6 +18,7 @@
 //! read reaches the head, its events become the run, so the tail always follows the head.
 
 use std::collections::VecDeque;
+use std::ops::{Deref, Range};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -29,6 +30,39 @@ use super::{BoxError, EventSource};
 /// the head are at most one coalescing window behind it, a few dozen events under load.
 pub const TAIL_EVENTS: usize = 1_024;
 
+/// Events read from the log, in order: a reader's own, or a range of a read the shared tail holds
+/// and lends to every worker that asks for it (a worker only looks at its batch). Seven workers
+/// used to copy each event, its strings and its payload, out of the tail (ADR 35).
+pub struct Events(Held);
+
+enum Held {
+    Own(Vec<RecordedEvent>),
+    Lent(Arc<[RecordedEvent]>, Range<usize>),
+}
+
+impl Deref for Events {
+    type Target = [RecordedEvent];
+
+    fn deref(&self) -> &[RecordedEvent] {
+        match &self.0 {
+            Held::Own(events) => events,
+            Held::Lent(read, range) => &read[range.clone()],
+        }
+    }
+}
+
+impl From<Vec<RecordedEvent>> for Events {
+    fn from(events: Vec<RecordedEvent>) -> Self {
+        Self(Held::Own(events))
+    }
+}
+
+impl std::fmt::Debug for Events {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter().map(RecordedEvent::cursor)).finish()
+    }
+}
+
 pub struct SharedTail {
     source: Arc<dyn EventSource>,
     capacity: usize,
@@ -37,53 +71,75 @@ pub struct SharedTail {
     fetch: tokio::sync::Mutex<()>,
 }
 
-/// A contiguous run of the log: every event after `start`, up to and including the last one held.
+/// A contiguous run of the log: every event after `start`, up to and including the last one held,
+/// as the reads that brought them (each read's events are lent out, never copied, ADR 35).
 #[derive(Default)]
 struct Run {
     /// `None` until the first read that reached the head.
     start: Option<LogCursor>,
-    events: VecDeque<RecordedEvent>,
+    reads: VecDeque<Arc<[RecordedEvent]>>,
+    held: usize,
 }
 
 impl Run {
     fn end(&self) -> Option<LogCursor> {
-        self.events.back().map(RecordedEvent::cursor).or(self.start)
+        self.reads.back().and_then(|read| read.last()).map(RecordedEvent::cursor).or(self.start)
     }
 
     /// The held events after `cursor` (at most `limit`), if `cursor` is inside the run and
-    /// something follows it; `None` if the database must be asked.
-    fn after(&self, cursor: LogCursor, limit: usize) -> Option<Vec<RecordedEvent>> {
+    /// something follows it; `None` if the database must be asked. Lent when they lie in one
+    /// read, as they do for the workers following the head; copied when they span reads.
+    fn after(&self, cursor: LogCursor, limit: usize) -> Option<Events> {
         let (start, end) = (self.start?, self.end()?);
-        if cursor < start || cursor >= end {
+        if cursor < start || cursor >= end || limit == 0 {
             return None;
         }
-        let first = self.events.partition_point(|event| event.cursor() <= cursor);
-        Some(self.events.range(first..).take(limit).cloned().collect())
+        let first = self.reads.partition_point(|read| read.last().is_some_and(|last| last.cursor() <= cursor));
+        let read = &self.reads[first];
+        let from = read.partition_point(|event| event.cursor() <= cursor);
+        if read.len() - from >= limit || first + 1 == self.reads.len() {
+            let to = read.len().min(from + limit);
+            return Some(Events(Held::Lent(read.clone(), from..to)));
+        }
+        let following = self.reads.range(first + 1..).flat_map(|read| read.iter());
+        Some(read[from..].iter().chain(following).take(limit).cloned().collect::<Vec<_>>().into())
     }
 
-    /// Takes in what a read after `cursor` returned, if it reached the head (it returned less
-    /// than it asked for: nothing more was readable then). A full batch is a reader catching up,
-    /// which nobody else needs; copying it would only slow the catch-up down.
-    fn merge(&mut self, cursor: LogCursor, events: &[RecordedEvent], reached_head: bool, capacity: usize) {
-        if !reached_head {
-            return;
-        }
+    /// Takes in what a read after `cursor` that reached the head returned (it returned less than
+    /// it asked for: nothing more was readable then).
+    fn merge(&mut self, cursor: LogCursor, read: &Arc<[RecordedEvent]>, capacity: usize) {
         match (self.start, self.end()) {
             // The read starts inside the run (or at its end): what it found past the end continues it.
             (Some(start), Some(end)) if start <= cursor && cursor <= end => {
-                let past = events.partition_point(|event| event.cursor() <= end);
-                self.events.extend(events[past..].iter().cloned());
+                match read.partition_point(|event| event.cursor() <= end) {
+                    0 => self.push(read.clone()),
+                    past => self.push(read[past..].into()),
+                }
             }
             // The first read, or one elsewhere: the run starts over there, at the head.
             _ => {
-                self.start = Some(cursor);
-                self.events = events.iter().cloned().collect();
+                *self = Self { start: Some(cursor), ..Self::default() };
+                self.push(read.clone());
             }
         }
-        while self.events.len() > capacity {
-            if let Some(dropped) = self.events.pop_front() {
-                self.start = Some(dropped.cursor());
+        while self.held > capacity {
+            let Some(oldest) = self.reads.pop_front() else { break };
+            self.held -= oldest.len();
+            if self.reads.is_empty() {
+                // One read longer than the whole run (the last of a catch-up): its newest stay.
+                let cut = oldest.len() - capacity;
+                self.start = Some(oldest[cut - 1].cursor());
+                self.push(oldest[cut..].into());
+            } else {
+                self.start = oldest.last().map(RecordedEvent::cursor);
             }
+        }
+    }
+
+    fn push(&mut self, read: Arc<[RecordedEvent]>) {
+        if !read.is_empty() {
+            self.held += read.len();
+            self.reads.push_back(read);
         }
     }
 }
@@ -97,18 +153,27 @@ impl SharedTail {
         self.run.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Reads the database and takes the result into the run.
-    async fn read_through(&self, cursor: LogCursor, limit: i64) -> Result<Vec<RecordedEvent>, BoxError> {
+    /// Reads the database and, if the read reached the head, takes the result into the run. A
+    /// full batch is a reader catching up, which nobody else needs; keeping it would only hold
+    /// memory.
+    async fn read_through(&self, cursor: LogCursor, limit: i64) -> Result<Events, BoxError> {
         let events = self.source.read_after(cursor, limit).await?;
-        let reached_head = (events.len() as i64) < limit;
-        self.run().merge(cursor, &events, reached_head, self.capacity);
-        Ok(events)
+        if events.len() as i64 >= limit {
+            return Ok(events);
+        }
+        let read: Arc<[RecordedEvent]> = match events.0 {
+            Held::Own(events) => events.into(),
+            Held::Lent(read, range) => read[range].into(),
+        };
+        self.run().merge(cursor, &read, self.capacity);
+        let all = 0..read.len();
+        Ok(Events(Held::Lent(read, all)))
     }
 }
 
 #[async_trait]
 impl EventSource for SharedTail {
-    async fn read_after(&self, cursor: LogCursor, limit: i64) -> Result<Vec<RecordedEvent>, BoxError> {
+    async fn read_after(&self, cursor: LogCursor, limit: i64) -> Result<Events, BoxError> {
         let wanted = usize::try_from(limit).unwrap_or(0);
         if let Some(events) = self.run().after(cursor, wanted) {
             return Ok(events);
@@ -187,11 +252,11 @@ mod tests {
 
     #[async_trait]
     impl EventSource for Log {
-        async fn read_after(&self, cursor: LogCursor, limit: i64) -> Result<Vec<RecordedEvent>, BoxError> {
+        async fn read_after(&self, cursor: LogCursor, limit: i64) -> Result<Events, BoxError> {
             self.reads.fetch_add(1, Ordering::SeqCst);
             tokio::task::yield_now().await; // let other readers queue up meanwhile
             let head = self.head.load(Ordering::SeqCst);
-            Ok((cursor.position + 1..=head).take(limit as usize).map(event).collect())
+            Ok((cursor.position + 1..=head).take(limit as usize).map(event).collect::<Vec<_>>().into())
         }
     }
 
@@ -209,6 +274,35 @@ mod tests {
             assert_eq!(positions(&reader.await.unwrap()), vec![11, 12, 13, 14, 15]);
         }
         assert_eq!(log.reads(), 2, "one read for the start, one for the news of all seven readers");
+    }
+
+    #[tokio::test]
+    async fn readers_at_the_head_are_lent_the_same_events_not_copies() {
+        let log = Log::new(10);
+        let tail = SharedTail::new(log.clone(), 100);
+        tail.read_after(at(0), 500).await.unwrap();
+        log.append(5);
+        let (first, second) =
+            (tail.read_after(at(10), 500).await.unwrap(), tail.read_after(at(10), 500).await.unwrap());
+        assert_eq!(positions(&first), vec![11, 12, 13, 14, 15]);
+        assert!(std::ptr::eq(first.as_ptr(), second.as_ptr()), "both readers see the one read's events");
+        let later = tail.read_after(at(12), 2).await.unwrap();
+        assert!(std::ptr::eq(later.as_ptr(), &first[2]), "a reader further on is lent its part of the same read");
+        assert_eq!(log.reads(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_reader_behind_the_newest_read_gets_the_events_of_several_reads_in_one_batch() {
+        let log = Log::new(10);
+        let tail = SharedTail::new(log.clone(), 100);
+        tail.read_after(at(0), 500).await.unwrap();
+        log.append(5);
+        tail.read_after(at(10), 500).await.unwrap();
+        log.append(5);
+        tail.read_after(at(15), 500).await.unwrap();
+        assert_eq!(positions(&tail.read_after(at(7), 500).await.unwrap()), (8..=20).collect::<Vec<_>>());
+        assert_eq!(positions(&tail.read_after(at(9), 4).await.unwrap()), vec![10, 11, 12, 13]);
+        assert_eq!(log.reads(), 3, "all from memory");
     }
 
     #[tokio::test]
@@ -256,6 +350,21 @@ mod tests {
         assert_eq!(log.reads(), 2);
         assert_eq!(positions(&tail.read_after(at(5), 2).await.unwrap()), vec![6, 7]);
         assert_eq!(log.reads(), 3);
+    }
+
+    #[tokio::test]
+    async fn the_oldest_reads_go_first_once_the_run_holds_more_than_its_capacity() {
+        let log = Log::new(0);
+        let tail = SharedTail::new(log.clone(), 4);
+        tail.read_after(at(0), 500).await.unwrap();
+        log.append(3);
+        tail.read_after(at(0), 500).await.unwrap(); // 1..=3
+        log.append(3);
+        tail.read_after(at(3), 500).await.unwrap(); // 4..=6: seven held, 1..=3 go
+        assert_eq!(positions(&tail.read_after(at(3), 500).await.unwrap()), vec![4, 5, 6]);
+        assert_eq!(log.reads(), 3);
+        assert_eq!(positions(&tail.read_after(at(2), 500).await.unwrap()), vec![3, 4, 5, 6]);
+        assert_eq!(log.reads(), 4, "3 went with its read");
     }
 
     #[tokio::test]

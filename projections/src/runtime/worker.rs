@@ -15,10 +15,10 @@ use super::checkpoint::{advance, checkpoint};
 use super::generations::worker_key;
 use super::lease::{try_acquire, Lease, LeaseLost};
 use super::sqlite_batches::{PlannedBatch, SqliteBatches};
-use super::{at_position, AppendCount, BoxError, EventSource, Policy, Projection, RetryLater};
+use super::{at_position, AppendCount, BoxError, EventSource, Events, Policy, Projection, RetryLater};
 
 /// A batch being read in the background.
-type Reading = JoinHandle<Result<Vec<RecordedEvent>, BoxError>>;
+type Reading = JoinHandle<Result<Events, BoxError>>;
 
 /// How much a catch-up batch may grow from one batch to the next (see `catch_up_hold`).
 const MOST_GROWTH: i64 = 4;
@@ -366,7 +366,7 @@ impl Worker {
 
     /// The batch after `cursor`: the one read ahead if it starts there, else read now. A
     /// projection that got a full batch starts reading the next one before applying this one.
-    async fn read(&mut self, cursor: LogCursor) -> Result<Vec<RecordedEvent>, BoxError> {
+    async fn read(&mut self, cursor: LogCursor) -> Result<Events, BoxError> {
         let (events, asked) = match self.read_ahead.take() {
             Some((after, asked, reading)) if after == cursor => (reading.await??, asked),
             stale => {
