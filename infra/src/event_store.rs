@@ -146,7 +146,7 @@ impl EventRepository {
 
     /// Stores several commands' events, none before those ahead of it in `chain`
     /// ([`GroupCommit::append_chain`]); an answer per append, in order.
-    pub async fn append_chain(&self, chain: &[&[SerializedEvent]]) -> Vec<Result<i64, PersistenceError>> {
+    pub async fn append_chain(&self, chain: &[Arc<[SerializedEvent]>]) -> Vec<Result<i64, PersistenceError>> {
         match self {
             Self::Sqlite(.., group) | Self::Postgres(.., group) => group.append_chain(chain).await,
         }
@@ -305,8 +305,8 @@ impl<A: Aggregate + Clone> CachedStore<A> {
             store_riders_alone(&self.repo, riders).await;
             return Ok(None);
         };
-        let mut chain: Vec<&[SerializedEvent]> = riders.iter().map(|rider| &rider.events[..]).collect();
-        chain.push(&decided.events);
+        let mut chain: Vec<Arc<[SerializedEvent]>> = riders.iter().map(|rider| rider.events.clone()).collect();
+        chain.push(decided.events.into());
         let mut answers = self.repo.append_chain(&chain).await;
         let own = answers.pop().expect("one answer per append");
         for (rider, answer) in riders.into_iter().zip(answers) {
@@ -340,13 +340,13 @@ pub struct Settled<A: Aggregate> {
 /// Events one aggregate decided inside another's command, stored with that command's events
 /// (ADR 18), and what to do once they are.
 pub struct Rider {
-    events: Vec<SerializedEvent>,
+    events: Arc<[SerializedEvent]>,
     stored: Box<dyn FnOnce() + Send>,
 }
 
 impl Rider {
     pub fn new(events: Vec<SerializedEvent>, stored: impl FnOnce() + Send + 'static) -> Self {
-        Self { events, stored: Box::new(stored) }
+        Self { events: events.into(), stored: Box::new(stored) }
     }
 }
 

@@ -38,7 +38,7 @@ use sqlx::query::QueryScalar;
 use sqlx::{Acquire, PgConnection, Postgres};
 use tokio::sync::{oneshot, OwnedMutexGuard};
 
-use super::sqlite_writer::SqliteWriter;
+use super::sqlite_writer::{Rendered, SqliteWriter};
 use super::{idempotency_key, store_error, Answer, COMPLETE_KEY, INSERT_EVENT_POSTGRES};
 use crate::db::WriteGate;
 use crate::kept::KeptConnections;
@@ -65,7 +65,10 @@ enum Writer {
 #[derive(Debug)]
 struct Pending {
     id: u64,
-    events: Vec<SerializedEvent>,
+    /// Shared with the caller, which may store them again alone (a rider, ADR 18): not copied.
+    events: Arc<[SerializedEvent]>,
+    /// SQLite: their payloads and metadata as JSON text, rendered before the append queued.
+    rendered: Option<Rendered>,
     reply: oneshot::Sender<Answer>,
     /// PostgreSQL: a single event under the (type, id, sequence) of a single event earlier in its
     /// group. Whatever that one meets (stored, or refused by a stored row), this one is a
@@ -94,7 +97,7 @@ impl GroupCommit {
     /// Stores the events of one command (completing its idempotency key, if any) and returns the
     /// global position of the last.
     pub async fn append(self: &Arc<Self>, events: &[SerializedEvent]) -> Answer {
-        let mut answers = self.append_chain(&[events]).await;
+        let mut answers = self.append_chain(&[events.into()]).await;
         answers.pop().expect("one answer per append")
     }
 
@@ -102,16 +105,19 @@ impl GroupCommit {
     /// that none is committed before the ones ahead of it in `chain`: they go in one group, or
     /// the earlier ones in an earlier group (a rent's payment before its rental, ADR 18). Answers
     /// in `chain`'s order.
-    pub async fn append_chain(self: &Arc<Self>, chain: &[&[SerializedEvent]]) -> Vec<Answer> {
+    pub async fn append_chain(self: &Arc<Self>, chain: &[Arc<[SerializedEvent]>]) -> Vec<Answer> {
         let first = self.next_id.fetch_add(chain.len() as u64, Ordering::Relaxed);
         let queued = Queued { group: self, ids: first..first + chain.len() as u64 };
         let mut waiting = Vec::with_capacity(chain.len());
+        // Rendered here, on the command's own task: not in the writer's turn, nor under the queue's lock.
+        let sqlite = matches!(self.writer, Writer::Sqlite(_));
+        let rendered: Vec<_> = chain.iter().map(|events| sqlite.then(|| Rendered::new(events.clone()))).collect();
         {
             let mut queue = self.queue();
-            for (id, events) in queued.ids.clone().zip(chain) {
+            for ((id, events), rendered) in queued.ids.clone().zip(chain).zip(rendered) {
                 let (reply, answer) = oneshot::channel();
                 let after = (id > first).then(|| id - 1);
-                queue.push(Pending { id, events: events.to_vec(), reply, doomed: false, after });
+                queue.push(Pending { id, events: events.clone(), rendered, reply, doomed: false, after });
                 waiting.push(answer);
             }
         }
@@ -135,10 +141,10 @@ impl GroupCommit {
             let ours = group.iter().all(|pending| queued.ids.contains(&pending.id));
             if ours && group.len() == 1 {
                 // Alone: stored by its own caller, as if there were no queue.
-                let lone = group.pop().expect("one");
-                let stored = self.store_alone(lone.events).await;
+                let Pending { events, rendered, reply, .. } = group.pop().expect("one");
+                let stored = self.store_alone(events, rendered).await;
                 drop(turn);
-                let _ = lone.reply.send(stored);
+                let _ = reply.send(stored);
             } else if ours {
                 // Only this request's own appends: nobody else waits for their answers.
                 self.clone().store_group(group, turn).await;
@@ -217,10 +223,11 @@ impl GroupCommit {
         group
     }
 
-    async fn store_alone(&self, events: Vec<SerializedEvent>) -> Answer {
+    async fn store_alone(&self, events: Arc<[SerializedEvent]>, rendered: Option<Rendered>) -> Answer {
         match &self.writer {
             Writer::Sqlite(writer) => {
-                let stored = writer.store(vec![events]).await;
+                let rendered = rendered.unwrap_or_else(|| Rendered::new(events));
+                let stored = writer.store(vec![rendered]).await;
                 // A lone append refused as a conflict committed nothing: not counted.
                 self.counted(stored.and_then(|mut answers| answers.pop().expect("one answer per append")))
             }
@@ -242,8 +249,11 @@ impl GroupCommit {
     async fn store_group(self: Arc<Self>, mut group: Vec<Pending>, turn: OwnedMutexGuard<()>) {
         let stored = match &self.writer {
             Writer::Sqlite(writer) => {
-                // Their events are not needed once stored: the job takes them.
-                let appends = group.iter_mut().map(|pending| std::mem::take(&mut pending.events)).collect();
+                // The job takes what it stores.
+                let appends = group
+                    .iter_mut()
+                    .map(|pending| pending.rendered.take().unwrap_or_else(|| Rendered::new(pending.events.clone())))
+                    .collect();
                 self.counted(writer.store(appends).await)
             }
             Writer::Postgres(kept) => {
@@ -333,7 +343,7 @@ async fn store_postgres_group(
     group: &[Pending],
 ) -> Result<Vec<Answer>, PersistenceError> {
     let mut rows: Vec<&SerializedEvent> =
-        group.iter().filter(|pending| !pending.doomed).flat_map(|pending| &pending.events).collect();
+        group.iter().filter(|pending| !pending.doomed).flat_map(|pending| pending.events.iter()).collect();
     // In key order: two groups that insert rows of the same streams wait on each other in order.
     rows.sort_unstable_by(|a, b| {
         (&a.aggregate_type, &a.aggregate_id, a.sequence).cmp(&(&b.aggregate_type, &b.aggregate_id, b.sequence))

@@ -143,7 +143,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::event_store::sqlite_writer::tests::{event, File};
+    use crate::event_store::sqlite_writer::tests::{event, rendered, File};
     use crate::event_store::SqliteWriter;
 
     #[tokio::test]
@@ -154,7 +154,7 @@ mod tests {
         odd.payload = json!({"text": "é \"quoted\" \\ \u{1F4DA}", "big": 12345678901234567_i64, "list": [1, null]});
         odd.metadata = json!({"correlation_id": "c-1"});
         let appends = vec![vec![event("a", 1), event("a", 2)], vec![event("b", 1)], vec![odd.clone()]];
-        writer.store(appends).await.unwrap();
+        writer.store(rendered(appends)).await.unwrap();
 
         let reads = SqliteStoreReads::new(&file.0, Duration::from_secs(1));
         let after_one = reads.events_after("Test", "a", 1).unwrap();

@@ -21,6 +21,22 @@ use rusqlite::{params, Connection, ErrorCode, OpenFlags, TransactionBehavior};
 
 use super::{idempotency_key, Answer, COMPLETE_KEY, INSERT_EVENT_SQLITE};
 
+/// One command's events as the appends' connection stores them, each event's payload and
+/// metadata already JSON text: rendered by the command's own task before it queued for the
+/// writer's turn, not during that turn, which every other append waits for (ADR 36).
+#[derive(Debug)]
+pub struct Rendered {
+    events: Arc<[SerializedEvent]>,
+    json: Vec<(String, String)>,
+}
+
+impl Rendered {
+    pub fn new(events: Arc<[SerializedEvent]>) -> Self {
+        let json = events.iter().map(|event| (event.payload.to_string(), event.metadata.to_string())).collect();
+        Self { events, json }
+    }
+}
+
 /// The appends' connection to one SQLite file.
 #[derive(Debug)]
 pub struct SqliteWriter {
@@ -40,14 +56,14 @@ impl SqliteWriter {
     /// without a key as one statement, and answers each: the position of its last event, or a
     /// conflict when one of its (type, id, sequence) is stored already, which stores none of that
     /// append and all of the others. Any other failure stores none of them.
-    pub async fn store(self: &Arc<Self>, appends: Vec<Vec<SerializedEvent>>) -> Result<Vec<Answer>, PersistenceError> {
+    pub async fn store(self: &Arc<Self>, appends: Vec<Rendered>) -> Result<Vec<Answer>, PersistenceError> {
         let writer = self.clone();
         tokio::task::spawn_blocking(move || writer.store_now(&appends))
             .await
             .map_err(|panicked| PersistenceError::UnknownError(Box::new(panicked)))?
     }
 
-    fn store_now(&self, appends: &[Vec<SerializedEvent>]) -> Result<Vec<Answer>, PersistenceError> {
+    fn store_now(&self, appends: &[Rendered]) -> Result<Vec<Answer>, PersistenceError> {
         let mut slot = self.connection.lock().unwrap_or_else(PoisonError::into_inner);
         let connection = match &mut *slot {
             Some(connection) => connection,
@@ -78,26 +94,23 @@ pub fn open_append_connection(path: &Path, busy_timeout: Duration) -> rusqlite::
 }
 
 /// See [`SqliteWriter::store`]. `Err` only for a failure that is not a conflict.
-fn store_appends(
-    connection: &mut Connection,
-    appends: &[Vec<SerializedEvent>],
-) -> Result<Vec<Answer>, PersistenceError> {
-    if let [events] = appends {
-        if let ([event], None) = (&events[..], idempotency_key(events)) {
+fn store_appends(connection: &mut Connection, appends: &[Rendered]) -> Result<Vec<Answer>, PersistenceError> {
+    if let [append] = appends {
+        if let ([event], [json], None) = (&append.events[..], &append.json[..], idempotency_key(&append.events)) {
             // One statement, its own transaction.
-            return Ok(vec![answer(insert(connection, event))?]);
+            return Ok(vec![answer(insert(connection, event, json))?]);
         }
     }
     let mut tx = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(unknown)?;
     let mut answers = Vec::with_capacity(appends.len());
-    for events in appends {
-        let stored = match (&events[..], idempotency_key(events)) {
+    for append in appends {
+        let stored = match (&append.events[..], &append.json[..], idempotency_key(&append.events)) {
             // SQLite backs out only the failing statement.
-            ([event], None) => insert(&tx, event),
-            (events, key) => {
+            ([event], [json], None) => insert(&tx, event, json),
+            (.., key) => {
                 // Dropped without `commit`, the savepoint rolls its statements back.
                 let savepoint = tx.savepoint().map_err(unknown)?;
-                let stored = append_in(&savepoint, events, key);
+                let stored = append_in(&savepoint, append, key);
                 if stored.is_ok() {
                     savepoint.commit().map_err(unknown)?;
                 }
@@ -111,10 +124,10 @@ fn store_appends(
 }
 
 /// Every event of one append, then its key's completion; the last event's position.
-fn append_in(connection: &Connection, events: &[SerializedEvent], key: Option<(&str, &str)>) -> rusqlite::Result<i64> {
+fn append_in(connection: &Connection, append: &Rendered, key: Option<(&str, &str)>) -> rusqlite::Result<i64> {
     let mut position = None;
-    for event in events {
-        position = Some(insert(connection, event)?);
+    for (event, json) in append.events.iter().zip(&append.json) {
+        position = Some(insert(connection, event, json)?);
     }
     let position = position.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
     if let Some((caller, key)) = key {
@@ -126,9 +139,12 @@ fn append_in(connection: &Connection, events: &[SerializedEvent], key: Option<(&
 
 /// One event; the global position it got. The statement is stepped to its end: outside a
 /// transaction SQLite commits it there, and a failed commit is reported there.
-fn insert(connection: &Connection, event: &SerializedEvent) -> rusqlite::Result<i64> {
-    // JSON as text, as sqlx stores it.
-    let (payload, metadata) = (json_text(&event.payload)?, json_text(&event.metadata)?);
+/// `json` is the event's payload and metadata as JSON text, as sqlx stores them.
+fn insert(
+    connection: &Connection,
+    event: &SerializedEvent,
+    (payload, metadata): &(String, String),
+) -> rusqlite::Result<i64> {
     let mut statement = connection.prepare_cached(INSERT_EVENT_SQLITE)?;
     let mut rows = statement.query(params![
         event.aggregate_type,
@@ -142,10 +158,6 @@ fn insert(connection: &Connection, event: &SerializedEvent) -> rusqlite::Result<
     let position = rows.next()?.ok_or(rusqlite::Error::QueryReturnedNoRows)?.get(0)?;
     while rows.next()?.is_some() {}
     Ok(position)
-}
-
-fn json_text(value: &serde_json::Value) -> rusqlite::Result<String> {
-    serde_json::to_string(value).map_err(|error| rusqlite::Error::ToSqlConversionFailure(Box::new(error)))
 }
 
 /// A stored (type, id, sequence) is an answer, a conflict; any other failure is not.
@@ -219,6 +231,10 @@ pub(super) mod tests {
         )
     }
 
+    pub(in crate::event_store) fn rendered(appends: Vec<Vec<SerializedEvent>>) -> Vec<Rendered> {
+        appends.into_iter().map(|events| Rendered::new(events.into())).collect()
+    }
+
     async fn stored(database: &Database) -> Vec<(String, i64, i64, String)> {
         let crate::db::StorePool::Sqlite(pool) = &database.store else { unreachable!() };
         sqlx::query_as("SELECT aggregate_id, sequence, position, payload FROM events ORDER BY position")
@@ -231,7 +247,7 @@ pub(super) mod tests {
     async fn it_should_store_a_group_in_order_and_refuse_only_the_appends_that_conflict() {
         let (file, database) = File::migrated("group").await;
         let writer = Arc::new(SqliteWriter::new(&file.0, Duration::from_secs(1)));
-        writer.store(vec![vec![event("a", 1)]]).await.unwrap();
+        writer.store(rendered(vec![vec![event("a", 1)]])).await.unwrap();
 
         let appends = vec![
             vec![event("b", 1), event("b", 2)],
@@ -239,7 +255,7 @@ pub(super) mod tests {
             vec![event("c", 1), event("a", 1)], // refused in part: none of it stored
             vec![event("d", 1)],
         ];
-        let answers = writer.store(appends).await.unwrap();
+        let answers = writer.store(rendered(appends)).await.unwrap();
 
         assert!(
             matches!(
@@ -259,7 +275,7 @@ pub(super) mod tests {
     async fn it_should_commit_with_a_full_sync_and_drop_its_connection_after_a_failure() {
         let (file, database) = File::migrated("failure").await;
         let writer = Arc::new(SqliteWriter::new(&file.0, Duration::from_secs(1)));
-        writer.store(vec![vec![event("a", 1)]]).await.unwrap();
+        writer.store(rendered(vec![vec![event("a", 1)]])).await.unwrap();
         {
             let slot = writer.connection.lock().unwrap();
             let synchronous: i64 =
@@ -269,11 +285,11 @@ pub(super) mod tests {
         }
 
         // A sequence stored as -1 breaks the table's CHECK: not a conflict, the whole group fails.
-        let failed = writer.store(vec![vec![event("b", 1)], vec![event("c", usize::MAX)]]).await;
+        let failed = writer.store(rendered(vec![vec![event("b", 1)], vec![event("c", usize::MAX)]])).await;
         assert!(matches!(failed, Err(PersistenceError::UnknownError(_))), "{failed:?}");
         assert!(writer.connection.lock().unwrap().is_none(), "not trusted after a failure");
 
-        assert_eq!(writer.store(vec![vec![event("d", 1)]]).await.unwrap()[0].as_ref().unwrap(), &2);
+        assert_eq!(writer.store(rendered(vec![vec![event("d", 1)]])).await.unwrap()[0].as_ref().unwrap(), &2);
         let ids: Vec<String> = stored(&database).await.into_iter().map(|(id, ..)| id).collect();
         assert_eq!(ids, ["a", "d"]);
     }

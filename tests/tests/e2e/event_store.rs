@@ -2,6 +2,7 @@
 //! sequence is a conflict that stores nothing, and a keyed command's events complete its key in
 //! the same transaction — on both backends.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use cqrs_es::persist::{PersistenceError, SerializedEvent};
@@ -260,7 +261,7 @@ async fn chains_behind_the_writer(
         let store = EventRepository::new(database);
         let waiting = group.waiting();
         tasks.push(tokio::spawn(async move {
-            let chain: Vec<&[SerializedEvent]> = chain.iter().map(Vec::as_slice).collect();
+            let chain: Vec<Arc<[SerializedEvent]>> = chain.into_iter().map(Into::into).collect();
             store.append_chain(&chain).await
         }));
         wait_until(|| group.waiting() > waiting).await;
