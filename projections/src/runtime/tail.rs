@@ -57,12 +57,6 @@ impl From<Vec<RecordedEvent>> for Events {
     }
 }
 
-impl std::fmt::Debug for Events {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.iter().map(RecordedEvent::cursor)).finish()
-    }
-}
-
 pub struct SharedTail {
     source: Arc<dyn EventSource>,
     capacity: usize,
@@ -91,7 +85,7 @@ impl Run {
     /// read, as they do for the workers following the head; copied when they span reads.
     fn after(&self, cursor: LogCursor, limit: usize) -> Option<Events> {
         let (start, end) = (self.start?, self.end()?);
-        if cursor < start || cursor >= end || limit == 0 {
+        if cursor < start || cursor >= end {
             return None;
         }
         let first = self.reads.partition_point(|read| read.last().is_some_and(|last| last.cursor() <= cursor));
