@@ -80,7 +80,7 @@ const INSERT_EVENT_SQLITE: &str = "INSERT INTO events (aggregate_type, aggregate
      event_version, payload, metadata, position) VALUES ($1, $2, $3, $4, $5, $6, $7, \
      (SELECT COALESCE(MAX(position), 0) + 1 FROM events)) RETURNING position";
 const INSERT_EVENT_POSTGRES: &str = "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, \
-     event_version, payload, metadata) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING global_position";
+     event_version, payload, metadata) VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb) RETURNING global_position";
 const COMPLETE_KEY: &str =
     "UPDATE idempotency_keys SET position = $1 WHERE caller = $2 AND key = $3 AND position IS NULL";
 
@@ -103,6 +103,23 @@ fn store_error(error: sqlx::Error) -> PersistenceError {
             PersistenceError::ConnectionError(Box::new(error))
         }
         _ => PersistenceError::UnknownError(Box::new(error)),
+    }
+}
+
+/// One command's events as the group commit stores them, each event's payload and metadata
+/// already JSON text: rendered by the command's own task before it queues for the writer's turn,
+/// not during that turn, which every other append waits for (ADR 36). Cloned cheaply: a rent's
+/// payment is kept by its command, to be stored again alone if its group failed (ADR 18).
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    events: Arc<[SerializedEvent]>,
+    json: Arc<[(String, String)]>,
+}
+
+impl Rendered {
+    pub fn new(events: Arc<[SerializedEvent]>) -> Self {
+        let json = events.iter().map(|event| (event.payload.to_string(), event.metadata.to_string())).collect();
+        Self { events, json }
     }
 }
 

@@ -38,8 +38,8 @@ use sqlx::query::QueryScalar;
 use sqlx::{Acquire, PgConnection, Postgres};
 use tokio::sync::{oneshot, OwnedMutexGuard};
 
-use super::sqlite_writer::{Rendered, SqliteWriter};
-use super::{idempotency_key, store_error, Answer, COMPLETE_KEY, INSERT_EVENT_POSTGRES};
+use super::sqlite_writer::SqliteWriter;
+use super::{idempotency_key, store_error, Answer, Rendered, COMPLETE_KEY, INSERT_EVENT_POSTGRES};
 use crate::db::WriteGate;
 use crate::kept::KeptConnections;
 
@@ -65,10 +65,8 @@ enum Writer {
 #[derive(Debug)]
 struct Pending {
     id: u64,
-    /// Shared with the caller, which may store them again alone (a rider, ADR 18): not copied.
-    events: Arc<[SerializedEvent]>,
-    /// SQLite: their payloads and metadata as JSON text, rendered before the append queued.
-    rendered: Option<Rendered>,
+    /// Its events, shared with the caller (not copied), and their JSON as text (ADR 36).
+    append: Rendered,
     reply: oneshot::Sender<Answer>,
     /// PostgreSQL: a single event under the (type, id, sequence) of a single event earlier in its
     /// group. Whatever that one meets (stored, or refused by a stored row), this one is a
@@ -110,14 +108,13 @@ impl GroupCommit {
         let queued = Queued { group: self, ids: first..first + chain.len() as u64 };
         let mut waiting = Vec::with_capacity(chain.len());
         // Rendered here, on the command's own task: not in the writer's turn, nor under the queue's lock.
-        let sqlite = matches!(self.writer, Writer::Sqlite(_));
-        let rendered: Vec<_> = chain.iter().map(|events| sqlite.then(|| Rendered::new(events.clone()))).collect();
+        let rendered: Vec<_> = chain.iter().map(|events| Rendered::new(events.clone())).collect();
         {
             let mut queue = self.queue();
-            for ((id, events), rendered) in queued.ids.clone().zip(chain).zip(rendered) {
+            for (id, append) in queued.ids.clone().zip(rendered) {
                 let (reply, answer) = oneshot::channel();
                 let after = (id > first).then(|| id - 1);
-                queue.push(Pending { id, events: events.clone(), rendered, reply, doomed: false, after });
+                queue.push(Pending { id, append, reply, doomed: false, after });
                 waiting.push(answer);
             }
         }
@@ -141,8 +138,8 @@ impl GroupCommit {
             let ours = group.iter().all(|pending| queued.ids.contains(&pending.id));
             if ours && group.len() == 1 {
                 // Alone: stored by its own caller, as if there were no queue.
-                let Pending { events, rendered, reply, .. } = group.pop().expect("one");
-                let stored = self.store_alone(events, rendered).await;
+                let Pending { append, reply, .. } = group.pop().expect("one");
+                let stored = self.store_alone(append).await;
                 drop(turn);
                 let _ = reply.send(stored);
             } else if ours {
@@ -198,8 +195,8 @@ impl GroupCommit {
         let (mut streams, mut keys, mut deferred) = (HashSet::new(), HashSet::new(), HashSet::new());
         let (mut group, mut later) = (Vec::new(), Vec::new());
         for mut pending in std::mem::take(&mut *queue) {
-            let its_streams: Vec<(String, String)> = pending.events.iter().map(stream_of).collect();
-            let single = match &pending.events[..] {
+            let its_streams: Vec<(String, String)> = pending.append.events.iter().map(stream_of).collect();
+            let single = match &pending.append.events[..] {
                 [event] => Some(key_of(event)),
                 _ => None,
             };
@@ -223,18 +220,16 @@ impl GroupCommit {
         group
     }
 
-    async fn store_alone(&self, events: Arc<[SerializedEvent]>, rendered: Option<Rendered>) -> Answer {
+    async fn store_alone(&self, append: Rendered) -> Answer {
         match &self.writer {
             Writer::Sqlite(writer) => {
-                let rendered = rendered.unwrap_or_else(|| Rendered::new(events));
-                let stored = writer.store(vec![rendered]).await;
+                let stored = writer.store(vec![append]).await;
                 // A lone append refused as a conflict committed nothing: not counted.
                 self.counted(stored.and_then(|mut answers| answers.pop().expect("one answer per append")))
             }
             Writer::Postgres(kept) => {
-                let (events, key) = (&events[..], idempotency_key(&events));
                 let mut connection = kept.lend().await.map_err(store_error)?;
-                let stored = append_alone(&mut connection, events, key).await;
+                let stored = append_alone(&mut connection, &append).await;
                 // A conflict is an answer; after anything else the connection is not kept.
                 if matches!(stored, Ok(_) | Err(PersistenceError::OptimisticLockError)) {
                     connection.keep();
@@ -246,14 +241,10 @@ impl GroupCommit {
 
     /// Stores `group` in one transaction and answers each of its appends; holds the turn until
     /// then.
-    async fn store_group(self: Arc<Self>, mut group: Vec<Pending>, turn: OwnedMutexGuard<()>) {
+    async fn store_group(self: Arc<Self>, group: Vec<Pending>, turn: OwnedMutexGuard<()>) {
         let stored = match &self.writer {
             Writer::Sqlite(writer) => {
-                // The job takes what it stores.
-                let appends = group
-                    .iter_mut()
-                    .map(|pending| pending.rendered.take().unwrap_or_else(|| Rendered::new(pending.events.clone())))
-                    .collect();
+                let appends = group.iter().map(|pending| pending.append.clone()).collect();
                 self.counted(writer.store(appends).await)
             }
             Writer::Postgres(kept) => {
@@ -293,14 +284,15 @@ impl GroupCommit {
 /// Stores one append by itself and returns the global position of its last event. One event
 /// without a key is one statement, its own transaction; otherwise the events and the key's
 /// completion share one.
-async fn append_alone(connection: &mut PgConnection, events: &[SerializedEvent], key: Option<(&str, &str)>) -> Answer {
-    if let ([event], None) = (events, key) {
-        return insert_one(event).fetch_one(connection).await.map_err(store_error);
+async fn append_alone(connection: &mut PgConnection, append: &Rendered) -> Answer {
+    let key = idempotency_key(&append.events);
+    if let ([event], [json], None) = (&append.events[..], &append.json[..], key) {
+        return insert_one(event, json).fetch_one(connection).await.map_err(store_error);
     }
     let mut tx = connection.begin().await.map_err(store_error)?;
     let mut position = None;
-    for event in events {
-        position = Some(insert_one(event).fetch_one(&mut *tx).await.map_err(store_error)?);
+    for (event, json) in append.events.iter().zip(append.json.iter()) {
+        position = Some(insert_one(event, json).fetch_one(&mut *tx).await.map_err(store_error)?);
     }
     let position = position.ok_or_else(|| store_error(sqlx::Error::RowNotFound))?;
     if let Some((caller, key)) = key {
@@ -310,22 +302,26 @@ async fn append_alone(connection: &mut PgConnection, events: &[SerializedEvent],
     Ok(position)
 }
 
-fn insert_one(event: &SerializedEvent) -> QueryScalar<'_, Postgres, i64, PgArguments> {
+/// `json` is the event's payload and metadata as JSON text, cast to `jsonb` by the statement.
+fn insert_one<'e>(
+    event: &'e SerializedEvent,
+    (payload, metadata): &'e (String, String),
+) -> QueryScalar<'e, Postgres, i64, PgArguments> {
     sqlx::query_scalar(INSERT_EVENT_POSTGRES)
         .bind(&event.aggregate_type)
         .bind(&event.aggregate_id)
         .bind(event.sequence as i64)
         .bind(&event.event_type)
         .bind(&event.event_version)
-        .bind(&event.payload)
-        .bind(&event.metadata)
+        .bind(payload)
+        .bind(metadata)
 }
 
 /// Every event of the group in one statement; a row whose (type, id, sequence) is stored is not
 /// inserted, and not returned.
 const INSERT_GROUP_POSTGRES: &str = "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, \
      event_version, payload, metadata) \
-     SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[]) \
+     SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[]::jsonb[], $7::text[]::jsonb[]) \
      ON CONFLICT DO NOTHING RETURNING aggregate_type, aggregate_id, sequence, global_position";
 /// The rows an append that was refused in part had inserted (its transaction has not committed).
 const DELETE_ROWS_POSTGRES: &str = "DELETE FROM events WHERE (aggregate_type, aggregate_id, sequence) IN \
@@ -342,19 +338,25 @@ async fn store_postgres_group(
     connection: &mut PgConnection,
     group: &[Pending],
 ) -> Result<Vec<Answer>, PersistenceError> {
-    let mut rows: Vec<&SerializedEvent> =
-        group.iter().filter(|pending| !pending.doomed).flat_map(|pending| pending.events.iter()).collect();
+    let mut rendered: Vec<(&SerializedEvent, &(String, String))> = group
+        .iter()
+        .filter(|pending| !pending.doomed)
+        .flat_map(|pending| pending.append.events.iter().zip(pending.append.json.iter()))
+        .collect();
     // In key order: two groups that insert rows of the same streams wait on each other in order.
-    rows.sort_unstable_by(|a, b| {
+    rendered.sort_unstable_by(|(a, _), (b, _)| {
         (&a.aggregate_type, &a.aggregate_id, a.sequence).cmp(&(&b.aggregate_type, &b.aggregate_id, b.sequence))
     });
-    let alone = group.iter().all(|pending| pending.events.len() == 1 && idempotency_key(&pending.events).is_none());
+    let (rows, json): (Vec<&SerializedEvent>, Vec<&(String, String)>) = rendered.into_iter().unzip();
+    let alone = group
+        .iter()
+        .all(|pending| pending.append.events.len() == 1 && idempotency_key(&pending.append.events).is_none());
     if alone {
-        let inserted = insert_rows(&mut *connection, &rows).await?;
+        let inserted = insert_rows(&mut *connection, &rows, &json).await?;
         return Ok(decide(group, &inserted).answers);
     }
     let mut tx = connection.begin().await.map_err(store_error)?;
-    let inserted = insert_rows(&mut tx, &rows).await?;
+    let inserted = insert_rows(&mut tx, &rows, &json).await?;
     let Decided { answers, refused_in_part, keys } = decide(group, &inserted);
     if !refused_in_part.is_empty() {
         sqlx::query(DELETE_ROWS_POSTGRES)
@@ -381,9 +383,11 @@ async fn store_postgres_group(
 /// A row the group's INSERT stored: its key and its global position.
 type Inserted = (String, String, i64, i64);
 
+/// `json` is each row's payload and metadata as JSON text.
 async fn insert_rows(
     connection: &mut PgConnection,
     rows: &[&SerializedEvent],
+    json: &[&(String, String)],
 ) -> Result<Vec<Inserted>, PersistenceError> {
     sqlx::query_as(INSERT_GROUP_POSTGRES)
         .bind(column(rows, |event| &event.aggregate_type))
@@ -391,8 +395,8 @@ async fn insert_rows(
         .bind(sequences(rows))
         .bind(column(rows, |event| &event.event_type))
         .bind(column(rows, |event| &event.event_version))
-        .bind(rows.iter().map(|event| &event.payload).collect::<Vec<_>>())
-        .bind(rows.iter().map(|event| &event.metadata).collect::<Vec<_>>())
+        .bind(json.iter().map(|(payload, _)| payload.as_str()).collect::<Vec<_>>())
+        .bind(json.iter().map(|(_, metadata)| metadata.as_str()).collect::<Vec<_>>())
         .fetch_all(connection)
         .await
         .map_err(store_error)
@@ -433,6 +437,7 @@ fn decide<'g>(group: &'g [Pending], inserted: &[Inserted]) -> Decided<'g> {
             continue;
         }
         let stored: Vec<(&SerializedEvent, Option<i64>)> = pending
+            .append
             .events
             .iter()
             .map(|event| {
@@ -444,7 +449,7 @@ fn decide<'g>(group: &'g [Pending], inserted: &[Inserted]) -> Decided<'g> {
             // The last event's, which the rows' order (by sequence) numbered last.
             Some(positions) => match positions.into_iter().max() {
                 Some(last) => {
-                    if let Some((caller, key)) = idempotency_key(&pending.events) {
+                    if let Some((caller, key)) = idempotency_key(&pending.append.events) {
                         decided.keys.push((caller, key, last));
                     }
                     Ok(last)

@@ -19,23 +19,7 @@ use std::time::Duration;
 use cqrs_es::persist::{PersistenceError, SerializedEvent};
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, TransactionBehavior};
 
-use super::{idempotency_key, Answer, COMPLETE_KEY, INSERT_EVENT_SQLITE};
-
-/// One command's events as the appends' connection stores them, each event's payload and
-/// metadata already JSON text: rendered by the command's own task before it queued for the
-/// writer's turn, not during that turn, which every other append waits for (ADR 36).
-#[derive(Debug)]
-pub struct Rendered {
-    events: Arc<[SerializedEvent]>,
-    json: Vec<(String, String)>,
-}
-
-impl Rendered {
-    pub fn new(events: Arc<[SerializedEvent]>) -> Self {
-        let json = events.iter().map(|event| (event.payload.to_string(), event.metadata.to_string())).collect();
-        Self { events, json }
-    }
-}
+use super::{idempotency_key, Answer, Rendered, COMPLETE_KEY, INSERT_EVENT_SQLITE};
 
 /// The appends' connection to one SQLite file.
 #[derive(Debug)]
@@ -126,7 +110,7 @@ fn store_appends(connection: &mut Connection, appends: &[Rendered]) -> Result<Ve
 /// Every event of one append, then its key's completion; the last event's position.
 fn append_in(connection: &Connection, append: &Rendered, key: Option<(&str, &str)>) -> rusqlite::Result<i64> {
     let mut position = None;
-    for (event, json) in append.events.iter().zip(&append.json) {
+    for (event, json) in append.events.iter().zip(append.json.iter()) {
         position = Some(insert(connection, event, json)?);
     }
     let position = position.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
