@@ -6,6 +6,7 @@
 //! is bounded in time. `--smoke` runs each workload for a moment (CI keeps the harness alive with
 //! it; its figures mean nothing). See BENCHMARKS.md for the figures and how to reproduce them.
 
+mod report;
 mod server;
 
 use std::path::PathBuf;
@@ -65,6 +66,10 @@ struct Args {
     /// Only these groups: commands, ceiling, contended, queries, lag, catchup.
     #[arg(long, value_delimiter = ',', default_value = "commands,ceiling,contended,queries,lag,catchup")]
     groups: Vec<String>,
+    /// Run nothing: print the targets checked against these result files (written by
+    /// `--out`), as Markdown.
+    #[arg(long, num_args = 1..)]
+    report: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -991,6 +996,14 @@ async fn insert_batch(database: &Database, rows: &[(String, i64, String, String,
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut args = Args::parse();
+    if !args.report.is_empty() {
+        for file in &args.report {
+            let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+            let results: Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", file.display()))?;
+            println!("{}", report::markdown(&results));
+        }
+        return Ok(());
+    }
     if args.smoke {
         args.seconds = 1;
         args.warmup = 0;
