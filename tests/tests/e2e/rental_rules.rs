@@ -198,6 +198,11 @@ async fn a_customer_registers_once(db: TestDb) {
     assert_eq!(me.body["name"], "Kim Minji");
     let page = app.get(&kim, "/queries/my-page").await;
     assert_eq!(page.body["profile"]["phone"], "010-1234-5678");
+    assert_eq!(
+        (&page.body["profile"]["name"], &page.body["items"]),
+        (&json!("Kim Minji"), &json!([])),
+        "a profile alone"
+    );
     app.stop().await;
 }
 
@@ -236,6 +241,7 @@ async fn lists_keep_their_order_text_nulls_and_pages(db: TestDb) {
     let first = app.get(&kim, &format!("/queries/my-page?limit=2&min_position={last}")).await;
     let newest: Vec<&str> = first.body["items"].as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap()).collect();
     assert_eq!(newest, [rentals[2].as_str(), rentals[1].as_str()], "newest first");
+    assert!(first.body["profile"].is_null(), "kim rents without a profile: {}", first.body);
     assert_eq!(first.body["items"][0]["title"], titles[2]);
     let cursor = first.body["next"].as_str().expect("a second page");
     let second = app.get(&kim, &format!("/queries/my-page?limit=2&after={cursor}")).await;
@@ -245,6 +251,14 @@ async fn lists_keep_their_order_text_nulls_and_pages(db: TestDb) {
         (Some(rentals[0].as_str()), &json!("RETURNED"))
     );
     assert!(second.body["next"].is_null());
+
+    // Registered, kim's pages carry the profile beside the same rows.
+    let registered = app.post(Some(&kim), "/commands/customers", Some(json!({"name": "Kim", "phone": null}))).await;
+    assert_eq!(registered.status, StatusCode::CREATED, "{}", registered.body);
+    let page =
+        app.get(&kim, &format!("/queries/my-page?limit=2&after={cursor}&min_position={}", registered.position())).await;
+    assert_eq!((&page.body["profile"]["name"], &page.body["profile"]["phone"]), (&json!("Kim"), &json!(null)));
+    assert_eq!(page.body["items"], second.body["items"]);
 
     let lee = app.token("lee", &[Role::Customer]);
     let empty = app.get(&lee, &format!("/queries/my-page?min_position={last}")).await;
