@@ -428,15 +428,12 @@ mod tests {
         connection.query_row("PRAGMA page_size", [], |row| row.get(0)).unwrap()
     }
 
-    #[tokio::test]
-    async fn it_should_move_a_log_files_read_side_out_and_keep_its_events_and_other_tables() {
-        let dir = Dir::new("upgrade");
+    /// A log file `old.db` in `dir` as a build that knew only the migrations up to `version` left it.
+    async fn log_migrated_up_to(dir: &Dir, version: i64) -> (PathBuf, SqlitePool) {
         let log = dir.0.join("old.db");
-        // A file as the last build before ADR 32 left it: its first seven migrations, a view's
-        // table of generation 1 with a row, a checkpoint, an event, and a table of the operator's.
         let old = dir.0.join("old-migrations");
         std::fs::create_dir_all(&old).unwrap();
-        for migration in SQLITE_MIGRATIONS.iter().filter(|migration| migration.version <= 7) {
+        for migration in SQLITE_MIGRATIONS.iter().filter(|migration| migration.version <= version) {
             let name = format!("{:04}_{}.sql", migration.version, migration.description.replace(' ', "_"));
             std::fs::write(old.join(name), migration.sql.as_bytes()).unwrap();
         }
@@ -444,6 +441,15 @@ mod tests {
             SqliteConnectOptions::new().filename(&log).create_if_missing(true).journal_mode(SqliteJournalMode::Wal);
         let pool = SqlitePool::connect_with(options).await.unwrap();
         Migrator::new(old.as_path()).await.unwrap().run(&pool).await.unwrap();
+        (log, pool)
+    }
+
+    #[tokio::test]
+    async fn it_should_move_a_log_files_read_side_out_and_keep_its_events_and_other_tables() {
+        let dir = Dir::new("upgrade");
+        // A file as the last build before ADR 32 left it: its first seven migrations, a view's
+        // table of generation 1 with a row, a checkpoint, an event, and a table of the operator's.
+        let (log, pool) = log_migrated_up_to(&dir, 7).await;
         for statement in [
             "CREATE TABLE rental_status_g1 (rental_id text PRIMARY KEY, status text)",
             "INSERT INTO rental_status_g1 VALUES ('r1', 'RENTED')",
@@ -466,5 +472,57 @@ mod tests {
         assert_eq!(checkpoints, 0, "the views start over in their own file");
         database.close().await;
         assert_eq!(tables(&log).await, ["events", "idempotency_keys", "operator_notes"]);
+    }
+
+    #[tokio::test]
+    async fn it_should_key_an_older_log_by_its_positions_and_keep_its_events() {
+        let dir = Dir::new("rowid");
+        // A log as the last build before ADR 37 left it: its first eight migrations, events
+        // numbered by the trigger, and one given its position by the writer.
+        let (log, pool) = log_migrated_up_to(&dir, 8).await;
+        let insert = "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, \
+                      metadata, position) VALUES ('t', $1, $2, 'Happened', '1', '{}', '{\"correlation_id\":\"c\"}', $3)";
+        for (stream, sequence, position) in [("b", 1, None), ("a", 1, None), ("a", 2, Some(3)), ("b", 2, None)] {
+            sqlx::query(insert).bind(stream).bind(sequence).bind(position).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+
+        let database = Database::connect(&format!("sqlite://{}", log.display()), 2).await.unwrap();
+        let rows: Vec<(i64, String, i64)> =
+            sqlx::query_as("SELECT position, aggregate_id, sequence FROM events ORDER BY rowid")
+                .fetch_all(&database.read_side)
+                .await
+                .unwrap();
+        let expected = [(1, "b", 1), (2, "a", 1), (3, "a", 2), (4, "b", 2)].map(|(p, s, n)| (p, s.to_string(), n));
+        assert_eq!(rows, expected, "every event kept at its position, the table in log order");
+        let StorePool::Sqlite(store) = &database.store else { unreachable!() };
+        let next: i64 = sqlx::query_scalar(
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
+             VALUES ('t', 'c', 1, 'Happened', '1', '{}', '{}') RETURNING position",
+        )
+        .fetch_one(store)
+        .await
+        .unwrap();
+        assert_eq!(next, 5, "a row stored without a position is the log's next");
+        let again = sqlx::query(
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
+             VALUES ('t', 'a', 2, 'Happened', '1', '{}', '{}')",
+        )
+        .execute(store)
+        .await;
+        let error = again.expect_err("a stream's sequence is stored once");
+        assert!(error.as_database_error().is_some_and(|error| error.is_unique_violation()), "{error}");
+        database.close().await;
+
+        let connection = rusqlite::Connection::open(&log).unwrap();
+        let texts = |sql: &str, column: usize| -> Vec<String> {
+            let mut statement = connection.prepare(sql).unwrap();
+            statement.query_map([], |row| row.get(column)).unwrap().collect::<Result<_, _>>().unwrap()
+        };
+        let plan = texts("EXPLAIN QUERY PLAN SELECT * FROM events WHERE position > 2 ORDER BY position LIMIT 10", 3);
+        assert_eq!(plan, ["SEARCH events USING INTEGER PRIMARY KEY (rowid>?)"], "the log read in its table's order");
+        let indexes =
+            texts("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' ORDER BY name", 0);
+        assert_eq!(indexes, ["events_correlation", "sqlite_autoindex_events_1"], "no index on position");
     }
 }

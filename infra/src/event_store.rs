@@ -74,11 +74,10 @@ async fn tail(
         .collect()
 }
 
-/// One event, with the global position it gets (SQLite: the next after the newest; the trigger
-/// that numbers other writers' rows leaves a row that has one alone).
+/// One event, with the global position it gets (SQLite: the position is the table's row id, ADR 37,
+/// which SQLite gives as the newest plus one under the single writer's lock).
 const INSERT_EVENT_SQLITE: &str = "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, \
-     event_version, payload, metadata, position) VALUES ($1, $2, $3, $4, $5, $6, $7, \
-     (SELECT COALESCE(MAX(position), 0) + 1 FROM events)) RETURNING position";
+     event_version, payload, metadata) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING position";
 const INSERT_EVENT_POSTGRES: &str = "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, \
      event_version, payload, metadata) VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb) RETURNING global_position";
 const COMPLETE_KEY: &str =

@@ -113,7 +113,8 @@ async fn a_keyed_commands_events_complete_its_key_with_their_position(db: TestDb
 on_both_backends!(rows_other_writers_insert_without_a_position_are_numbered_in_order);
 
 /// Other writers (the bench's log loader, a binary from before the write side numbered its own
-/// rows) insert without a position; SQLite's trigger numbers those, and only those.
+/// rows) insert without a position; SQLite numbers them as the log's next, the position being its
+/// table's row id (ADR 37; a trigger did before).
 async fn rows_other_writers_insert_without_a_position_are_numbered_in_order(db: TestDb) {
     let database = Database::connect(&db.url, 2).await.unwrap();
     let store = EventRepository::new(&database);
