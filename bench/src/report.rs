@@ -62,16 +62,24 @@ impl Check {
     }
 }
 
-/// A result file's entry for `group` at `clients`.
+/// A result file's entry for `group` at `clients`, if it holds a rate (an entry without one is
+/// not a measured point, and is reported as not run).
 fn point<'a>(results: &'a Value, group: &str, clients: u64) -> Option<&'a Value> {
-    results["results"]
-        .as_array()?
-        .iter()
-        .find(|entry| entry["group"] == group && entry["point"]["clients"].as_u64() == Some(clients))
+    results["results"].as_array()?.iter().find(|entry| {
+        entry["group"] == group
+            && entry["point"]["clients"].as_u64() == Some(clients)
+            && entry["point"]["median_per_second"].is_number()
+    })
 }
 
+/// The point's median rate ([`point`] found only entries that have one).
 fn rate(entry: &Value) -> f64 {
     entry["point"]["median_per_second"].as_f64().unwrap_or(0.0)
+}
+
+/// `part`'s rate as a share of `whole`'s; none when `whole` measured nothing, which judges nothing.
+fn share(part: &Value, whole: &Value) -> Option<f64> {
+    (rate(whole) > 0.0).then(|| rate(part) / rate(whole))
 }
 
 fn p99(entry: &Value) -> f64 {
@@ -113,7 +121,9 @@ fn of_ceiling(results: &Value, clients: u64) -> Check {
     let (Some(commands), Some(ceiling)) = (point(results, "commands", clients), ceiling(results, clients)) else {
         return check;
     };
-    let ratio = rate(commands) / rate(ceiling);
+    let Some(ratio) = share(commands, ceiling) else {
+        return check.judged("the ceiling measured nothing".into(), Verdict::NotRun);
+    };
     let measured = format!("{ratio:.2}: {} against {}/s", rate_text(commands), thousands(rate(ceiling)));
     check.judged(measured, Verdict::of(ratio >= 0.70))
 }
@@ -127,8 +137,8 @@ pub fn checks(results: &Value) -> Vec<Check> {
     checks.push(match point(results, "commands", 1) {
         Some(entry) => {
             let mut measured = rate_text(entry);
-            if let Some(ceiling) = ceiling(results, 1) {
-                let _ = write!(measured, ", {:.2} of the ceiling", rate(entry) / rate(ceiling));
+            if let Some(ratio) = ceiling(results, 1).and_then(|ceiling| share(entry, ceiling)) {
+                let _ = write!(measured, ", {ratio:.2} of the ceiling");
             }
             let verdict = if sqlite { Verdict::of(rate(entry) >= 3000.0) } else { Verdict::Measured };
             one.judged(measured, verdict)
@@ -146,11 +156,13 @@ pub fn checks(results: &Value) -> Vec<Check> {
 
     let wide = Check::new("Commands at 64 clients, of the 16-client rate", "≥ 0.90");
     checks.push(match (point(results, "commands", 64), point(results, "commands", 16)) {
-        (Some(at64), Some(at16)) => {
-            let ratio = rate(at64) / rate(at16);
-            let measured = format!("{ratio:.2}: {} against {}/s", rate_text(at64), thousands(rate(at16)));
-            wide.judged(measured, Verdict::of(ratio >= 0.90))
-        }
+        (Some(at64), Some(at16)) => match share(at64, at16) {
+            Some(ratio) => {
+                let measured = format!("{ratio:.2}: {} against {}/s", rate_text(at64), thousands(rate(at16)));
+                wide.judged(measured, Verdict::of(ratio >= 0.90))
+            }
+            None => wide.judged("16 clients measured nothing".into(), Verdict::NotRun),
+        },
         _ => wide,
     });
 
@@ -346,6 +358,23 @@ mod tests {
             (Verdict::Measured, "4 clients: 80 commands/s, conflicts/s 12, errors 0".into())
         );
         assert!(markdown(&results).contains("a smoke run"));
+    }
+
+    #[test]
+    fn a_ceiling_that_measured_nothing_judges_nothing() {
+        // A ceiling point without its rate (a damaged file), and one that measured zero.
+        let results = json!({"backend": "sqlite", "results": [
+            commands(4, 3_000.0, 2.0), {"group": "ceiling-direct", "point": {"clients": 4}},
+            commands(16, 5_000.0, 8.0), ceiling("ceiling-direct", 16, 0.0),
+        ]});
+
+        let checks = checks(&results);
+
+        assert_eq!(verdict(&checks, "Commands at 4 clients, of the ceiling"), (Verdict::NotRun, String::new()));
+        assert_eq!(
+            verdict(&checks, "Commands at 16 clients, of the ceiling"),
+            (Verdict::NotRun, "the ceiling measured nothing".into())
+        );
     }
 
     #[test]
