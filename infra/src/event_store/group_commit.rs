@@ -2,17 +2,21 @@
 //!
 //! Every commit waits for the disk (fsync), and on PostgreSQL a transaction costs the database
 //! CPU of its own beside its statements. Appends that arrive while a group is being stored queue
-//! here. The next to get the writer's turn *leads*: it takes the queued appends and stores them
-//! in one transaction, so they share one commit. Each append in a group is still all-or-nothing
-//! and still refused alone (a stored sequence is a conflict for that append only). Any other
-//! failure fails the whole group, and nothing of it is stored.
+//! here, and are stored together as the next group, in one transaction, so they share one commit.
+//! Each append in a group is still all-or-nothing and still refused alone (a stored sequence is a
+//! conflict for that append only). Any other failure fails the whole group, and nothing of it is
+//! stored.
 //!
-//! The turn is one at a time on both backends:
-//! - SQLite has a single writer anyway: the turn is the process's write gate, which the workers'
-//!   transactions hold too. A group runs one statement per append on the appends' own connection
-//!   (SQLite backs out only the failing statement on a conflict; several events or a key to
-//!   complete run under a savepoint), the whole group one job on a blocking thread
-//!   ([`SqliteWriter`], ADR 21).
+//! The writer's turn is one at a time on both backends. A request whose append is queued takes
+//! the turn if nobody holds it, and whoever holds it keeps it while appends queue: once a group is
+//! answered, it takes the appends that queued meanwhile and stores them as the next group, and
+//! gives the turn up only when the queue is empty. Under load the writer goes from one commit to
+//! the next without waking a request task to lead each group, which had to wait for a runtime
+//! thread busy with other requests first (ADR 38).
+//! - SQLite has a single writer anyway: the turn is the log's write gate. A group runs one
+//!   statement per append on the appends' own connection (SQLite backs out only the failing
+//!   statement on a conflict; several events or a key to complete run under a savepoint), and
+//!   the turn's groups one after the other on a blocking thread ([`SqliteWriter`], ADR 21).
 //! - PostgreSQL takes writers side by side, but a group is one multi-row INSERT (`UNNEST`,
 //!   `ON CONFLICT DO NOTHING`, so a conflict refuses its rows without failing the statement) on
 //!   one of the commands' kept connections: a statement of its own when every append is one
@@ -23,10 +27,10 @@
 //!   groups never wait on each other in a cycle. Of an append some of whose events were
 //!   refused, the others are deleted again before the commit.
 //!
-//! A lone append (no one else waiting) is stored by its own caller, as if there were no queue:
-//! one statement, its own transaction. A group is stored by a spawned task, so that a leader
-//! whose request is dropped (its client went away) cannot leave the others without an answer, or
-//! answered wrongly.
+//! A lone append (no one else waiting) is one statement, its own transaction; on PostgreSQL its
+//! own caller stores it, as if there were no queue. Groups are stored by a spawned task (a
+//! blocking one on SQLite), so that a leader whose request is dropped (its client went away)
+//! cannot leave the others without an answer, or answered wrongly.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,11 +51,12 @@ use crate::kept::KeptConnections;
 #[derive(Debug)]
 pub struct GroupCommit {
     writer: Writer,
-    /// The writer's turn: SQLite's write gate (shared with the workers), or PostgreSQL's own.
+    /// The writer's turn: SQLite's write gate of the log's file (ADR 32), or PostgreSQL's own.
     gate: WriteGate,
     queue: Mutex<Vec<Pending>>,
     next_id: AtomicU64,
     commits: AtomicU64,
+    turns: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -89,7 +94,14 @@ impl GroupCommit {
     }
 
     fn new(writer: Writer, gate: WriteGate) -> Self {
-        Self { writer, gate, queue: Mutex::default(), next_id: AtomicU64::new(0), commits: AtomicU64::new(0) }
+        Self {
+            writer,
+            gate,
+            queue: Mutex::default(),
+            next_id: AtomicU64::new(0),
+            commits: AtomicU64::new(0),
+            turns: AtomicU64::new(0),
+        }
     }
 
     /// Stores the events of one command (completing its idempotency key, if any) and returns the
@@ -135,24 +147,32 @@ impl GroupCommit {
                 // Taken by a leader before this one, which answers them.
                 continue;
             }
+            self.turns.fetch_add(1, Ordering::Relaxed);
+            let kept = match &self.writer {
+                Writer::Sqlite(writer) => {
+                    // This group, and each group that queues while one is stored, on one blocking
+                    // thread.
+                    let (group_commit, writer) = (self.clone(), writer.clone());
+                    drop(tokio::task::spawn_blocking(move || group_commit.drain_sqlite(&writer, group, turn)));
+                    continue;
+                }
+                Writer::Postgres(kept) => kept.clone(),
+            };
             let ours = group.iter().all(|pending| queued.ids.contains(&pending.id));
             if ours && group.len() == 1 {
-                // Alone: stored by its own caller, as if there were no queue.
+                // Alone: stored by its own caller, as if there were no queue; whatever queued
+                // meanwhile goes on in the same turn.
                 let Pending { append, reply, .. } = group.pop().expect("one");
-                let stored = self.store_alone(append).await;
-                drop(turn);
-                let _ = reply.send(stored);
-            } else if ours {
-                // Only this request's own appends: nobody else waits for their answers.
-                self.clone().store_group(group, turn).await;
-            } else {
-                let next = first + answers.len() as u64;
-                let carries_next = group.iter().any(|pending| pending.id == next);
-                drop(tokio::spawn(self.clone().store_group(group, turn)));
-                if carries_next {
-                    answers.push(answered((&mut waiting[answers.len()]).await));
+                let stored = self.store_alone(&kept, append).await;
+                let more = self.take();
+                if more.is_empty() {
+                    drop(turn);
+                } else {
+                    drop(tokio::spawn(self.clone().drain_postgres(kept, more, turn)));
                 }
-                // Otherwise what it waits for is in the next group.
+                let _ = reply.send(stored);
+            } else {
+                drop(tokio::spawn(self.clone().drain_postgres(kept, group, turn)));
             }
         }
         answers
@@ -176,6 +196,12 @@ impl GroupCommit {
     /// How many transactions this process's appends have committed.
     pub fn commits(&self) -> u64 {
         self.commits.load(Ordering::Relaxed)
+    }
+
+    /// How many times a request took the writer's turn and found appends to store. One turn
+    /// stores every group that queues before the queue is empty (ADR 38).
+    pub fn turns(&self) -> u64 {
+        self.turns.load(Ordering::Relaxed)
     }
 
     fn queue(&self) -> MutexGuard<'_, Vec<Pending>> {
@@ -220,44 +246,71 @@ impl GroupCommit {
         group
     }
 
-    async fn store_alone(&self, append: Rendered) -> Answer {
-        match &self.writer {
-            Writer::Sqlite(writer) => {
-                let stored = writer.store(vec![append]).await;
-                // A lone append refused as a conflict committed nothing: not counted.
-                self.counted(stored.and_then(|mut answers| answers.pop().expect("one answer per append")))
-            }
-            Writer::Postgres(kept) => {
-                let mut connection = kept.lend().await.map_err(store_error)?;
-                let stored = append_alone(&mut connection, &append).await;
-                // A conflict is an answer; after anything else the connection is not kept.
-                if matches!(stored, Ok(_) | Err(PersistenceError::OptimisticLockError)) {
-                    connection.keep();
-                }
-                self.counted(stored)
-            }
+    /// PostgreSQL: one append, on a kept connection of the commands'.
+    async fn store_alone(&self, kept: &KeptConnections<Postgres>, append: Rendered) -> Answer {
+        let mut connection = kept.lend().await.map_err(store_error)?;
+        let stored = append_alone(&mut connection, &append).await;
+        // A conflict is an answer; after anything else the connection is not kept.
+        if matches!(stored, Ok(_) | Err(PersistenceError::OptimisticLockError)) {
+            connection.keep();
         }
+        self.counted(stored)
     }
 
-    /// Stores `group` in one transaction and answers each of its appends; holds the turn until
-    /// then.
-    async fn store_group(self: Arc<Self>, group: Vec<Pending>, turn: OwnedMutexGuard<()>) {
-        let stored = match &self.writer {
-            Writer::Sqlite(writer) => {
-                let appends = group.iter().map(|pending| pending.append.clone()).collect();
-                self.counted(writer.store(appends).await)
+    async fn store_postgres(
+        &self,
+        kept: &KeptConnections<Postgres>,
+        group: &[Pending],
+    ) -> Result<Vec<Answer>, PersistenceError> {
+        let mut connection = kept.lend().await.map_err(store_error)?;
+        let answers = store_postgres_group(&mut connection, group).await?;
+        connection.keep();
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        Ok(answers)
+    }
+
+    /// PostgreSQL: stores `group` in one transaction, answers it, and goes on with the next group
+    /// until the queue is empty; then gives the turn up (ADR 38).
+    async fn drain_postgres(
+        self: Arc<Self>,
+        kept: Arc<KeptConnections<Postgres>>,
+        mut group: Vec<Pending>,
+        turn: OwnedMutexGuard<()>,
+    ) {
+        loop {
+            let stored = self.store_postgres(&kept, &group).await;
+            self.answer(group, stored);
+            group = self.take();
+            if group.is_empty() {
+                break;
             }
-            Writer::Postgres(kept) => {
-                let stored = async {
-                    let mut connection = kept.lend().await.map_err(store_error)?;
-                    let answers = store_postgres_group(&mut connection, &group).await?;
-                    connection.keep();
-                    Ok(answers)
-                };
-                self.counted(stored.await)
-            }
-        };
+        }
         drop(turn);
+    }
+
+    /// SQLite: stores `group` in one transaction, answers it, and goes on with the next group that
+    /// queued meanwhile, on this blocking thread, until the queue is empty; then gives the turn
+    /// up. Under load the writer goes from one commit to the next without a hand-off: no request
+    /// task has to be woken, and wait for a runtime thread, to lead the next group (ADR 38).
+    fn drain_sqlite(&self, writer: &SqliteWriter, mut group: Vec<Pending>, turn: OwnedMutexGuard<()>) {
+        loop {
+            let appends: Vec<Rendered> = group.iter().map(|pending| pending.append.clone()).collect();
+            let stored = writer.store_now(&appends);
+            if stored.as_ref().is_ok_and(|answers| answers.iter().any(Result::is_ok)) {
+                // A group whose every append was refused stored nothing: not counted.
+                self.commits.fetch_add(1, Ordering::Relaxed);
+            }
+            self.answer(group, stored);
+            group = self.take();
+            if group.is_empty() {
+                break;
+            }
+        }
+        drop(turn);
+    }
+
+    /// Sends each append of `group` its answer: its own, or the group's failure.
+    fn answer(&self, group: Vec<Pending>, stored: Result<Vec<Answer>, PersistenceError>) {
         let answers = match stored {
             Ok(answers) => {
                 metrics::histogram!("storming_event_store_group_size").record(group.len() as f64);

@@ -3,17 +3,17 @@
 //! sqlx runs every SQLite connection on a thread of its own, and each statement is a message to
 //! that thread and an answer back: a group of appends was `BEGIN`, a statement per append (a
 //! `SAVEPOINT`, its statements and a `RELEASE` for one of several events or with a key) and
-//! `COMMIT`, each two hand-offs between threads. Here a group is one job on tokio's blocking
-//! threads, which runs all of it on a plain connection (rusqlite, the same SQLite library sqlx
-//! links) and answers once. The commit's `fsync` happens on that thread, not on one that serves
-//! requests.
+//! `COMMIT`, each two hand-offs between threads. Here a group runs whole on a plain connection
+//! (rusqlite, the same SQLite library sqlx links), on one of tokio's blocking threads, which
+//! answers once; that thread goes on with the groups that queued meanwhile (the group commit's
+//! turn, ADR 38). The commit's `fsync` happens there, not on a thread that serves requests.
 //!
-//! The connection is used by one job at a time (the group commit's turn, see
-//! [`super::GroupCommit`]), opened on first use, and closed after any failure other than a
-//! conflict, so that the next group starts on a fresh one.
+//! The connection is used by one turn at a time (see [`super::GroupCommit`]), opened on first
+//! use, and closed after any failure other than a conflict, so that the next group starts on a
+//! fresh one.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use cqrs_es::persist::{PersistenceError, SerializedEvent};
@@ -36,18 +36,21 @@ impl SqliteWriter {
         Self { path: path.into(), busy_timeout, connection: Mutex::new(None) }
     }
 
-    /// Stores `appends` (each the events of one command) in one transaction, or a single event
-    /// without a key as one statement, and answers each: the position of its last event, or a
-    /// conflict when one of its (type, id, sequence) is stored already, which stores none of that
-    /// append and all of the others. Any other failure stores none of them.
-    pub async fn store(self: &Arc<Self>, appends: Vec<Rendered>) -> Result<Vec<Answer>, PersistenceError> {
+    /// [`SqliteWriter::store_now`] on a blocking thread.
+    #[cfg(test)]
+    pub async fn store(self: &std::sync::Arc<Self>, appends: Vec<Rendered>) -> Result<Vec<Answer>, PersistenceError> {
         let writer = self.clone();
         tokio::task::spawn_blocking(move || writer.store_now(&appends))
             .await
             .map_err(|panicked| PersistenceError::UnknownError(Box::new(panicked)))?
     }
 
-    fn store_now(&self, appends: &[Rendered]) -> Result<Vec<Answer>, PersistenceError> {
+    /// Stores `appends` (each the events of one command) in one transaction, or a single event
+    /// without a key as one statement, and answers each: the position of its last event, or a
+    /// conflict when one of its (type, id, sequence) is stored already, which stores none of that
+    /// append and all of the others. Any other failure stores none of them. Blocks the calling
+    /// thread until the commit is on disk: the group commit calls it on a blocking thread.
+    pub(super) fn store_now(&self, appends: &[Rendered]) -> Result<Vec<Answer>, PersistenceError> {
         let mut slot = self.connection.lock().unwrap_or_else(PoisonError::into_inner);
         let connection = match &mut *slot {
             Some(connection) => connection,
@@ -171,6 +174,8 @@ fn unknown(error: rusqlite::Error) -> PersistenceError {
 
 #[cfg(test)]
 pub(super) mod tests {
+    use std::sync::Arc;
+
     use serde_json::json;
 
     use super::*;

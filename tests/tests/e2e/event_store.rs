@@ -277,6 +277,60 @@ async fn chains_behind_the_writer(
     (answers, group.commits() - commits)
 }
 
+on_both_backends!(the_groups_that_queue_while_one_is_stored_are_stored_in_the_same_turn);
+
+/// ADR 38: whoever holds the writer's turn stores the appends that queued while its group was
+/// stored as the next group, in the same turn: none of their requests has to take the turn to
+/// lead them. Another writer (another process, say) holds up the first append: on SQLite it holds
+/// the file's write lock, on PostgreSQL an uncommitted row under the append's own key.
+async fn the_groups_that_queue_while_one_is_stored_are_stored_in_the_same_turn(db: TestDb) {
+    let database = Database::connect(&db.url, 4).await.unwrap();
+    let group = database.group_commit.clone();
+    let mut sqlite_lock = None;
+    let mut postgres_row = None;
+    match &database.store {
+        StorePool::Sqlite(pool) => {
+            let mut other = pool.acquire().await.unwrap();
+            sqlx::query("BEGIN IMMEDIATE").execute(&mut *other).await.unwrap();
+            sqlite_lock = Some(other);
+        }
+        StorePool::Postgres(pool) => {
+            let mut other = pool.begin().await.unwrap();
+            sqlx::query(
+                "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
+                 VALUES ('test.stream', 'a', 1, 'Appended', '1.0', '{}', '{}')",
+            )
+            .execute(&mut *other)
+            .await
+            .unwrap();
+            postgres_row = Some(other);
+        }
+    }
+    let (turns, commits) = (group.turns(), group.commits());
+    let append = |stream: &'static str| {
+        let store = EventRepository::new(&database);
+        tokio::spawn(async move { store.append(&[plain(stream, 1)]).await })
+    };
+
+    let first = append("a");
+    wait_until(|| group.turns() == turns + 1 && group.waiting() == 0).await;
+    let behind = [append("b"), append("c")];
+    wait_until(|| group.waiting() == 2).await;
+    if let Some(mut other) = sqlite_lock {
+        sqlx::query("COMMIT").execute(&mut *other).await.unwrap();
+    }
+    if let Some(other) = postgres_row {
+        other.rollback().await.unwrap();
+    }
+
+    let a = first.await.unwrap().unwrap();
+    for task in behind {
+        assert!(task.await.unwrap().unwrap() > a);
+    }
+    assert_eq!(group.commits() - commits, 2, "the first append alone, then the two behind it together");
+    assert_eq!(group.turns() - turns, 1, "one turn stored both groups");
+}
+
 on_both_backends!(an_append_is_never_committed_before_the_one_it_rides_behind);
 
 /// A chain's second append (a rent's rental) goes in the group of its first (the payment), or, when
