@@ -262,11 +262,13 @@ impl GroupCommit {
         kept: &KeptConnections<Postgres>,
         group: &[Pending],
     ) -> Result<Vec<Answer>, PersistenceError> {
-        let mut connection = kept.lend().await.map_err(store_error)?;
-        let answers = store_postgres_group(&mut connection, group).await?;
-        connection.keep();
-        self.commits.fetch_add(1, Ordering::Relaxed);
-        Ok(answers)
+        let stored = async {
+            let mut connection = kept.lend().await.map_err(store_error)?;
+            let answers = store_postgres_group(&mut connection, group).await?;
+            connection.keep();
+            Ok(answers)
+        };
+        self.counted(stored.await)
     }
 
     /// PostgreSQL: stores `group` in one transaction, answers it, and goes on with the next group
