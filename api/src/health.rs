@@ -41,8 +41,11 @@ pub fn prometheus() -> &'static PrometheusHandle {
     )
 )]
 /// Prometheus text: every worker's position and lag (read at scrape time, whichever process runs
-/// the workers), and the payment circuit breaker's state and transitions.
+/// the workers), the payment circuit breaker's state and transitions, and this process's queries
+/// answered with a kept answer or read (ADR 39).
 async fn metrics(State(app): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    metrics::counter!("storming_query_answers_total", "from" => "kept").absolute(app.answers.given());
+    metrics::counter!("storming_query_answers_total", "from" => "read").absolute(app.answers.missed());
     for worker in crate::admin::worker_views(&app).await? {
         let name = worker.name;
         metrics::gauge!("storming_worker_position", "worker" => name.clone()).set(worker.position as f64);

@@ -88,6 +88,8 @@ pub struct App {
     pub reconcile_after: Duration,
     /// The latest reading of each view, for queries that ask for no `min_position`.
     pub views: Arc<queries::RecentViews>,
+    /// The queries' answers kept until their view moves (ADR 39).
+    pub answers: Arc<queries::KeptAnswers>,
     /// Rung when this process's workers commit a batch of a view (queries waiting for it).
     pub applied: Arc<Applied>,
     /// Which copy holds each rental this process stored or looked up.
@@ -301,6 +303,7 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         key_locks: Arc::default(),
         reconcile_after: config.payment.reconcile_after,
         views: Arc::default(),
+        answers: Arc::default(),
         rentals: Arc::new(Bounded::new(commands::RENTALS_REMEMBERED)),
         applied: Applied::new(workers::projections().iter().map(|projection| projection.name())),
         rate_limiter: limits::RateLimiter::new(config.rate_limit_per_second, config.rate_limit_burst).map(Arc::new),

@@ -217,6 +217,18 @@ impl Api {
         Some((most("lag_events"), most("lag_ms")))
     }
 
+    /// How many queries the server has answered with a kept answer and how many it read since it
+    /// started (`storming_query_answers_total` in `GET /metrics`, ADR 39); `None` from a server that
+    /// does not count them.
+    async fn query_answers(&self) -> Option<(u64, u64)> {
+        let text = self.http.get(format!("{}/metrics", self.base)).send().await.ok()?.text().await.ok()?;
+        let count = |from: &str| {
+            let label = format!("storming_query_answers_total{{from=\"{from}\"}} ");
+            text.lines().find_map(|line| line.strip_prefix(label.as_str())?.trim().parse().ok())
+        };
+        Some((count("kept")?, count("read")?))
+    }
+
     /// Registers `count` books and waits until the shelf policy has shelved them all.
     async fn shelved_books(&self, count: usize, tag: &str) -> anyhow::Result<Vec<String>> {
         let manager = self.token("bench-librarian", Role::BookManager);
@@ -493,6 +505,7 @@ impl Bench {
         let mut prober =
             Some(Renter { token: api.token("bench-prober", Role::Customer), book_id: books[4].clone(), rental: None });
         tokio::time::sleep(Duration::from_secs(self.args.warmup)).await;
+        let answers_before = api.query_answers().await;
         for _ in 0..self.args.repeats {
             let deadline = Instant::now() + Duration::from_secs(self.args.seconds);
             let started = Instant::now();
@@ -535,6 +548,19 @@ impl Bench {
             prober = Some(renter);
             lag_runs.push(summarize(vec![lag], elapsed));
         }
+        let answers = match (answers_before, api.query_answers().await) {
+            (Some((kept_before, read_before)), Some((kept, read))) => {
+                let (kept, read) = (kept - kept_before, read - read_before);
+                println!(
+                    "{} queries answered with a kept answer (ADR 39): {kept} of {} ({:.1}%)",
+                    self.args.backend,
+                    kept + read,
+                    100.0 * kept as f64 / (kept + read).max(1) as f64
+                );
+                json!({"kept": kept, "read": read})
+            }
+            _ => Value::Null,
+        };
         let (_, load) = load.await.expect("the command load");
         let queries = Point::new("queries", readers, runs);
         let lag = Point::new("lag", 1, lag_runs);
@@ -554,7 +580,7 @@ impl Bench {
             self.args.backend, load.per_second, self.args.command_rate, load.errors
         );
         self.results.push(json!({"group": "queries", "fsync_per_second": fsync, "point": queries,
-            "command_load": {"asked_per_second": self.args.command_rate, "run": load}}));
+            "command_load": {"asked_per_second": self.args.command_rate, "run": load}, "answers": answers}));
         self.results.push(json!({"group": "lag", "fsync_per_second": fsync, "point": lag}));
         server.stop()?;
         db.drop().await;

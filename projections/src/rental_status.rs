@@ -42,11 +42,22 @@ pub struct RentalView<'r> {
     pub updated_at: &'r str,
 }
 
-/// One rental read by [`get`]: whose it is, and its [`RentalView`] as JSON.
+/// One rental read by [`get`]: whose it is, its [`RentalView`] as JSON, and when the clock makes it
+/// overdue (see [`Rentals::changes_at`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct FoundRental {
     pub customer_id: String,
     pub json: Vec<u8>,
+    pub changes_at: Option<DateTime<Utc>>,
+}
+
+/// A page of rentals read by [`list`], as JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rentals {
+    pub json: Vec<u8>,
+    /// When the page would read differently with no event: the earliest due time of a rental it
+    /// shows as rented and not yet overdue (`None` if it shows none).
+    pub changes_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -185,9 +196,9 @@ pub async fn get(
         type Row<'r> = RentalRow<'r>;
 
         fn take(&mut self, row: RentalRow<'_>) -> Result<(), sqlx::Error> {
-            let view = row.into_view(self.now);
+            let (view, changes_at) = row.into_view(self.now);
             let json = serde_json::to_vec(&view).map_err(page::unwritten)?;
-            self.found = Some(FoundRental { customer_id: view.customer_id.to_owned(), json });
+            self.found = Some(FoundRental { customer_id: view.customer_id.to_owned(), json, changes_at });
             Ok(())
         }
     }
@@ -206,27 +217,29 @@ pub async fn list(
     limit: i64,
     after: Option<&str>,
     now: DateTime<Utc>,
-) -> Result<Vec<u8>, sqlx::Error> {
+) -> Result<Rentals, sqlx::Error> {
     /// The page, written row by row.
-    struct Rentals {
+    struct Written {
         page: PageWriter,
         now: DateTime<Utc>,
+        changes_at: Option<DateTime<Utc>>,
     }
-    impl RowSink for Rentals {
+    impl RowSink for Written {
         type Row<'r> = RentalRow<'r>;
 
         fn take(&mut self, row: RentalRow<'_>) -> Result<(), sqlx::Error> {
-            let view = row.into_view(self.now);
+            let (view, changes_at) = row.into_view(self.now);
+            self.changes_at = self.changes_at.into_iter().chain(changes_at).min();
             self.page.push(&view, view.id).map_err(page::unwritten)
         }
     }
     let sql = list_sql(generation, filter);
     let mut params: Vec<Param> = set_filters(filter).map(|(_, value)| Param::Text(value)).collect();
     params.push(Param::Text(after.unwrap_or("")));
-    let mut rentals = Rentals { page: PageWriter::new(limit), now };
-    params.push(Param::Int(rentals.page.rows_to_read()));
-    reader.each_row(&sql, &params, &mut rentals).await?;
-    rentals.page.finish().map_err(page::unwritten)
+    let mut written = Written { page: PageWriter::new(limit), now, changes_at: None };
+    params.push(Param::Int(written.page.rows_to_read()));
+    reader.each_row(&sql, &params, &mut written).await?;
+    Ok(Rentals { json: written.page.finish().map_err(page::unwritten)?, changes_at: written.changes_at })
 }
 
 /// The statement of [`list`]: each filter that is set is a plain condition, then the cursor and
@@ -270,10 +283,14 @@ struct RentalRow<'r> {
 }
 
 impl<'r> RentalRow<'r> {
-    fn into_view(self, now: DateTime<Utc>) -> RentalView<'r> {
+    /// The rental as it reads at `now`, and the due time from which it reads as overdue if it does
+    /// not yet.
+    fn into_view(self, now: DateTime<Utc>) -> (RentalView<'r>, Option<DateTime<Utc>>) {
         let returned_late = self.overdue != 0;
-        let past_due = self.status == "RENTED" && DateTime::parse_from_rfc3339(self.due_at).is_ok_and(|due| now > due);
-        RentalView {
+        let due = DateTime::parse_from_rfc3339(self.due_at).ok().filter(|_| self.status == "RENTED");
+        let past_due = due.is_some_and(|due| now > due);
+        let changes_at = due.map(|due| due.to_utc()).filter(|_| !returned_late && !past_due);
+        let view = RentalView {
             id: self.rental_id,
             book_id: self.book_id,
             title: self.title,
@@ -288,6 +305,7 @@ impl<'r> RentalRow<'r> {
             returned_at: self.returned_at,
             cancelled_at: self.cancelled_at,
             updated_at: self.updated_at,
-        }
+        };
+        (view, changes_at)
     }
 }

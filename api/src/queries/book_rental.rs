@@ -13,7 +13,7 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{answer_json, limit, view_position, Freshness, Params, QueryConnection};
+use super::{answer_json, answer_key, kept_or_read, limit, view_position, Answer, Freshness, Params};
 use crate::auth::{Caller, Role};
 use crate::openapi::QueryErrors;
 use crate::problem::ApiError;
@@ -51,18 +51,16 @@ async fn list_books(
     Params(params): Params<CatalogParams>,
 ) -> Result<Response, ApiError> {
     let limit = limit(params.limit)?;
+    let available = params.available.unwrap_or(false);
     let view = view_position(&app, book_catalog::NAME, params.min_position).await?;
-    let mut connection = QueryConnection::lend(&app).await?;
-    let page = book_catalog::list(
-        &mut connection.reader(),
-        view.generation,
-        params.available.unwrap_or(false),
-        limit,
-        params.after.as_deref(),
-    )
-    .await?;
-    connection.keep();
-    Ok(answer_json(view, page))
+    let key = answer_key(("books", available, limit, &params.after));
+    let page = kept_or_read(&app, book_catalog::NAME, view, key, async |reader| {
+        let json = book_catalog::list(reader, view.generation, available, limit, params.after.as_deref()).await?;
+        Ok(Some(Answer { json: json.into(), customer_id: None, changes_at: None }))
+    })
+    .await?
+    .expect("a page is always read");
+    Ok(answer_json(view, page.json))
 }
 
 /// One book of the catalog.
@@ -78,11 +76,14 @@ async fn get_book(
     Params(params): Params<Freshness>,
 ) -> Result<Response, ApiError> {
     let view = view_position(&app, book_catalog::NAME, params.min_position).await?;
-    let mut connection = QueryConnection::lend(&app).await?;
-    let book = book_catalog::get(&mut connection.reader(), view.generation, &book_id).await?;
-    connection.keep();
+    let key = answer_key(("book", &book_id));
+    let book = kept_or_read(&app, book_catalog::NAME, view, key, async |reader| {
+        let json = book_catalog::get(reader, view.generation, &book_id).await?;
+        Ok(json.map(|json| Answer { json: json.into(), customer_id: None, changes_at: None }))
+    })
+    .await?;
     let book = book.ok_or_else(|| ApiError::not_found("book-not-found", format!("no book {book_id}")))?;
-    Ok(answer_json(view, book))
+    Ok(answer_json(view, book.json))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -130,18 +131,15 @@ async fn list_rentals(
     };
     let filter = RentalFilter { book_id: params.book_id, customer_id, status: params.status };
     let view = view_position(&app, rental_status::NAME, params.min_position).await?;
-    let mut connection = QueryConnection::lend(&app).await?;
-    let page = rental_status::list(
-        &mut connection.reader(),
-        view.generation,
-        &filter,
-        limit,
-        params.after.as_deref(),
-        Utc::now(),
-    )
-    .await?;
-    connection.keep();
-    Ok(answer_json(view, page))
+    let key = answer_key(("rentals", &filter.book_id, &filter.customer_id, &filter.status, limit, &params.after));
+    let page = kept_or_read(&app, rental_status::NAME, view, key, async |reader| {
+        let after = params.after.as_deref();
+        let page = rental_status::list(reader, view.generation, &filter, limit, after, Utc::now()).await?;
+        Ok(Some(Answer { json: page.json.into(), customer_id: None, changes_at: page.changes_at }))
+    })
+    .await?
+    .expect("a page is always read");
+    Ok(answer_json(view, page.json))
 }
 
 /// One rental, for its renter and book managers.
@@ -158,11 +156,18 @@ async fn get_rental(
 ) -> Result<Response, ApiError> {
     caller.require_any(&[Role::Customer, Role::BookManager])?;
     let view = view_position(&app, rental_status::NAME, params.min_position).await?;
-    let mut connection = QueryConnection::lend(&app).await?;
-    let rental = rental_status::get(&mut connection.reader(), view.generation, &id, Utc::now()).await?;
-    connection.keep();
+    let key = answer_key(("rental", &id));
+    let rental = kept_or_read(&app, rental_status::NAME, view, key, async |reader| {
+        let rental = rental_status::get(reader, view.generation, &id, Utc::now()).await?;
+        Ok(rental.map(|rental| Answer {
+            json: rental.json.into(),
+            customer_id: Some(rental.customer_id),
+            changes_at: rental.changes_at,
+        }))
+    })
+    .await?;
     let rental = rental.ok_or_else(|| ApiError::not_found("rental-not-found", format!("no rental {id}")))?;
-    if rental.customer_id != caller.id && !caller.has(Role::BookManager) {
+    if rental.customer_id.as_ref() != Some(&caller.id) && !caller.has(Role::BookManager) {
         return Err(ApiError::forbidden("only the renter and book managers may see a rental"));
     }
     Ok(answer_json(view, rental.json))

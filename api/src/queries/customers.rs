@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{answer, answer_json, limit, view_position, Freshness, Params, QueryConnection};
+use super::{answer_json, answer_key, kept_or_read, limit, view_position, Answer, Freshness, Params};
 use crate::auth::{Caller, Role};
 use crate::openapi::QueryErrors;
 use crate::problem::ApiError;
@@ -31,12 +31,16 @@ async fn me(
 ) -> Result<Response, ApiError> {
     caller.require(Role::Customer)?;
     let view = view_position(&app, my_page::NAME, params.min_position).await?;
-    let mut connection = QueryConnection::lend(&app).await?;
-    let profile = my_page::profile(&mut connection.reader(), view.generation, &caller.id).await?;
-    connection.keep();
+    let key = answer_key(("me", &caller.id));
+    let profile = kept_or_read(&app, my_page::NAME, view, key, async |reader| {
+        let Some(profile) = my_page::profile(reader, view.generation, &caller.id).await? else { return Ok(None) };
+        let json = serde_json::to_vec(&profile).map_err(page::unwritten)?;
+        Ok(Some(Answer { json: json.into(), customer_id: None, changes_at: None }))
+    })
+    .await?;
     let profile =
         profile.ok_or_else(|| ApiError::not_found("customer-not-found", "you have not registered a profile yet"))?;
-    Ok(answer(view, profile))
+    Ok(answer_json(view, profile.json))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -87,13 +91,18 @@ async fn my_page(
     caller.require(Role::Customer)?;
     let limit = limit(params.limit)?;
     let view = view_position(&app, my_page::NAME, params.min_position).await?;
-    let mut connection = QueryConnection::lend(&app).await?;
-    let profile = my_page::profile(&mut connection.reader(), view.generation, &caller.id).await?;
-    let mut page = PageWriter::new(limit);
-    my_page::items(&mut connection.reader(), view.generation, &caller.id, &mut page, params.after.as_deref()).await?;
-    connection.keep();
-    let rest = MyPageRest { customer_id: &caller.id, profile, notifications: [] };
-    Ok(answer_json(view, page.finish_with(&rest).map_err(page::unwritten)?))
+    let key = answer_key(("my-page", &caller.id, limit, &params.after));
+    let page = kept_or_read(&app, my_page::NAME, view, key, async |reader| {
+        let profile = my_page::profile(reader, view.generation, &caller.id).await?;
+        let mut page = PageWriter::new(limit);
+        my_page::items(reader, view.generation, &caller.id, &mut page, params.after.as_deref()).await?;
+        let rest = MyPageRest { customer_id: &caller.id, profile, notifications: [] };
+        let json = page.finish_with(&rest).map_err(page::unwritten)?;
+        Ok(Some(Answer { json: json.into(), customer_id: None, changes_at: None }))
+    })
+    .await?
+    .expect("a page is always read");
+    Ok(answer_json(view, page.json))
 }
 
 #[cfg(test)]

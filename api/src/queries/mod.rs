@@ -5,7 +5,10 @@
 //! [`RECENT_FOR`] old).
 //! `?min_position=N` (from a command's answer) waits, up to 5 s, until the view has applied the
 //! event at N — read-your-writes — or answers 503 `projection-behind`.
+//! A query asked again while its view has not moved is answered with the answer kept from the
+//! first time ([`answers`], ADR 39).
 
+mod answers;
 mod book_rental;
 mod customers;
 mod payments;
@@ -13,11 +16,12 @@ mod payments;
 use std::collections::HashMap;
 use std::time::Duration;
 
+use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Query};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use chrono::Utc;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sqlx::Any;
@@ -33,6 +37,8 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::problem::ApiError;
 use crate::AppState;
+
+pub use answers::{Answer, KeptAnswers};
 
 /// The connection a query reads its view on: on SQLite one of the process's own, read in place
 /// (`AppState::sqlite_reads`, ADR 19); else one of the queries' kept `Any` connections.
@@ -202,18 +208,39 @@ pub async fn view_position(app: &AppState, name: &str, min_position: Option<i64>
     }
 }
 
-/// A view's answer, with the position it was read at.
-pub fn answer<T: Serialize>(view: ViewAt, body: T) -> Response {
-    positioned(view, Json(body).into_response())
+/// The answer to query `key` of view `name` at reading `view`: the one kept for it (ADR 39), else
+/// the one `read` reads on a query connection, which is then kept. A query that finds nothing
+/// (`None`) is not kept.
+pub async fn kept_or_read(
+    app: &AppState,
+    name: &'static str,
+    view: ViewAt,
+    key: String,
+    read: impl AsyncFnOnce(&mut ViewReader<'_>) -> Result<Option<Answer>, sqlx::Error>,
+) -> Result<Option<Answer>, ApiError> {
+    if let Some(kept) = app.answers.get(name, view, &key, Utc::now()) {
+        return Ok(Some(kept));
+    }
+    let mut connection = QueryConnection::lend(app).await?;
+    let answer = read(&mut connection.reader()).await?;
+    connection.keep();
+    if let Some(answer) = &answer {
+        app.answers.keep(name, view, key, answer.clone());
+    }
+    Ok(answer)
 }
 
-/// A view's answer already written as JSON (by a [`storming_projections::page::PageWriter`], or a
-/// row's view serialized while its row was read), with the position it was read at.
-pub fn answer_json(view: ViewAt, json: Vec<u8>) -> Response {
-    positioned(view, ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], json).into_response())
+/// The key of a query among its view's kept answers: its route and every parameter that changes
+/// the answer (the caller's id where the answer is the caller's), as a JSON array.
+pub fn answer_key(route_and_parameters: impl Serialize) -> String {
+    serde_json::to_string(&route_and_parameters).expect("strings, numbers and options serialize")
 }
 
-fn positioned(view: ViewAt, mut response: Response) -> Response {
+/// A view's answer as JSON (written by a [`storming_projections::page::PageWriter`], a row's view
+/// serialized while its row was read, or kept from an earlier query), with the position it was read
+/// at.
+pub fn answer_json(view: ViewAt, json: Bytes) -> Response {
+    let mut response = ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], json).into_response();
     response.headers_mut().insert("x-projection-position", HeaderValue::from(view.position));
     response
 }

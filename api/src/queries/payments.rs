@@ -3,13 +3,13 @@
 use axum::extract::{Path, State};
 use axum::response::Response;
 use serde::Deserialize;
-use storming_projections::page::Page;
+use storming_projections::page::{self, Page};
 use storming_projections::payments::{self, PaymentView};
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{answer, view_position, Freshness, Params, QueryConnection};
+use super::{answer_json, answer_key, kept_or_read, view_position, Answer, Freshness, Params};
 use crate::auth::{Caller, Role};
 use crate::openapi::QueryErrors;
 use crate::problem::ApiError;
@@ -32,14 +32,18 @@ async fn get_payment(
     Params(params): Params<Freshness>,
 ) -> Result<Response, ApiError> {
     let view = view_position(&app, payments::NAME, params.min_position).await?;
-    let mut connection = QueryConnection::lend(&app).await?;
-    let payment = payments::get(&mut connection.reader(), view.generation, &id).await?;
-    connection.keep();
+    let key = answer_key(("payment", &id));
+    let payment = kept_or_read(&app, payments::NAME, view, key, async |reader| {
+        let Some(payment) = payments::get(reader, view.generation, &id).await? else { return Ok(None) };
+        let json = serde_json::to_vec(&payment).map_err(page::unwritten)?;
+        Ok(Some(Answer { json: json.into(), customer_id: Some(payment.customer_id), changes_at: None }))
+    })
+    .await?;
     let payment = payment.ok_or_else(|| ApiError::not_found("payment-not-found", format!("no payment {id}")))?;
-    if payment.customer_id != caller.id && !caller.has(Role::Admin) {
+    if payment.customer_id.as_ref() != Some(&caller.id) && !caller.has(Role::Admin) {
         return Err(ApiError::forbidden("only the payer and admins may see a payment"));
     }
-    Ok(answer(view, payment))
+    Ok(answer_json(view, payment.json))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -65,12 +69,19 @@ async fn by_reference(
     Params(params): Params<ReferenceParams>,
 ) -> Result<Response, ApiError> {
     let reference_id = params.reference_id;
+    // An admin sees every charge; anyone else the page of their own.
+    let payer = (!caller.has(Role::Admin)).then_some(&caller.id);
     let view = view_position(&app, payments::NAME, params.min_position).await?;
-    let mut connection = QueryConnection::lend(&app).await?;
-    let mut charges = payments::by_reference(&mut connection.reader(), view.generation, &reference_id).await?;
-    connection.keep();
-    if !caller.has(Role::Admin) {
-        charges.retain(|charge| charge.customer_id == caller.id);
-    }
-    Ok(answer(view, Page { items: charges, next: None }))
+    let key = answer_key(("payments", &reference_id, payer));
+    let page = kept_or_read(&app, payments::NAME, view, key, async |reader| {
+        let mut charges = payments::by_reference(reader, view.generation, &reference_id).await?;
+        if let Some(payer) = payer {
+            charges.retain(|charge| &charge.customer_id == payer);
+        }
+        let json = serde_json::to_vec(&Page { items: charges, next: None }).map_err(page::unwritten)?;
+        Ok(Some(Answer { json: json.into(), customer_id: None, changes_at: None }))
+    })
+    .await?
+    .expect("a page is always read");
+    Ok(answer_json(view, page.json))
 }

@@ -7,6 +7,7 @@ mod edges;
 mod event_store;
 mod fake_provider;
 mod global_log;
+mod kept_answers;
 mod payment;
 mod pools;
 mod query_plans;
