@@ -107,10 +107,18 @@ mod tests {
     #[test]
     fn the_recorder_should_be_drained_by_a_thread_of_its_own() {
         super::prometheus();
-        let threads: Vec<String> = std::fs::read_dir("/proc/self/task")
-            .expect("Linux's /proc")
-            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
-            .collect();
-        assert!(threads.iter().any(|name| name.trim() == "metrics-upkeep"), "{threads:?}");
+        // A thread takes its name once it runs: looked for until a deadline.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let threads: Vec<String> = std::fs::read_dir("/proc/self/task")
+                .expect("Linux's /proc")
+                .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+                .collect();
+            if threads.iter().any(|name| name.trim() == "metrics-upkeep") {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "no upkeep thread among {threads:?}");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
     }
 }
