@@ -68,7 +68,15 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     bound_the_heap();
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?.block_on(run())
+    let cli = Cli::parse();
+    let config = Config::from_env().context("reading the configuration")?;
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.runtime_threads(cores))
+        .enable_all()
+        .build()
+        .context("starting the runtime")?
+        .block_on(run(cli, config))
 }
 
 /// glibc's allocator, set before any thread starts. Left to itself on this process, glibc gives
@@ -95,11 +103,9 @@ fn bound_the_heap() {
     }
 }
 
-async fn run() -> anyhow::Result<()> {
+async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     let filter = EnvFilter::try_from_env("STORMING_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
-    let cli = Cli::parse();
-    let config = Config::from_env().context("reading the configuration")?;
     match cli.command {
         Command::Serve { no_workers } => serve(&config, ServeOptions { workers: !no_workers }).await,
         Command::Work { only } => {

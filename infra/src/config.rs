@@ -89,6 +89,8 @@ pub struct Config {
     /// Requests per second per caller (0: no limit), and the burst allowed above it.
     pub rate_limit_per_second: u32,
     pub rate_limit_burst: u32,
+    /// The async runtime's threads; `None`: [`Config::runtime_threads`] chooses by the backend.
+    pub runtime_threads: Option<usize>,
 }
 
 impl Config {
@@ -177,9 +179,27 @@ impl Config {
                 Some(value) => parse_number("STORMING_RATE_LIMIT_BURST", &value, 1)? as u32,
                 None => 200,
             },
+            runtime_threads: get("STORMING_RUNTIME_THREADS")
+                .map(|value| parse_number("STORMING_RUNTIME_THREADS", &value, 1))
+                .transpose()?
+                .map(|threads| threads as usize),
             rental_terms,
             db_pool_size,
         })
+    }
+
+    /// How many threads the async runtime runs on a machine of `cores` cores: the requests' HTTP,
+    /// their decisions and the workers' own logic run there. `STORMING_RUNTIME_THREADS` when set;
+    /// else one per core on PostgreSQL, and on SQLite one less (at least one), because there the
+    /// database's own work (the appends and their syncs, the views' batches, the reads in place)
+    /// runs on the process's blocking threads, and a runtime thread per core only competes with it
+    /// (ADR 40).
+    pub fn runtime_threads(&self, cores: usize) -> usize {
+        match self.runtime_threads {
+            Some(threads) => threads,
+            None if self.database_url.starts_with("sqlite:") => cores.saturating_sub(1).max(1),
+            None => cores.max(1),
+        }
     }
 
     /// The SQLite file behind `database_url`, if the store is SQLite.
@@ -267,6 +287,17 @@ mod tests {
         assert_eq!(config.sqlite_path(), Some(PathBuf::from("storming.db")));
         assert_eq!(config.rental_terms, RentalTerms::default());
         assert_eq!(config.worker_coalesce, None, "the backend's own default");
+    }
+
+    #[test]
+    fn the_runtime_should_leave_sqlite_a_core_unless_told() {
+        let sqlite = config(&[]).unwrap();
+        assert_eq!((sqlite.runtime_threads(2), sqlite.runtime_threads(8), sqlite.runtime_threads(1)), (1, 7, 1));
+        let postgres = config(&[("STORMING_DATABASE_URL", "postgres://db/storming")]).unwrap();
+        assert_eq!((postgres.runtime_threads(2), postgres.runtime_threads(8)), (2, 8));
+        let told = config(&[("STORMING_RUNTIME_THREADS", "3")]).unwrap();
+        assert_eq!(told.runtime_threads(2), 3);
+        assert!(config(&[("STORMING_RUNTIME_THREADS", "0")]).is_err());
     }
 
     #[test]
