@@ -80,7 +80,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// glibc's allocator, set before any thread starts. Left to itself on this process, glibc gives
-/// each thread (two runtime workers, a dozen SQLite connection threads) a heap of its own, up to
+/// each thread (the runtime's workers, a dozen SQLite connection threads) a heap of its own, up to
 /// 8 per core, and raises its threshold for serving a block by `mmap` each time a large one is
 /// freed, after which large buffers (a batch of the log, a page of rows) stay in those heaps. Four
 /// heaps and a fixed 128 KiB threshold: at 64 clients on SQLite the server held 43–46 MB (peaks
