@@ -37,6 +37,13 @@ pub struct Answer {
     pub changes_at: Option<DateTime<Utc>>,
 }
 
+impl Answer {
+    /// An answer anyone it is asked of may be given, that only an event changes.
+    pub fn of(json: impl Into<Bytes>) -> Self {
+        Self { json: json.into(), customer_id: None, changes_at: None }
+    }
+}
+
 /// The answers of this process, per view (see the module's documentation).
 #[derive(Debug, Default)]
 pub struct KeptAnswers {
@@ -113,7 +120,7 @@ mod tests {
     }
 
     fn answer(json: &str) -> Answer {
-        Answer { json: Bytes::from(json.to_owned()), customer_id: None, changes_at: None }
+        Answer::of(json.to_owned())
     }
 
     fn json(answer: Option<Answer>) -> Option<String> {

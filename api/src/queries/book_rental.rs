@@ -56,7 +56,7 @@ async fn list_books(
     let key = answer_key(("books", available, limit, &params.after));
     let page = kept_or_read(&app, book_catalog::NAME, view, key, async |reader| {
         let json = book_catalog::list(reader, view.generation, available, limit, params.after.as_deref()).await?;
-        Ok(Some(Answer { json: json.into(), customer_id: None, changes_at: None }))
+        Ok(Some(Answer::of(json)))
     })
     .await?
     .expect("a page is always read");
@@ -79,7 +79,7 @@ async fn get_book(
     let key = answer_key(("book", &book_id));
     let book = kept_or_read(&app, book_catalog::NAME, view, key, async |reader| {
         let json = book_catalog::get(reader, view.generation, &book_id).await?;
-        Ok(json.map(|json| Answer { json: json.into(), customer_id: None, changes_at: None }))
+        Ok(json.map(Answer::of))
     })
     .await?;
     let book = book.ok_or_else(|| ApiError::not_found("book-not-found", format!("no book {book_id}")))?;
@@ -135,7 +135,7 @@ async fn list_rentals(
     let page = kept_or_read(&app, rental_status::NAME, view, key, async |reader| {
         let after = params.after.as_deref();
         let page = rental_status::list(reader, view.generation, &filter, limit, after, Utc::now()).await?;
-        Ok(Some(Answer { json: page.json.into(), customer_id: None, changes_at: page.changes_at }))
+        Ok(Some(Answer { changes_at: page.changes_at, ..Answer::of(page.json) }))
     })
     .await?
     .expect("a page is always read");

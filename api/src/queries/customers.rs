@@ -35,7 +35,7 @@ async fn me(
     let profile = kept_or_read(&app, my_page::NAME, view, key, async |reader| {
         let Some(profile) = my_page::profile(reader, view.generation, &caller.id).await? else { return Ok(None) };
         let json = serde_json::to_vec(&profile).map_err(page::unwritten)?;
-        Ok(Some(Answer { json: json.into(), customer_id: None, changes_at: None }))
+        Ok(Some(Answer::of(json)))
     })
     .await?;
     let profile =
@@ -98,7 +98,7 @@ async fn my_page(
         my_page::items(reader, view.generation, &caller.id, &mut page, params.after.as_deref()).await?;
         let rest = MyPageRest { customer_id: &caller.id, profile, notifications: [] };
         let json = page.finish_with(&rest).map_err(page::unwritten)?;
-        Ok(Some(Answer { json: json.into(), customer_id: None, changes_at: None }))
+        Ok(Some(Answer::of(json)))
     })
     .await?
     .expect("a page is always read");

@@ -79,7 +79,7 @@ async fn by_reference(
             charges.retain(|charge| &charge.customer_id == payer);
         }
         let json = serde_json::to_vec(&Page { items: charges, next: None }).map_err(page::unwritten)?;
-        Ok(Some(Answer { json: json.into(), customer_id: None, changes_at: None }))
+        Ok(Some(Answer::of(json)))
     })
     .await?
     .expect("a page is always read");
