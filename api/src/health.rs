@@ -58,11 +58,15 @@ pub fn prometheus() -> &'static PrometheusHandle {
     )
 )]
 /// Prometheus text: every worker's position and lag (read at scrape time, whichever process runs
-/// the workers), the payment circuit breaker's state and transitions, and this process's queries
-/// answered with a kept answer or read (ADR 39).
+/// the workers), the payment circuit breaker's state and transitions, this process's queries
+/// answered with a kept answer or read (ADR 39), its group commit's sizes and turns, and the turns
+/// its requests' own threads stored (SQLite, ADR 41).
 async fn metrics(State(app): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     metrics::counter!("storming_query_answers_total", "from" => "kept").absolute(app.answers.given());
     metrics::counter!("storming_query_answers_total", "from" => "read").absolute(app.answers.missed());
+    let group = &app.db.group_commit;
+    metrics::counter!("storming_event_store_turns_total").absolute(group.turns());
+    metrics::counter!("storming_event_store_turns_on_request_thread_total").absolute(group.stored_on_request());
     for worker in crate::admin::worker_views(&app).await? {
         let name = worker.name;
         metrics::gauge!("storming_worker_position", "worker" => name.clone()).set(worker.position as f64);

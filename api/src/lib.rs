@@ -21,9 +21,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
 use axum::http::{HeaderName, StatusCode};
-use axum::response::IntoResponse;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::Router;
 use storming_domain::payment::PaymentProvider;
 use storming_domain::rental::RentalTerms;
@@ -98,6 +99,15 @@ pub struct App {
     pub sqlite_reads: Option<Arc<SqliteReads>>,
 }
 
+/// Tells SQLite's group commit which connection each request came over, for as long as it is in
+/// flight: while requests come one at a time, an append is stored on its request's own thread
+/// (ADR 41).
+async fn one_caller(State(app): State<AppState>, request: Request, next: Next) -> Response {
+    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(peer)| *peer);
+    let _in_flight = app.db.callers.as_ref().zip(peer).map(|(callers, peer)| callers.arrived(peer));
+    next.run(request).await
+}
+
 /// Every documented route, and the OpenAPI document that describes them.
 pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
@@ -116,6 +126,7 @@ pub fn router(state: AppState) -> Router {
         .merge(SwaggerUi::new("/docs").url("/openapi.json", api))
         .fallback(|| async { ApiError::not_found("route-not-found", "no such endpoint") })
         .layer(axum::middleware::from_fn_with_state(state.clone(), limits::limit))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), one_caller))
         .with_state(state)
         .layer(CatchPanicLayer::custom(|_| ApiError::internal("a handler panicked").into_response()))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))

@@ -221,12 +221,27 @@ impl Api {
     /// started (`storming_query_answers_total` in `GET /metrics`, ADR 39); `None` from a server that
     /// does not count them.
     async fn query_answers(&self) -> Option<(u64, u64)> {
-        let text = self.http.get(format!("{}/metrics", self.base)).send().await.ok()?.text().await.ok()?;
-        let count = |from: &str| {
-            let label = format!("storming_query_answers_total{{from=\"{from}\"}} ");
-            text.lines().find_map(|line| line.strip_prefix(label.as_str())?.trim().parse().ok())
-        };
-        Some((count("kept")?, count("read")?))
+        let text = self.metrics().await?;
+        Some((
+            counter(&text, "storming_query_answers_total{from=\"kept\"}")?,
+            counter(&text, "storming_query_answers_total{from=\"read\"}")?,
+        ))
+    }
+
+    /// How many turns of the writer the server has taken since it started, and how many of them
+    /// its request's own thread stored (`storming_event_store_turns_total` and
+    /// `storming_event_store_turns_on_request_thread_total` in `GET /metrics`, ADR 41); `None` from
+    /// a server that does not count them.
+    async fn turns(&self) -> Option<(u64, u64)> {
+        let text = self.metrics().await?;
+        Some((
+            counter(&text, "storming_event_store_turns_total")?,
+            counter(&text, "storming_event_store_turns_on_request_thread_total")?,
+        ))
+    }
+
+    async fn metrics(&self) -> Option<String> {
+        self.http.get(format!("{}/metrics", self.base)).send().await.ok()?.text().await.ok()
     }
 
     /// Registers `count` books and waits until the shelf policy has shelved them all.
@@ -440,22 +455,36 @@ impl Bench {
                     rental: None,
                 })
                 .collect();
+            let turns_before = api.turns().await;
             let (cpu, started) = (CpuTicks::now(), Instant::now());
             let (_, runs) = measure(&api, renters, &self.args).await;
             let machine = CpuTicks::now().since(cpu, started.elapsed());
             let (loaded_rss, peak_rss) = (server.rss_kib(), server.peak_rss_kib());
             let (behind_events, behind_ms) = api.views_behind().await.unwrap_or_default();
+            // The share of the writer's turns (warm-up included) that their request's own thread
+            // stored (ADR 41).
+            let on_request = match (turns_before, api.turns().await) {
+                (Some((turns, on_request)), Some((turns_after, on_request_after))) if turns_after > turns => {
+                    Some((on_request_after - on_request) as f64 / (turns_after - turns) as f64)
+                }
+                _ => None,
+            };
+            let on_request_line = on_request
+                .map(|share| format!("  {:.0}% of turns on the request's thread", share * 100.0))
+                .unwrap_or_default();
             let point = Point::new("commands", clients, runs);
             self.full_load = Some(self.full_load.unwrap_or(0.0).max(point.median_per_second));
             println!(
-                "{} commands  {clients:>2} clients: {:>8.0}/s ({:.0}–{:.0})  p50 {:.2} ms  p99 {:.2} ms  RSS {} MB (peak {})  views behind at the end {behind_events} events, {behind_ms} ms  [fsync {fsync:.0}/s; {}]",
+                "{} commands  {clients:>2} clients: {:>8.0}/s ({:.0}–{:.0})  p50 {:.2} ms  p99 {:.2} ms  RSS {} MB (peak {})  views behind at the end {behind_events} events, {behind_ms} ms{on_request_line}  [fsync {fsync:.0}/s; {}]",
                 self.args.backend, point.median_per_second, point.min_per_second, point.max_per_second, point.median_p50_ms, point.median_p99_ms,
                 loaded_rss / 1024, peak_rss / 1024, machine.describe(point.median_per_second)
             );
-            self.results
-                .push(json!({"group": "commands", "fsync_per_second": fsync, "startup_ms": startup.as_millis(),
+            self.results.push(
+                json!({"group": "commands", "fsync_per_second": fsync, "startup_ms": startup.as_millis(),
                 "rss_idle_kib": idle_rss, "rss_loaded_kib": loaded_rss, "rss_peak_kib": peak_rss,
-                "views_behind_events": behind_events, "views_behind_ms": behind_ms, "machine": machine, "point": point}));
+                "views_behind_events": behind_events, "views_behind_ms": behind_ms,
+                "turns_on_request_thread_share": on_request, "machine": machine, "point": point}),
+            );
             server.stop()?;
             db.drop().await;
         }
@@ -849,6 +878,12 @@ async fn indexes_exist(database: &Database, names: &[String]) -> anyhow::Result<
         }
     }
     Ok(true)
+}
+
+/// The value of the counter `name` (with its labels) in Prometheus text.
+fn counter(text: &str, name: &str) -> Option<u64> {
+    let prefix = format!("{name} ");
+    text.lines().find_map(|line| line.strip_prefix(prefix.as_str())?.trim().parse().ok())
 }
 
 /// The ceiling's read: a stream's events after the last one known.

@@ -19,6 +19,7 @@ use sqlx::pool::{PoolConnectionMetadata, PoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Any, AnyPool, ConnectOptions, Connection, Executor, PgPool, Postgres, SqlitePool};
 
+use crate::callers::Callers;
 use crate::event_store::{GroupCommit, SqliteStoreReads, SqliteWriter};
 use crate::kept::KeptConnections;
 
@@ -72,6 +73,9 @@ pub struct Database {
     pub views_gate: Option<WriteGate>,
     /// The write side's appends, grouped into shared commits (on SQLite under the write gate).
     pub group_commit: Arc<GroupCommit>,
+    /// SQLite: the requests this process serves, as the HTTP server reports them; while they come
+    /// one at a time, the group commit stores a request's append on its own thread (ADR 41).
+    pub callers: Option<Arc<Callers>>,
     /// SQLite: the log's file (events, idempotency keys), for connections of the process's own
     /// that read or append in place; `None` on PostgreSQL.
     pub sqlite_file: Option<PathBuf>,
@@ -189,7 +193,8 @@ impl Database {
         let commands = CommandConnections::Sqlite(Arc::new(SqliteStoreReads::new(&file, SQLITE_BUSY_TIMEOUT)));
         let write_gate = WriteGate::default();
         let writer = SqliteWriter::new(&file, SQLITE_BUSY_TIMEOUT);
-        let group_commit = Arc::new(GroupCommit::sqlite(writer, write_gate.clone()));
+        let callers = Arc::new(Callers::default());
+        let group_commit = Arc::new(GroupCommit::sqlite(writer, write_gate.clone(), callers.clone()));
         Ok(Self {
             backend: Backend::Sqlite,
             store: StorePool::Sqlite(store),
@@ -199,6 +204,7 @@ impl Database {
             write_gate: Some(write_gate),
             views_gate: Some(WriteGate::default()),
             group_commit,
+            callers: Some(callers),
             sqlite_file: Some(file),
             sqlite_views_file: Some(views_file),
         })
@@ -239,6 +245,7 @@ impl Database {
             write_gate: None,
             views_gate: None,
             group_commit,
+            callers: None,
             sqlite_file: None,
             sqlite_views_file: None,
         })

@@ -1,6 +1,7 @@
 //! `storming-infra`: the adapters around the domain.
 //!
 //! - [`bounded`]: a map of at most so many entries, for what the command side remembers;
+//! - [`callers`]: whether the requests come one at a time, over one connection;
 //! - [`db`]: connects to SQLite (embedded default) or PostgreSQL from one URL and migrates it;
 //! - [`event_store`]: the cqrs-es event repository chosen at run time, the append that returns an
 //!   event's position, and SQLite's group commit;
@@ -14,6 +15,7 @@
 //! - [`config`]: configuration from the environment.
 
 pub mod bounded;
+pub mod callers;
 pub mod commands;
 pub mod config;
 pub mod db;

@@ -30,7 +30,11 @@
 //! A lone append (no one else waiting) is one statement, its own transaction; on PostgreSQL its
 //! own caller stores it, as if there were no queue. Groups are stored by a spawned task (a
 //! blocking one on SQLite), so that a leader whose request is dropped (its client went away)
-//! cannot leave the others without an answer, or answered wrongly.
+//! cannot leave the others without an answer, or answered wrongly. On SQLite, when the process's
+//! requests come one at a time (one caller, [`Callers`]) and the group is the request's own, its
+//! thread stores it instead, without the two wake-ups of the hand-off: nothing could queue
+//! behind it meanwhile (ADR 41). It does not wait for another process's write lock there; a
+//! group that would is handed to the blocking thread after all.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,6 +48,7 @@ use tokio::sync::{oneshot, OwnedMutexGuard};
 
 use super::sqlite_writer::SqliteWriter;
 use super::{idempotency_key, store_error, Answer, Rendered, COMPLETE_KEY, INSERT_EVENT_POSTGRES};
+use crate::callers::Callers;
 use crate::db::WriteGate;
 use crate::kept::KeptConnections;
 
@@ -57,12 +62,15 @@ pub struct GroupCommit {
     next_id: AtomicU64,
     commits: AtomicU64,
     turns: AtomicU64,
+    /// Turns whose group the request's own thread stored (ADR 41).
+    on_request: AtomicU64,
 }
 
 #[derive(Debug)]
 enum Writer {
-    /// The appends' own connection, used only under the gate (ADR 21).
-    Sqlite(Arc<SqliteWriter>),
+    /// The appends' own connection, used only under the gate (ADR 21), and what tells whether
+    /// the requests come one at a time (ADR 41).
+    Sqlite(Arc<SqliteWriter>, Arc<Callers>),
     /// The commands' kept connections; one that failed goes back through sqlx's pool.
     Postgres(Arc<KeptConnections<Postgres>>),
 }
@@ -83,9 +91,10 @@ struct Pending {
 }
 
 impl GroupCommit {
-    /// SQLite's appends, by `writer`, under the process's write `gate`.
-    pub fn sqlite(writer: SqliteWriter, gate: WriteGate) -> Self {
-        Self::new(Writer::Sqlite(Arc::new(writer)), gate)
+    /// SQLite's appends, by `writer`, under the process's write `gate`; on the request's own
+    /// thread while `callers` come one at a time.
+    pub fn sqlite(writer: SqliteWriter, gate: WriteGate, callers: Arc<Callers>) -> Self {
+        Self::new(Writer::Sqlite(Arc::new(writer), callers), gate)
     }
 
     /// PostgreSQL's appends, on the commands' `kept` connections.
@@ -101,6 +110,7 @@ impl GroupCommit {
             next_id: AtomicU64::new(0),
             commits: AtomicU64::new(0),
             turns: AtomicU64::new(0),
+            on_request: AtomicU64::new(0),
         }
     }
 
@@ -148,8 +158,25 @@ impl GroupCommit {
                 continue;
             }
             self.turns.fetch_add(1, Ordering::Relaxed);
+            let ours = group.iter().all(|pending| queued.ids.contains(&pending.id));
             let kept = match &self.writer {
-                Writer::Sqlite(writer) => {
+                Writer::Sqlite(writer, callers) => {
+                    let group = if ours && callers.one_at_a_time() {
+                        match self.store_on_this_thread(writer, group) {
+                            Ok(()) => {
+                                self.on_request.fetch_add(1, Ordering::Relaxed);
+                                let more = self.take();
+                                if more.is_empty() {
+                                    drop(turn);
+                                    continue;
+                                }
+                                more
+                            }
+                            Err(busy) => busy,
+                        }
+                    } else {
+                        group
+                    };
                     // This group, and each group that queues while one is stored, on one blocking
                     // thread.
                     let (group_commit, writer) = (self.clone(), writer.clone());
@@ -158,7 +185,6 @@ impl GroupCommit {
                 }
                 Writer::Postgres(kept) => kept.clone(),
             };
-            let ours = group.iter().all(|pending| queued.ids.contains(&pending.id));
             if ours && group.len() == 1 {
                 // Alone: stored by its own caller, as if there were no queue; whatever queued
                 // meanwhile goes on in the same turn.
@@ -202,6 +228,11 @@ impl GroupCommit {
     /// stores every group that queues before the queue is empty (ADR 38).
     pub fn turns(&self) -> u64 {
         self.turns.load(Ordering::Relaxed)
+    }
+
+    /// How many turns' groups were stored on their request's own thread (ADR 41).
+    pub fn stored_on_request(&self) -> u64 {
+        self.on_request.load(Ordering::Relaxed)
     }
 
     fn queue(&self) -> MutexGuard<'_, Vec<Pending>> {
@@ -296,19 +327,35 @@ impl GroupCommit {
     /// task has to be woken, and wait for a runtime thread, to lead the next group (ADR 38).
     fn drain_sqlite(&self, writer: &SqliteWriter, mut group: Vec<Pending>, turn: OwnedMutexGuard<()>) {
         loop {
-            let appends: Vec<Rendered> = group.iter().map(|pending| pending.append.clone()).collect();
-            let stored = writer.store_now(&appends);
-            if stored.as_ref().is_ok_and(|answers| answers.iter().any(Result::is_ok)) {
-                // A group whose every append was refused stored nothing: not counted.
-                self.commits.fetch_add(1, Ordering::Relaxed);
-            }
-            self.answer(group, stored);
+            let stored = writer.store_now(&appends_of(&group));
+            self.stored_sqlite(group, stored);
             group = self.take();
             if group.is_empty() {
                 break;
             }
         }
         drop(turn);
+    }
+
+    /// SQLite: stores `group` on this thread unless another connection holds the file's write
+    /// lock, in which case it is given back, unstored, for a thread that may wait (ADR 41).
+    fn store_on_this_thread(&self, writer: &SqliteWriter, group: Vec<Pending>) -> Result<(), Vec<Pending>> {
+        match writer.store_unless_busy(&appends_of(&group)) {
+            Some(stored) => {
+                self.stored_sqlite(group, stored);
+                Ok(())
+            }
+            None => Err(group),
+        }
+    }
+
+    /// SQLite: counts a group's commit and answers its appends.
+    fn stored_sqlite(&self, group: Vec<Pending>, stored: Result<Vec<Answer>, PersistenceError>) {
+        if stored.as_ref().is_ok_and(|answers| answers.iter().any(Result::is_ok)) {
+            // A group whose every append was refused stored nothing: not counted.
+            self.commits.fetch_add(1, Ordering::Relaxed);
+        }
+        self.answer(group, stored);
     }
 
     /// Sends each append of `group` its answer: its own, or the group's failure.
@@ -520,6 +567,11 @@ fn decide<'g>(group: &'g [Pending], inserted: &[Inserted]) -> Decided<'g> {
         decided.answers.push(answer);
     }
     decided
+}
+
+/// What SQLite's writer stores of a group: each append's events, shared, not copied.
+fn appends_of(group: &[Pending]) -> Vec<Rendered> {
+    group.iter().map(|pending| pending.append.clone()).collect()
 }
 
 fn stream_of(event: &SerializedEvent) -> (String, String) {

@@ -29,6 +29,13 @@ pub struct SqliteWriter {
     connection: Mutex<Option<Connection>>,
 }
 
+/// Whether a store waits for another connection's write lock (up to the busy timeout).
+#[derive(Debug, Clone, Copy)]
+enum Wait {
+    ForTheLock,
+    Not,
+}
+
 impl SqliteWriter {
     /// Appends to the database file at `path`, which must exist (migrated, in WAL mode). A write
     /// of another process waits up to `busy_timeout` for SQLite's lock.
@@ -51,12 +58,37 @@ impl SqliteWriter {
     /// append and all of the others. Any other failure stores none of them. Blocks the calling
     /// thread until the commit is on disk: the group commit calls it on a blocking thread.
     pub(super) fn store_now(&self, appends: &[Rendered]) -> Result<Vec<Answer>, PersistenceError> {
+        self.store_waiting(appends, Wait::ForTheLock).map_err(unknown)
+    }
+
+    /// As [`SqliteWriter::store_now`], but never sleeps in SQLite's busy handler: `None`, with
+    /// nothing stored, when another connection (another process's) holds the file's write lock
+    /// or took it since this one's snapshot. For a thread that serves requests (ADR 41).
+    pub(super) fn store_unless_busy(&self, appends: &[Rendered]) -> Option<Result<Vec<Answer>, PersistenceError>> {
+        match self.store_waiting(appends, Wait::Not) {
+            Err(error) if is_busy(&error) => None,
+            stored => Some(stored.map_err(unknown)),
+        }
+    }
+
+    fn store_waiting(&self, appends: &[Rendered], wait: Wait) -> rusqlite::Result<Vec<Answer>> {
         let mut slot = self.connection.lock().unwrap_or_else(PoisonError::into_inner);
         let connection = match &mut *slot {
             Some(connection) => connection,
-            empty => empty.insert(self.open().map_err(|error| PersistenceError::ConnectionError(Box::new(error)))?),
+            empty => empty.insert(self.open()?),
         };
-        let stored = store_appends(connection, appends);
+        let stored = match wait {
+            Wait::ForTheLock => store_appends(connection, appends),
+            Wait::Not => {
+                let stored = connection.busy_timeout(Duration::ZERO).and_then(|()| store_appends(connection, appends));
+                if connection.busy_timeout(self.busy_timeout).is_err() {
+                    // It would not wait for the lock on the writer's thread either: not kept.
+                    *slot = None;
+                    return stored;
+                }
+                stored
+            }
+        };
         if stored.is_err() {
             *slot = None;
         }
@@ -80,15 +112,15 @@ pub fn open_append_connection(path: &Path, busy_timeout: Duration) -> rusqlite::
     Ok(connection)
 }
 
-/// See [`SqliteWriter::store`]. `Err` only for a failure that is not a conflict.
-fn store_appends(connection: &mut Connection, appends: &[Rendered]) -> Result<Vec<Answer>, PersistenceError> {
+/// See [`SqliteWriter::store_now`]. `Err` only for a failure that is not a conflict.
+fn store_appends(connection: &mut Connection, appends: &[Rendered]) -> rusqlite::Result<Vec<Answer>> {
     if let [append] = appends {
         if let ([event], [json], None) = (&append.events[..], &append.json[..], idempotency_key(&append.events)) {
             // One statement, its own transaction.
             return Ok(vec![answer(insert(connection, event, json))?]);
         }
     }
-    let mut tx = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(unknown)?;
+    let mut tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut answers = Vec::with_capacity(appends.len());
     for append in appends {
         let stored = match (&append.events[..], &append.json[..], idempotency_key(&append.events)) {
@@ -96,17 +128,17 @@ fn store_appends(connection: &mut Connection, appends: &[Rendered]) -> Result<Ve
             ([event], [json], None) => insert(&tx, event, json),
             (.., key) => {
                 // Dropped without `commit`, the savepoint rolls its statements back.
-                let savepoint = tx.savepoint().map_err(unknown)?;
+                let savepoint = tx.savepoint()?;
                 let stored = append_in(&savepoint, append, key);
                 if stored.is_ok() {
-                    savepoint.commit().map_err(unknown)?;
+                    savepoint.commit()?;
                 }
                 stored
             }
         };
         answers.push(answer(stored)?);
     }
-    tx.commit().map_err(unknown)?;
+    tx.commit()?;
     Ok(answers)
 }
 
@@ -148,12 +180,17 @@ fn insert(
 }
 
 /// A stored (type, id, sequence) is an answer, a conflict; any other failure is not.
-fn answer(stored: rusqlite::Result<i64>) -> Result<Answer, PersistenceError> {
+fn answer(stored: rusqlite::Result<i64>) -> rusqlite::Result<Answer> {
     match stored {
         Ok(position) => Ok(Ok(position)),
         Err(error) if is_unique_violation(&error) => Ok(Err(PersistenceError::OptimisticLockError)),
-        Err(error) => Err(unknown(error)),
+        Err(error) => Err(error),
     }
+}
+
+/// Another connection holds the write lock, or committed since this one's read snapshot began.
+fn is_busy(error: &rusqlite::Error) -> bool {
+    matches!(error, rusqlite::Error::SqliteFailure(failure, _) if failure.code == ErrorCode::DatabaseBusy)
 }
 
 fn is_unique_violation(error: &rusqlite::Error) -> bool {

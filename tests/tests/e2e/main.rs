@@ -8,6 +8,7 @@ mod event_store;
 mod fake_provider;
 mod global_log;
 mod kept_answers;
+mod one_caller;
 mod payment;
 mod pools;
 mod query_plans;
