@@ -89,6 +89,7 @@ async fn a_lone_callers_append_waits_for_another_process_write_lock_on_the_write
         sqlx::query("COMMIT").execute(&mut *other).await.unwrap();
     };
     let (rented, ()) = tokio::join!(rent, let_go);
+    drop(other); // back to its pool, which the server closes when it stops
 
     // Assert: stored by the writer's thread, which waited for the lock.
     assert_eq!(rented.status, StatusCode::CREATED, "{}", rented.body);
