@@ -74,11 +74,8 @@ impl Callers {
     }
 
     fn one_at_a_time_at(&self, now: Instant) -> bool {
-        if self.in_flight.load(Ordering::Relaxed) != 1 {
-            return false;
-        }
-        let seen = self.seen();
-        seen.last.is_some() && seen.shared_until.is_none_or(|until| now >= until)
+        // One in flight: its arrival set `last`.
+        self.in_flight.load(Ordering::Relaxed) == 1 && self.seen().shared_until.is_none_or(|until| now >= until)
     }
 
     fn seen(&self) -> MutexGuard<'_, Seen> {

@@ -161,22 +161,12 @@ impl GroupCommit {
             let ours = group.iter().all(|pending| queued.ids.contains(&pending.id));
             let kept = match &self.writer {
                 Writer::Sqlite(writer, callers) => {
-                    let group = if ours && callers.one_at_a_time() {
-                        match self.store_on_this_thread(writer, group) {
-                            Ok(()) => {
-                                self.on_request.fetch_add(1, Ordering::Relaxed);
-                                let more = self.take();
-                                if more.is_empty() {
-                                    drop(turn);
-                                    continue;
-                                }
-                                more
-                            }
-                            Err(busy) => busy,
-                        }
-                    } else {
-                        group
-                    };
+                    let group =
+                        if ours && callers.one_at_a_time() { self.store_on_this_thread(writer, group) } else { group };
+                    if group.is_empty() {
+                        drop(turn);
+                        continue;
+                    }
                     // This group, and each group that queues while one is stored, on one blocking
                     // thread.
                     let (group_commit, writer) = (self.clone(), writer.clone());
@@ -337,16 +327,14 @@ impl GroupCommit {
         drop(turn);
     }
 
-    /// SQLite: stores `group` on this thread unless another connection holds the file's write
-    /// lock, in which case it is given back, unstored, for a thread that may wait (ADR 41).
-    fn store_on_this_thread(&self, writer: &SqliteWriter, group: Vec<Pending>) -> Result<(), Vec<Pending>> {
-        match writer.store_unless_busy(&appends_of(&group)) {
-            Some(stored) => {
-                self.stored_sqlite(group, stored);
-                Ok(())
-            }
-            None => Err(group),
-        }
+    /// SQLite: stores `group` on this thread (ADR 41) and returns what is left for the blocking
+    /// thread in the same turn: the appends that queued meanwhile, or `group` itself, unstored,
+    /// when another connection holds the file's write lock (that thread may wait for it).
+    fn store_on_this_thread(&self, writer: &SqliteWriter, group: Vec<Pending>) -> Vec<Pending> {
+        let Some(stored) = writer.store_unless_busy(&appends_of(&group)) else { return group };
+        self.stored_sqlite(group, stored);
+        self.on_request.fetch_add(1, Ordering::Relaxed);
+        self.take()
     }
 
     /// SQLite: counts a group's commit and answers its appends.
