@@ -112,8 +112,8 @@ const COLUMNS: &[&str] = &[
     "cancelled_at",
 ];
 
-/// The columns `BookRented` inserts.
-const RENTED: &[&str] = COLUMNS.split_at(12).0;
+/// The columns `BookRented` inserts, in the order of its values.
+pub const RENTED: &[&str] = COLUMNS.split_at(12).0;
 
 /// The row writes of one event.
 fn write(writes: &mut Writes, rentals: &str, event: &RecordedEvent) -> Result<(), BoxError> {

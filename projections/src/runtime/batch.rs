@@ -5,10 +5,13 @@
 //! exists") or an [`Writes::update`] ("set these columns of the row with this key"). [`Writes::flush`]
 //! sends writes of the same shape as one statement, so the result is the one the writes would have
 //! had one by one:
-//! - an insert statement is one `INSERT … VALUES (…), (…) ON CONFLICT DO NOTHING` (the first row
+//! - an insert statement is one `INSERT … ON CONFLICT DO NOTHING` of all its rows (the first row
 //!   of a key wins, as it would have alone);
 //! - an update statement keeps the last write per key (they set the same columns) and is one
-//!   `UPDATE … FROM (VALUES …)`, which both SQLite (3.33+) and PostgreSQL run.
+//!   `UPDATE … FROM` its rows, joined on the key.
+//!
+//! On SQLite the rows are a `VALUES` list, a parameter per value; on PostgreSQL `unnest` of an
+//! array per column, so that a statement's text does not change with its length ([`Parameters`]).
 //!
 //! Writes of one shape need not be consecutive to share a statement: a write that touches a row
 //! no earlier write of another statement touched can move before them ([`plan`]). A live log
@@ -404,9 +407,9 @@ impl Writes {
     /// Sends every write in as few statements as their shapes and rows allow (see [`Writes::fold`]
     /// and [`plan`]).
     pub async fn flush(self, tx: &mut AnyConnection) -> Result<(), sqlx::Error> {
-        let style = if tx.backend_name() == "SQLite" { Parameters::Anonymous } else { Parameters::Numbered };
+        let style = if tx.backend_name() == "SQLite" { Parameters::Anonymous } else { Parameters::Arrays };
         let statements = self.statements(style);
-        if style == Parameters::Numbered && statements.iter().any(|statement| statement.updates) {
+        if style == Parameters::Arrays && statements.iter().any(|statement| statement.updates) {
             join_by_key(tx).await?;
         }
         for statement in statements {
@@ -419,7 +422,7 @@ impl Writes {
                 }
                 .map_err(sqlx::Error::Encode)?;
             }
-            let keep = keeps_prepared(statement.rows);
+            let keep = keeps_prepared(statement.rows, style);
             sqlx::query_with(&statement.sql, arguments).persistent(keep).execute(&mut *tx).await?;
         }
         Ok(())
@@ -431,7 +434,7 @@ impl Writes {
         for statement in self.statements(Parameters::Anonymous) {
             let values = rusqlite::params_from_iter(&statement.values);
             // The cache keeps only the recurring ones, as sqlx's does above.
-            match keeps_prepared(statement.rows) {
+            match keeps_prepared(statement.rows, Parameters::Anonymous) {
                 true => tx.prepare_cached(&statement.sql)?.execute(values)?,
                 false => tx.execute(&statement.sql, values)?,
             };
@@ -445,23 +448,28 @@ impl Writes {
         let mut statements = Vec::new();
         for (shape, rows) in plan(&self.shapes, self.writes) {
             let shape = &self.shapes[shape];
+            let updates = matches!(shape, Shape::Update { .. });
             let rows = match shape {
                 Shape::Insert { .. } => rows,
                 Shape::Update { key, .. } => last_per_key(rows, key.len()),
             };
+            if style == Parameters::Arrays {
+                let (sql, values) = (statement_sql(shape, &Rows::arrays(&rows)), column_arrays(&rows));
+                statements.push(Sent { sql, rows: rows.len(), updates, values });
+                continue;
+            }
             let per_row = rows.first().map_or(1, Vec::len).max(1);
             let mut rows = rows.into_iter().peekable();
             while rows.peek().is_some() {
                 let chunk: Vec<Vec<Value>> = rows.by_ref().take((MAX_PARAMETERS / per_row).max(1)).collect();
-                let sql = match shape {
-                    Shape::Insert { table, columns, key, overwrite } => {
-                        insert_sql(table, columns, key, overwrite, chunk.len(), style)
-                    }
-                    Shape::Update { table, key, set } => update_sql(table, key, set, chunk.len(), style),
-                };
-                let (updates, rows) = (matches!(shape, Shape::Update { .. }), chunk.len());
+                let sql = statement_sql(shape, &Rows::Values { rows: chunk.len(), width: per_row });
                 // Moved, not cloned (`concat` would copy every text value of the batch once more).
-                statements.push(Sent { sql, rows, updates, values: chunk.into_iter().flatten().collect() });
+                statements.push(Sent {
+                    sql,
+                    rows: chunk.len(),
+                    updates,
+                    values: chunk.into_iter().flatten().collect(),
+                });
             }
         }
         statements
@@ -488,20 +496,19 @@ impl rusqlite::ToSql for Value {
     }
 }
 
-/// Whether a statement of `rows` rows stays prepared on the connection: only single-row ones,
-/// which recur. A prepared statement is kept by sqlx in this process, with its text and the types
-/// of its parameters, and a live load brings runs of every length (1, 2 … 30 rows per shape), each
-/// a statement of its own, until every connection's cache of 100 is full. On SQLite that was about
-/// 3 MB a connection (14 of the 64 MB at 64 clients, ADR 9); on PostgreSQL 5–19 MB of the server's
-/// RSS at 16 and 64 clients (BENCHMARKS.md, sixteenth session). Preparing the others again cost no
-/// measurable catch-up speed on either backend; on PostgreSQL such a statement is planned for its
-/// own values each time, never by a generic plan made while the view was small.
-fn keeps_prepared(rows: usize) -> bool {
-    rows == 1
+/// Whether a statement of `rows` rows stays prepared on the connection. On PostgreSQL every one
+/// does: its text is its shape's whatever its rows ([`Parameters::Arrays`]), so a connection keeps
+/// a handful, parsed once. On SQLite only single-row ones, which recur: a prepared statement is kept
+/// by the driver with its text, and a live load brings runs of every length (1, 2 … 30 rows per
+/// shape), each a statement of its own, until every connection's cache of 100 is full (about 3 MB
+/// a connection, 14 of the 64 MB at 64 clients, ADR 9; the same list on PostgreSQL held 5–19 MB of
+/// the server's RSS at 16 and 64 clients, BENCHMARKS.md, sixteenth session).
+fn keeps_prepared(rows: usize, style: Parameters) -> bool {
+    style == Parameters::Arrays || rows == 1
 }
 
 /// PostgreSQL, for the rest of the caller's transaction: join by nested loops only. An update run
-/// joins its `VALUES` list to the view on the view's key (or an indexed column), so the right plan
+/// joins its rows to the view on the view's key (or an indexed column), so the right plan
 /// is an index probe per row, whatever the view's size. Left to itself, PostgreSQL hashes the whole
 /// view instead: it plans a 500-row list against a seq scan even at 150,000 rows, and the statement
 /// is prepared, so a generic plan made while the view was nearly empty is kept as the view grows
@@ -531,48 +538,114 @@ fn last_per_key(rows: Vec<Vec<Value>>, key_len: usize) -> Vec<Vec<Value>> {
     kept
 }
 
-/// How parameters are written: PostgreSQL numbers them (`$1`); for SQLite, plain `?` — sqlx
-/// looks the name of every numbered parameter up, and SQLite finds a name by scanning all of
-/// them, which made a 6,000-parameter statement spend most of its time naming parameters.
+/// How a statement's rows are sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Parameters {
-    Numbered,
+    /// SQLite: a `VALUES` list with a plain `?` per value (sqlx looks the name of every numbered
+    /// parameter up, and SQLite finds a name by scanning all of them, which made a 6,000-parameter
+    /// statement spend most of its time naming parameters). Runs of more than [`MAX_PARAMETERS`]
+    /// values are split.
     Anonymous,
+    /// PostgreSQL: a parameter per column, an array of the rows' values, which `unnest` turns back
+    /// into rows (ADR 42). The statement's text is then its shape's whatever its rows, parsed and
+    /// planned once per connection; a `VALUES` list with a parameter per value was a new statement
+    /// for every run length, which PostgreSQL parsed, analyzed and planned again each time (a
+    /// quarter of its CPU in a catch-up).
+    Arrays,
 }
 
-/// `($1, $2), ($3, $4)…` (or `(?, ?), (?, ?)…`) for `rows` rows of `width` values.
-fn placeholders(rows: usize, width: usize, style: Parameters) -> String {
-    let mut sql = String::with_capacity(rows * width * 5);
-    for row in 0..rows {
-        if row > 0 {
-            sql.push_str(", ");
-        }
-        sql.push('(');
-        for column in 0..width {
-            if column > 0 {
-                sql.push_str(", ");
-            }
-            match style {
-                Parameters::Numbered => {
-                    sql.push('$');
-                    sql.push_str(&(row * width + column + 1).to_string());
-                }
-                Parameters::Anonymous => sql.push('?'),
-            }
-        }
-        sql.push(')');
+/// The rows a statement reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Rows {
+    /// `rows` rows of `width` values, each a parameter ([`Parameters::Anonymous`]).
+    Values { rows: usize, width: usize },
+    /// One array parameter per column, of these element types ([`Parameters::Arrays`]).
+    Arrays(Vec<&'static str>),
+}
+
+impl Rows {
+    /// The arrays that carry `rows`: a column's element type is its first value's.
+    fn arrays(rows: &[Vec<Value>]) -> Self {
+        let first = rows.first().map_or(&[][..], Vec::as_slice);
+        Self::Arrays(first.iter().map(|value| if matches!(value, Value::Int(_)) { "bigint" } else { "text" }).collect())
     }
-    sql
+
+    /// As the source of an `INSERT`.
+    fn to_insert(&self) -> String {
+        match self {
+            Rows::Values { rows, width } => format!("VALUES {}", placeholders(*rows, *width)),
+            Rows::Arrays(types) => format!("SELECT * FROM {}", unnest(types)),
+        }
+    }
+
+    /// As the `FROM` of an `UPDATE`, named `v`, its columns `column1`, `column2`…
+    fn to_update(&self) -> String {
+        match self {
+            Rows::Values { rows, width } => format!("(VALUES {}) AS v", placeholders(*rows, *width)),
+            Rows::Arrays(types) => {
+                let names: Vec<String> = (1..=types.len()).map(|n| format!("column{n}")).collect();
+                format!("{} AS v({})", unnest(types), names.join(", "))
+            }
+        }
+    }
 }
 
-fn insert_sql(
-    table: &str,
-    columns: &[&str],
-    key: &[&str],
-    overwrite: &[&str],
-    rows: usize,
-    style: Parameters,
-) -> String {
+/// `(?, ?), (?, ?)…` for `rows` rows of `width` values.
+fn placeholders(rows: usize, width: usize) -> String {
+    let row = format!("({})", vec!["?"; width].join(", "));
+    vec![row; rows].join(", ")
+}
+
+/// `unnest($1::text[], $2::bigint[]…)`: a row per index of the arrays.
+fn unnest(types: &[&str]) -> String {
+    let arrays: Vec<String> = types.iter().enumerate().map(|(n, element)| format!("${}::{element}[]", n + 1)).collect();
+    format!("unnest({})", arrays.join(", "))
+}
+
+/// Each column of `rows` as the text of a PostgreSQL array (`{"a","b",NULL}`, `{1,2}`), which
+/// its `$n::text[]` (or `bigint[]`) in [`unnest`] reads.
+fn column_arrays(rows: &[Vec<Value>]) -> Vec<Value> {
+    let width = rows.first().map_or(0, Vec::len);
+    let mut columns = vec![String::from("{"); width];
+    for (n, row) in rows.iter().enumerate() {
+        for (column, value) in columns.iter_mut().zip(row) {
+            if n > 0 {
+                column.push(',');
+            }
+            match value {
+                Value::Int(number) => column.push_str(&number.to_string()),
+                Value::MaybeText(None) => column.push_str("NULL"),
+                Value::Text(text) | Value::MaybeText(Some(text)) => {
+                    column.push('"');
+                    for character in text.chars() {
+                        if matches!(character, '"' | '\\') {
+                            column.push('\\');
+                        }
+                        column.push(character);
+                    }
+                    column.push('"');
+                }
+            }
+        }
+    }
+    columns
+        .into_iter()
+        .map(|mut column| {
+            column.push('}');
+            Value::Text(column)
+        })
+        .collect()
+}
+
+/// The statement of `shape` over `rows`.
+fn statement_sql(shape: &Shape, rows: &Rows) -> String {
+    match shape {
+        Shape::Insert { table, columns, key, overwrite } => insert_sql(table, columns, key, overwrite, rows),
+        Shape::Update { table, key, set } => update_sql(table, key, set, rows),
+    }
+}
+
+fn insert_sql(table: &str, columns: &[&str], key: &[&str], overwrite: &[&str], rows: &Rows) -> String {
     let statement = statement_columns(columns, overwrite);
     let on_conflict = if overwrite.is_empty() {
         "DO NOTHING".to_string()
@@ -581,26 +654,27 @@ fn insert_sql(
         format!("DO UPDATE SET {}", assignments.join(", "))
     };
     format!(
-        "INSERT INTO {table} ({}) VALUES {} ON CONFLICT ({}) {on_conflict}",
+        "INSERT INTO {table} ({}) {} ON CONFLICT ({}) {on_conflict}",
         statement.join(", "),
-        placeholders(rows, statement.len(), style),
+        rows.to_insert(),
         key.join(", ")
     )
 }
 
-/// The statement a run of `rows` updates becomes. The VALUES list's columns are `column1`,
-/// `column2`… on both backends: the key's first.
-pub fn update_sql(table: &str, key: &[&str], set: &[&str], rows: usize, style: Parameters) -> String {
+/// The statement a run of updates of text columns becomes on PostgreSQL, whatever its length (for
+/// checking its plan).
+pub fn postgres_text_update_sql(table: &str, key: &[&str], set: &[&str]) -> String {
+    update_sql(table, key, set, &Rows::Arrays(vec!["text"; key.len() + set.len()]))
+}
+
+/// The statement a run of updates becomes: the rows' columns are `column1`, `column2`… on both
+/// backends, the key's first.
+fn update_sql(table: &str, key: &[&str], set: &[&str], rows: &Rows) -> String {
     let assignments: Vec<String> =
         set.iter().enumerate().map(|(n, column)| format!("{column} = v.column{}", key.len() + n + 1)).collect();
     let matches: Vec<String> =
         key.iter().enumerate().map(|(n, column)| format!("{table}.{column} = v.column{}", n + 1)).collect();
-    format!(
-        "UPDATE {table} SET {} FROM (VALUES {}) AS v WHERE {}",
-        assignments.join(", "),
-        placeholders(rows, key.len() + set.len(), style),
-        matches.join(" AND ")
-    )
+    format!("UPDATE {table} SET {} FROM {} WHERE {}", assignments.join(", "), rows.to_update(), matches.join(" AND "))
 }
 
 #[cfg(test)]
@@ -610,15 +684,15 @@ mod tests {
     #[test]
     fn an_insert_run_is_one_statement_with_a_conflict_target() {
         assert_eq!(
-            insert_sql("t_g1", &["id", "name"], &["id"], &[], 2, Parameters::Numbered),
-            "INSERT INTO t_g1 (id, name) VALUES ($1, $2), ($3, $4) ON CONFLICT (id) DO NOTHING"
+            insert_sql("t_g1", &["id", "name"], &["id"], &[], &Rows::Values { rows: 2, width: 2 }),
+            "INSERT INTO t_g1 (id, name) VALUES (?, ?), (?, ?) ON CONFLICT (id) DO NOTHING"
         );
     }
 
     #[test]
     fn an_insert_with_updates_folded_in_overwrites_what_they_set() {
         assert_eq!(
-            insert_sql("t_g1", &["id", "name"], &["id"], &["name", "ended_at"], 1, Parameters::Anonymous),
+            insert_sql("t_g1", &["id", "name"], &["id"], &["name", "ended_at"], &Rows::Values { rows: 1, width: 3 }),
             "INSERT INTO t_g1 (id, name, ended_at) VALUES (?, ?, ?) \
              ON CONFLICT (id) DO UPDATE SET name = excluded.name, ended_at = excluded.ended_at"
         );
@@ -627,22 +701,50 @@ mod tests {
     #[test]
     fn an_update_run_joins_a_values_list_on_the_key() {
         assert_eq!(
-            update_sql("t_g1", &["id"], &["status", "at"], 2, Parameters::Numbered),
-            "UPDATE t_g1 SET status = v.column2, at = v.column3 FROM (VALUES ($1, $2, $3), ($4, $5, $6)) AS v \
+            update_sql("t_g1", &["id"], &["status", "at"], &Rows::Values { rows: 2, width: 3 }),
+            "UPDATE t_g1 SET status = v.column2, at = v.column3 FROM (VALUES (?, ?, ?), (?, ?, ?)) AS v \
              WHERE t_g1.id = v.column1"
         );
     }
 
     #[test]
-    fn only_single_row_statements_stay_prepared() {
-        assert!(keeps_prepared(1));
-        assert!(!keeps_prepared(2));
-        assert!(!keeps_prepared(500));
+    fn on_postgres_a_run_reads_an_array_per_column_whatever_its_length() {
+        let rows = |n: i64| -> Vec<Vec<Value>> { (0..n).map(|n| vec![n.to_string().into(), n.into()]).collect() };
+        let (one, three) = (Rows::arrays(&rows(1)), Rows::arrays(&rows(3)));
+        assert_eq!(one, three);
+        assert_eq!(
+            insert_sql("t_g1", &["id", "fee"], &["id"], &[], &three),
+            "INSERT INTO t_g1 (id, fee) SELECT * FROM unnest($1::text[], $2::bigint[]) ON CONFLICT (id) DO NOTHING"
+        );
+        assert_eq!(
+            update_sql("t_g1", &["id"], &["fee"], &three),
+            "UPDATE t_g1 SET fee = v.column2 FROM unnest($1::text[], $2::bigint[]) AS v(column1, column2) \
+             WHERE t_g1.id = v.column1"
+        );
+    }
+
+    #[test]
+    fn a_columns_array_quotes_text_and_keeps_nulls() {
+        let rows = vec![
+            vec![Value::from(r#"a "quoted" \ back,slash {}"#), Value::MaybeText(None), Value::Int(-7)],
+            vec![Value::from(""), Value::MaybeText(Some("NULL".into())), Value::Int(12)],
+        ];
+        assert_eq!(
+            column_arrays(&rows),
+            [r#"{"a \"quoted\" \\ back,slash {}",""}"#, r#"{NULL,"NULL"}"#, "{-7,12}"].map(Value::from)
+        );
+    }
+
+    #[test]
+    fn only_postgres_keeps_every_statement_prepared() {
+        assert!(keeps_prepared(1, Parameters::Anonymous));
+        assert!(!keeps_prepared(2, Parameters::Anonymous));
+        assert!(keeps_prepared(500, Parameters::Arrays));
     }
 
     #[test]
     fn sqlite_gets_anonymous_parameters() {
-        assert_eq!(placeholders(2, 2, Parameters::Anonymous), "(?, ?), (?, ?)");
+        assert_eq!(placeholders(2, 2), "(?, ?), (?, ?)");
     }
 
     /// The writes of a rent and of a return of rental `id` (`rental_status`'s shapes, smaller).

@@ -2,6 +2,7 @@
 //! PostgreSQL database, driven over HTTP like a client. Views are polled with a deadline or read
 //! with `min_position`, never slept on.
 
+mod batches;
 mod concurrency;
 mod edges;
 mod event_store;

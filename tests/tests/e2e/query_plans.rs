@@ -6,7 +6,7 @@
 use storming_infra::db::Database;
 use storming_projections::my_page::{self, MyPage};
 use storming_projections::rental_status::{self, RentalFilter, RentalStatusView};
-use storming_projections::runtime::batch::{self, Parameters, Writes};
+use storming_projections::runtime::batch::{self, Writes};
 use storming_projections::runtime::generations;
 use storming_projections::Projection;
 
@@ -59,9 +59,9 @@ async fn a_later_page_of_my_page_enters_the_index_at_its_cursor(db: TestDb) {
     database.close().await;
 }
 
-/// A projection's batch updates its rows through one `UPDATE … FROM (VALUES …)`. PostgreSQL would
-/// plan it as a hash join over the whole view (at every size this test could afford, and kept
-/// as the view grows, since the statement is prepared); the batch makes it probe the key instead.
+/// A projection's batch updates its rows through one `UPDATE … FROM unnest(…)`, the same statement
+/// for every batch, kept prepared. PostgreSQL could plan it as a hash join over the whole view (and
+/// keep that plan as the view grows); the batch makes it probe the key instead.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_postgres_a_batch_of_updates_probes_the_views_key_instead_of_hashing_the_view() {
     let Some(db) = TestDb::postgres().await else { return };
@@ -83,11 +83,11 @@ async fn on_postgres_a_batch_of_updates_probes_the_views_key_instead_of_hashing_
         .fetch_one(&mut *tx)
         .await
         .unwrap();
-    let statement = batch::update_sql("rental_status_g1", &["rental_id"], SET, ROWS, Parameters::Numbered);
+    let statement = batch::postgres_text_update_sql("rental_status_g1", &["rental_id"], SET);
     sqlx::query("SET LOCAL plan_cache_mode = force_generic_plan").execute(&mut *tx).await.unwrap();
-    let types = vec!["text"; ROWS * (1 + SET.len())].join(", ");
+    let types = vec!["text[]"; 1 + SET.len()].join(", ");
     sqlx::query(&format!("PREPARE returns({types}) AS {statement}")).execute(&mut *tx).await.unwrap();
-    let nulls = vec!["NULL"; ROWS * (1 + SET.len())].join(", ");
+    let nulls = vec!["NULL"; 1 + SET.len()].join(", ");
     let plan: Vec<String> =
         sqlx::query_scalar(&format!("EXPLAIN EXECUTE returns({nulls})")).fetch_all(&mut *tx).await.unwrap();
     let plan = plan.join("\n");
