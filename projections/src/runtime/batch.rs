@@ -617,12 +617,14 @@ fn column_arrays(rows: &[Vec<Value>]) -> Vec<Value> {
                 Value::MaybeText(None) => column.push_str("NULL"),
                 Value::Text(text) | Value::MaybeText(Some(text)) => {
                     column.push('"');
-                    for character in text.chars() {
-                        if matches!(character, '"' | '\\') {
-                            column.push('\\');
-                        }
-                        column.push(character);
+                    let mut rest = text.as_str();
+                    while let Some(at) = rest.find(['"', '\\']) {
+                        column.push_str(&rest[..at]);
+                        column.push('\\');
+                        column.push_str(&rest[at..=at]);
+                        rest = &rest[at + 1..];
                     }
+                    column.push_str(rest);
                     column.push('"');
                 }
             }
