@@ -98,10 +98,9 @@ async fn my_page(
         my_page::items(reader, view.generation, &caller.id, &mut page, params.after.as_deref()).await?;
         let rest = MyPageRest { customer_id: &caller.id, profile, notifications: [] };
         let json = page.finish_with(&rest).map_err(page::unwritten)?;
-        Ok(Some(Answer::of(json)))
+        Ok(Answer::of(json))
     })
-    .await?
-    .expect("a page is always read");
+    .await?;
     Ok(answer_json(view, page.json))
 }
 

@@ -209,25 +209,44 @@ pub async fn view_position(app: &AppState, name: &str, min_position: Option<i64>
 }
 
 /// The answer to query `key` of view `name` at reading `view`: the one kept for it (ADR 39), else
-/// the one `read` reads on a query connection, which is then kept. A query that finds nothing
-/// (`None`) is not kept.
-pub async fn kept_or_read(
+/// the one `read` reads on a query connection, which is then kept. `A` is [`Answer`] for a page,
+/// which a read always answers (an empty page is an answer), and `Option<Answer>` for a lookup,
+/// whose `None` (nothing found) is not kept.
+pub async fn kept_or_read<A: Readable>(
     app: &AppState,
     name: &'static str,
     view: ViewAt,
     key: String,
-    read: impl AsyncFnOnce(&mut ViewReader<'_>) -> Result<Option<Answer>, sqlx::Error>,
-) -> Result<Option<Answer>, ApiError> {
+    read: impl AsyncFnOnce(&mut ViewReader<'_>) -> Result<A, sqlx::Error>,
+) -> Result<A, ApiError> {
     if let Some(kept) = app.answers.get(name, view, &key, Utc::now()) {
-        return Ok(Some(kept));
+        return Ok(A::from(kept));
     }
     let mut connection = QueryConnection::lend(app).await?;
     let answer = read(&mut connection.reader()).await?;
     connection.keep();
-    if let Some(answer) = &answer {
+    if let Some(answer) = answer.to_keep() {
         app.answers.keep(name, view, key, answer.clone());
     }
     Ok(answer)
+}
+
+/// What a query's read answers: an [`Answer`], or maybe one ([`kept_or_read`]).
+pub trait Readable: From<Answer> {
+    /// The answer to keep, if there is one.
+    fn to_keep(&self) -> Option<&Answer>;
+}
+
+impl Readable for Answer {
+    fn to_keep(&self) -> Option<&Answer> {
+        Some(self)
+    }
+}
+
+impl Readable for Option<Answer> {
+    fn to_keep(&self) -> Option<&Answer> {
+        self.as_ref()
+    }
 }
 
 /// The key of a query among its view's kept answers: its route and every parameter that changes

@@ -593,7 +593,14 @@ impl Rows {
 /// `(?, ?), (?, ?)…` for `rows` rows of `width` values.
 fn placeholders(rows: usize, width: usize) -> String {
     let row = format!("({})", vec!["?"; width].join(", "));
-    vec![row; rows].join(", ")
+    let mut sql = String::with_capacity(rows * (row.len() + 2));
+    for n in 0..rows {
+        if n > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&row);
+    }
+    sql
 }
 
 /// `unnest($1::text[], $2::bigint[]…)`: a row per index of the arrays.
