@@ -12,7 +12,8 @@ use crate::support::TestDb;
 
 on_both_backends!(a_batch_writes_quotes_backslashes_braces_and_nulls_as_they_are);
 
-/// Titles an array's text must quote: its delimiters, its quote and escape, its NULL, nothing.
+/// Titles an array's text must quote: its delimiters, its quote and escape, its NULL, the empty
+/// text, spaces at the ends, and more than ASCII.
 const TITLES: [&str; 6] = [r#"say "hi", {twice}"#, r#"back\slash \\ and \""#, "NULL", "", "  spaced  ", "ümlaut — 雪"];
 
 async fn a_batch_writes_quotes_backslashes_braces_and_nulls_as_they_are(db: TestDb) {
