@@ -510,10 +510,11 @@ fn keeps_prepared(rows: usize, style: Parameters) -> bool {
 /// PostgreSQL, for the rest of the caller's transaction: join by nested loops only. An update run
 /// joins its rows to the view on the view's key (or an indexed column), so the right plan
 /// is an index probe per row, whatever the view's size. Left to itself, PostgreSQL hashes the whole
-/// view instead: it plans a 500-row list against a seq scan even at 150,000 rows, and the statement
-/// is prepared, so a generic plan made while the view was nearly empty is kept as the view grows
-/// (20–40 ms a batch at 150,000 rows and linear in the size, against 5 ms by the index). Plans
-/// cached on the connection were made under this setting too: these statements run nowhere else.
+/// view instead whenever it plans for a batch's own arrays (as it does a prepared statement's first
+/// executions, which then decide whether a generic plan is kept): a 500-row run against a seq scan
+/// even at 150,000 rows, 20–40 ms a batch there and linear in the size, against 5 ms by the index.
+/// Plans cached on the connection were made under this setting too: these statements run nowhere
+/// else.
 async fn join_by_key(tx: &mut AnyConnection) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)")
         .execute(&mut *tx)
