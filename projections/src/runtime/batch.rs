@@ -20,6 +20,7 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
+use std::fmt::Write as _;
 
 use sqlx::any::AnyArguments;
 use sqlx::{AnyConnection, Arguments};
@@ -611,8 +612,8 @@ fn unnest(types: &[&str]) -> String {
 }
 
 /// Each column of `rows` as the text of a PostgreSQL array (`{"a","b",NULL}`, `{1,2}`), which
-/// its `$n::text[]` (or `bigint[]`) in [`unnest`] reads.
-fn column_arrays(rows: &[Vec<Value>]) -> Vec<Value> {
+/// its `$n::text[]` (or `bigint[]`) in [`unnest`] reads (public for checking a statement's plan).
+pub fn column_arrays(rows: &[Vec<Value>]) -> Vec<Value> {
     let width = rows.first().map_or(0, Vec::len);
     let mut columns = vec![String::from("{"); width];
     for (n, row) in rows.iter().enumerate() {
@@ -621,7 +622,9 @@ fn column_arrays(rows: &[Vec<Value>]) -> Vec<Value> {
                 column.push(',');
             }
             match value {
-                Value::Int(number) => column.push_str(&number.to_string()),
+                Value::Int(number) => {
+                    let _ = write!(column, "{number}"); // writing to a String cannot fail
+                }
                 Value::MaybeText(None) => column.push_str("NULL"),
                 Value::Text(text) | Value::MaybeText(Some(text)) => {
                     column.push('"');

@@ -6,7 +6,7 @@
 use storming_infra::db::Database;
 use storming_projections::my_page::{self, MyPage};
 use storming_projections::rental_status::{self, RentalFilter, RentalStatusView};
-use storming_projections::runtime::batch::{self, Writes};
+use storming_projections::runtime::batch::{self, Value, Writes};
 use storming_projections::runtime::generations;
 use storming_projections::Projection;
 
@@ -73,9 +73,11 @@ async fn on_postgres_a_batch_of_updates_probes_the_views_key_instead_of_hashing_
 
     // Act: a batch returns 500 of them, in the transaction a worker would use.
     let mut tx = database.read_side.begin().await.unwrap();
+    let rows: Vec<Vec<Value>> = (0..ROWS)
+        .map(|n| vec![format!("rental-{}", n * 37).into(), "RETURNED".into(), "2026-01-03T00:00:00Z".into()])
+        .collect();
     let mut writes = Writes::default();
-    for n in 0..ROWS {
-        let values = vec![format!("rental-{}", n * 37).into(), "RETURNED".into(), "2026-01-03T00:00:00Z".into()];
+    for values in rows.clone() {
         writes.update("rental_status_g1", &["rental_id"], SET, values);
     }
     writes.flush(&mut tx).await.unwrap();
@@ -89,13 +91,14 @@ async fn on_postgres_a_batch_of_updates_probes_the_views_key_instead_of_hashing_
     sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan").execute(&mut *tx).await.unwrap();
     let types = vec!["text[]"; 1 + SET.len()].join(", ");
     sqlx::query(&format!("PREPARE returns({types}) AS {statement}")).execute(&mut *tx).await.unwrap();
-    let array =
-        |value: &dyn Fn(usize) -> String| format!("'{{{}}}'", (0..ROWS).map(value).collect::<Vec<_>>().join(","));
-    let arrays = [
-        array(&|n| format!("rental-{}", n * 37)),
-        array(&|_| "RETURNED".to_string()),
-        array(&|_| "2026-01-03T00:00:00Z".to_string()),
-    ];
+    // The arrays the batch sent, as literals (its values hold no `'`).
+    let arrays: Vec<String> = batch::column_arrays(&rows)
+        .into_iter()
+        .map(|array| match array {
+            Value::Text(text) => format!("'{text}'"),
+            other => panic!("an array is text: {other:?}"),
+        })
+        .collect();
     let plan: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN EXECUTE returns({})", arrays.join(", ")))
         .fetch_all(&mut *tx)
         .await
