@@ -408,42 +408,16 @@ impl Writes {
     /// Sends every write in as few statements as their shapes and rows allow (see [`Writes::fold`]
     /// and [`plan`]).
     pub async fn flush(self, tx: &mut AnyConnection) -> Result<(), sqlx::Error> {
-        let style = if tx.backend_name() == "SQLite" { Parameters::Anonymous } else { Parameters::Arrays };
-        let statements = self.statements(style);
-        if style == Parameters::Arrays && statements.iter().any(|statement| statement.updates) {
-            join_by_key(tx).await?;
-        }
-        for statement in statements {
-            let mut arguments = AnyArguments::default();
-            for value in statement.values {
-                match value {
-                    Value::Text(text) => arguments.add(text),
-                    Value::MaybeText(text) => arguments.add(text),
-                    Value::Int(number) => arguments.add(number),
-                }
-                .map_err(sqlx::Error::Encode)?;
-            }
-            let keep = keeps_prepared(statement.rows, style);
-            sqlx::query_with(&statement.sql, arguments).persistent(keep).execute(&mut *tx).await?;
-        }
-        Ok(())
+        self.render(Parameters::of(tx)).flush(tx).await
     }
 
-    /// [`Writes::flush`] on a plain SQLite connection, inside the caller's transaction (a worker's
-    /// batch on SQLite, ADR 24).
-    pub fn flush_sqlite(self, tx: &rusqlite::Connection) -> rusqlite::Result<()> {
-        for statement in self.statements(Parameters::Anonymous) {
-            let values = rusqlite::params_from_iter(&statement.values);
-            // The cache keeps only the recurring ones, as sqlx's does above.
-            match keeps_prepared(statement.rows, Parameters::Anonymous) {
-                true => tx.prepare_cached(&statement.sql)?.execute(values)?,
-                false => tx.execute(&statement.sql, values)?,
-            };
-        }
-        Ok(())
+    /// The statements the writes become for `style`'s backend, in order, with their values: what
+    /// [`Writes::flush`] sends, built without a connection (a worker renders a batch read ahead
+    /// while the batch before it is written, ADR 43).
+    pub fn render(self, style: Parameters) -> Statements {
+        Statements { style, sent: self.statements(style) }
     }
 
-    /// The statements the writes become, in order, with their values.
     fn statements(mut self, style: Parameters) -> Vec<Sent> {
         self.fold();
         let mut statements = Vec::new();
@@ -474,6 +448,59 @@ impl Writes {
             }
         }
         statements
+    }
+}
+
+/// A batch's writes as the statements they are sent as ([`Writes::render`]).
+pub struct Statements {
+    style: Parameters,
+    sent: Vec<Sent>,
+}
+
+impl Statements {
+    /// Sends them, in order, inside the caller's transaction.
+    pub async fn flush(self, tx: &mut AnyConnection) -> Result<(), sqlx::Error> {
+        if Parameters::of(tx) != self.style {
+            return Err(sqlx::Error::Configuration(
+                format!("a batch rendered as {:?} sent to {}", self.style, tx.backend_name()).into(),
+            ));
+        }
+        if self.style == Parameters::Arrays && self.sent.iter().any(|statement| statement.updates) {
+            join_by_key(tx).await?;
+        }
+        for statement in self.sent {
+            let mut arguments = AnyArguments::default();
+            for value in statement.values {
+                match value {
+                    Value::Text(text) => arguments.add(text),
+                    Value::MaybeText(text) => arguments.add(text),
+                    Value::Int(number) => arguments.add(number),
+                }
+                .map_err(sqlx::Error::Encode)?;
+            }
+            let keep = keeps_prepared(statement.rows, self.style);
+            sqlx::query_with(&statement.sql, arguments).persistent(keep).execute(&mut *tx).await?;
+        }
+        Ok(())
+    }
+
+    /// [`Statements::flush`] on a plain SQLite connection, inside the caller's transaction (a
+    /// worker's batch on SQLite, ADR 24).
+    pub fn flush_sqlite(self, tx: &rusqlite::Connection) -> rusqlite::Result<()> {
+        if self.style != Parameters::Anonymous {
+            return Err(rusqlite::Error::ToSqlConversionFailure(
+                format!("a batch rendered as {:?} sent to SQLite", self.style).into(),
+            ));
+        }
+        for statement in self.sent {
+            let values = rusqlite::params_from_iter(&statement.values);
+            // The cache keeps only the recurring ones, as sqlx's does above.
+            match keeps_prepared(statement.rows, Parameters::Anonymous) {
+                true => tx.prepare_cached(&statement.sql)?.execute(values)?,
+                false => tx.execute(&statement.sql, values)?,
+            };
+        }
+        Ok(())
     }
 }
 
@@ -554,6 +581,26 @@ pub enum Parameters {
     /// for every run length, which PostgreSQL parsed, analyzed and planned again each time (a
     /// quarter of its CPU in a catch-up).
     Arrays,
+}
+
+impl Parameters {
+    /// How statements are sent on `tx`'s backend.
+    pub fn of(tx: &AnyConnection) -> Self {
+        if tx.backend_name() == "SQLite" {
+            Parameters::Anonymous
+        } else {
+            Parameters::Arrays
+        }
+    }
+
+    /// How statements are sent on `pool`'s backend.
+    pub fn of_pool(pool: &sqlx::AnyPool) -> Self {
+        if pool.connect_options().database_url.scheme() == "sqlite" {
+            Parameters::Anonymous
+        } else {
+            Parameters::Arrays
+        }
+    }
 }
 
 /// The rows a statement reads.
@@ -929,6 +976,29 @@ mod tests {
             }
             assert_eq!(contents(&planned), contents(&one_by_one), "seed {seed}");
         }
+    }
+
+    #[test]
+    fn statements_rendered_ahead_are_sent_to_the_backend_they_were_rendered_for_only() {
+        let connection = rusqlite::Connection::open_in_memory().unwrap();
+        connection.execute_batch("CREATE TABLE t_g1 (id TEXT PRIMARY KEY, status TEXT NOT NULL)").unwrap();
+        let writes = || {
+            let mut writes = Writes::default();
+            writes.insert("t_g1", &["id", "status"], &["id"], vec!["a".into(), "RENTED".into()]);
+            writes.update("t_g1", &["id"], &["status"], vec!["a".into(), "RETURNED".into()]);
+            writes
+        };
+        let stored = || -> Vec<(String, String)> {
+            let mut statement = connection.prepare("SELECT id, status FROM t_g1").unwrap();
+            statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?))).unwrap().map(Result::unwrap).collect()
+        };
+
+        let refused = writes().render(Parameters::Arrays).flush_sqlite(&connection).unwrap_err();
+        assert!(refused.to_string().contains("rendered as Arrays sent to SQLite"), "{refused}");
+        assert!(stored().is_empty(), "nothing is sent of a batch rendered for PostgreSQL");
+
+        writes().render(Parameters::Anonymous).flush_sqlite(&connection).unwrap();
+        assert_eq!(stored(), vec![("a".to_string(), "RETURNED".to_string())]);
     }
 
     #[test]

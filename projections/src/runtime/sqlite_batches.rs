@@ -15,7 +15,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use storming_domain::recorded::LogCursor;
 
-use super::batch::Writes;
+use super::batch::Statements;
 use super::checkpoint::ADVANCE;
 use super::lease::{Lease, LeaseLost, RENEW};
 use super::BoxError;
@@ -74,13 +74,13 @@ impl SqliteBatches {
 
 /// A projection's batch, planned: in one transaction, `lease` is renewed for `ttl` (failing with
 /// [`LeaseLost`] if it is no longer ours, and then storing nothing), checkpoint `key` moves to
-/// `last`, and `writes` are sent.
+/// `last`, and `writes` are sent (rendered for SQLite).
 pub struct PlannedBatch {
     pub lease: Lease,
     pub ttl: Duration,
     pub key: String,
     pub last: LogCursor,
-    pub writes: Writes,
+    pub writes: Statements,
 }
 
 /// The batch's transaction. The lease is renewed first: it fences a stale owner out, and an

@@ -11,14 +11,28 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::applied::{next_ring, Applied};
+use super::batch::{Parameters, Statements};
 use super::checkpoint::{advance, checkpoint};
 use super::generations::worker_key;
 use super::lease::{try_acquire, Lease, LeaseLost};
 use super::sqlite_batches::{PlannedBatch, SqliteBatches};
 use super::{at_position, AppendCount, BoxError, EventSource, Events, Policy, Projection, RetryLater};
 
-/// A batch being read in the background.
-type Reading = JoinHandle<Result<Events, BoxError>>;
+/// A batch being read in the background, and planned there for a view that plans its writes.
+type Reading = JoinHandle<Result<Batch, BoxError>>;
+
+/// A batch of events as a worker gets it: for a view that plans its writes
+/// ([`Projection::plan`]), with the statements they become already rendered, so that a batch read
+/// ahead is also planned while the batch before it is written (ADR 43).
+struct Batch {
+    events: Events,
+    /// `None` for a policy and for a view that writes its own SQL in [`Projection::apply`].
+    planned: Option<Result<Statements, BoxError>>,
+    /// How long the worker waited for the read (for a batch read ahead, what was left of it).
+    waited: Duration,
+    /// How long its planning took, wherever it ran.
+    planning: Duration,
+}
 
 /// How much a catch-up batch may grow from one batch to the next (see `catch_up_hold`).
 const MOST_GROWTH: i64 = 4;
@@ -130,6 +144,8 @@ pub struct Worker {
     yield_for: Option<Duration>,
     /// SQLite: where a projection's planned batches are written (see [`Worker::with_sqlite_batches`]).
     sqlite_batches: Option<Arc<SqliteBatches>>,
+    /// How its pool's backend is sent a batch's statements.
+    style: Parameters,
 }
 
 /// This process's owner name: host, process id and a random part (pids are reused).
@@ -175,6 +191,7 @@ impl Worker {
         settings: WorkerSettings,
     ) -> Self {
         let owner = process_owner().to_string();
+        let style = Parameters::of_pool(&pool);
         Self {
             task,
             source,
@@ -198,6 +215,7 @@ impl Worker {
             appends: None,
             yield_for: None,
             sqlite_batches: None,
+            style,
         }
     }
 
@@ -332,18 +350,19 @@ impl Worker {
             None => checkpoint(&self.pool, &self.key).await?.cursor,
         };
         self.cursor = Some(cursor);
-        let events = self.read(cursor).await?;
-        let outcome = if events.is_empty() {
+        let batch = self.read(cursor).await?;
+        let outcome = if batch.events.is_empty() {
             let waiting = self.source.has_unreadable(cursor).await?;
             self.renew_when_due(&lease).await.map(|()| if waiting { Step::Waiting } else { Step::CaughtUp })
         } else {
+            let count = batch.events.len();
             let applied = match &self.task {
                 Task::Projection(projection, generation) => {
-                    self.apply_batch(&lease, projection.clone(), *generation, &events).await
+                    self.apply_batch(&lease, projection.clone(), *generation, batch).await
                 }
-                Task::Policy(policy) => self.react_to_batch(&lease, policy.clone(), &events).await,
+                Task::Policy(policy) => self.react_to_batch(&lease, policy.clone(), &batch.events).await,
             };
-            applied.map(|()| Step::Applied(events.len()))
+            applied.map(|()| Step::Applied(count))
         };
         if outcome.as_ref().is_err_and(|error| error.is::<LeaseLost>()) {
             tracing::warn!(worker = self.name(), owner = %self.owner, "lost the lease; standing by");
@@ -365,29 +384,42 @@ impl Worker {
     }
 
     /// The batch after `cursor`: the one read ahead if it starts there, else read now. A
-    /// projection that got a full batch starts reading the next one before applying this one.
-    async fn read(&mut self, cursor: LogCursor) -> Result<Events, BoxError> {
-        let (events, asked) = match self.read_ahead.take() {
+    /// projection that got a full batch starts reading (and planning) the next one before applying
+    /// this one.
+    async fn read(&mut self, cursor: LogCursor) -> Result<Batch, BoxError> {
+        let started = Instant::now();
+        let (mut batch, asked) = match self.read_ahead.take() {
             Some((after, asked, reading)) if after == cursor => (reading.await??, asked),
             stale => {
                 if let Some((_, _, stale)) = stale {
                     stale.abort();
                 }
                 let limit = self.limit();
-                (self.source.read_after(cursor, limit).await?, limit)
+                (read_batch(self.source.clone(), self.view(), cursor, limit).await?, limit)
             }
         };
+        batch.waited = started.elapsed();
         // Full: it got all it asked for, so more follow.
         let was_behind = self.behind;
-        self.behind = events.len() as i64 >= asked;
+        self.behind = batch.events.len() as i64 >= asked;
         if was_behind && !self.behind {
             give_back_freed_memory();
         }
-        if let (true, Task::Projection(..), Some(last)) = (self.behind, &self.task, events.last()) {
-            let (source, after, limit) = (self.source.clone(), last.cursor(), self.limit());
-            self.read_ahead = Some((after, limit, tokio::spawn(async move { source.read_after(after, limit).await })));
+        if let (true, Task::Projection(..), Some(last)) = (self.behind, &self.task, batch.events.last()) {
+            let (source, view, after, limit) = (self.source.clone(), self.view(), last.cursor(), self.limit());
+            self.read_ahead = Some((after, limit, tokio::spawn(read_batch(source, view, after, limit))));
         }
-        Ok(events)
+        Ok(batch)
+    }
+
+    /// What a projection's worker fills; `None` for a policy's.
+    fn view(&self) -> Option<View> {
+        match &self.task {
+            Task::Projection(projection, generation) => {
+                Some(View { projection: projection.clone(), generation: *generation, style: self.style })
+            }
+            Task::Policy(_) => None,
+        }
     }
 
     async fn hold_lease(&mut self) -> Result<Option<Lease>, BoxError> {
@@ -430,31 +462,36 @@ impl Worker {
         lease: &Lease,
         projection: Arc<dyn Projection>,
         generation: i64,
-        events: &[RecordedEvent],
+        batch: Batch,
     ) -> Result<(), BoxError> {
+        let Batch { events, planned, waited, planning } = batch;
         let last = events.last().map(RecordedEvent::cursor).unwrap_or_default();
         let appends_before = self.appends_so_far();
-        // Planned before the writer is taken: it needs no connection.
-        let planned = match &self.sqlite_batches {
-            Some(batches) => projection.plan(events, generation).transpose()?.map(|writes| (batches, writes)),
-            None => None,
-        };
+        // Planned before the writer is taken (for a batch read ahead, while the batch before it
+        // was written): it needs no connection.
+        let planned = planned.transpose()?;
         let asked = Instant::now();
         let turn = Self::turn(&self.write_gate).await;
         let held = Instant::now();
-        if let Some((batches, writes)) = planned {
-            let ttl = self.settings.lease_ttl;
-            let (lease, key) = (lease.clone(), self.key.clone());
-            batches.commit(PlannedBatch { lease, ttl, key, last, writes }).await?;
-        } else {
-            let mut tx = self.pool.begin().await?;
-            // The lease is renewed first: it fences a stale owner out, and on SQLite the first
-            // write takes the write lock at once, so the transaction never has to upgrade from
-            // reader to writer (which SQLite may refuse).
-            lease.renew(&mut tx, self.settings.lease_ttl).await?;
-            advance(&mut tx, &self.key, last).await?;
-            projection.apply(&mut tx, events, generation).await?;
-            tx.commit().await?;
+        match (planned, &self.sqlite_batches) {
+            (Some(writes), Some(batches)) => {
+                let ttl = self.settings.lease_ttl;
+                let (lease, key) = (lease.clone(), self.key.clone());
+                batches.commit(PlannedBatch { lease, ttl, key, last, writes }).await?;
+            }
+            (planned, _) => {
+                let mut tx = self.pool.begin().await?;
+                // The lease is renewed first: it fences a stale owner out, and on SQLite the first
+                // write takes the write lock at once, so the transaction never has to upgrade from
+                // reader to writer (which SQLite may refuse).
+                lease.renew(&mut tx, self.settings.lease_ttl).await?;
+                advance(&mut tx, &self.key, last).await?;
+                match planned {
+                    Some(writes) => writes.flush(&mut tx).await?,
+                    None => projection.apply(&mut tx, &events, generation).await?,
+                }
+                tx.commit().await?;
+            }
         }
         drop(turn);
         let took = held.elapsed();
@@ -469,6 +506,8 @@ impl Worker {
         tracing::debug!(
             worker = self.key.as_str(),
             events = events.len(),
+            read_us = waited.as_micros() as u64,
+            planning_us = planning.as_micros() as u64,
             waited_us = (held - asked).as_micros() as u64,
             transaction_us = took.as_micros() as u64,
             "applied a batch"
@@ -523,6 +562,35 @@ impl Worker {
         }
         failure.map_or(Ok(()), Err)
     }
+}
+
+/// The view a batch is planned for: its projection, the generation of its tables, and how the
+/// statements are sent on the worker's backend.
+struct View {
+    projection: Arc<dyn Projection>,
+    generation: i64,
+    style: Parameters,
+}
+
+/// Reads the batch of at most `limit` events after `after` and, for a view that plans its writes,
+/// plans them: in a task of its own for a batch read ahead, so that the next batch's decoding and
+/// planning run beside this one's transaction (ADR 43).
+async fn read_batch(
+    source: Arc<dyn EventSource>,
+    view: Option<View>,
+    after: LogCursor,
+    limit: i64,
+) -> Result<Batch, BoxError> {
+    let events = source.read_after(after, limit).await?;
+    let started = Instant::now();
+    let planned = match view {
+        Some(View { projection, generation, style }) if !events.is_empty() => {
+            projection.plan(&events, generation).map(|writes| writes.map(|writes| writes.render(style)))
+        }
+        _ => None,
+    };
+    let planning = started.elapsed();
+    Ok(Batch { events, planned, waited: Duration::ZERO, planning })
 }
 
 /// Hands the heap's free pages back to the system once a catch-up is over. glibc keeps what its
