@@ -14,6 +14,7 @@
 //! has moved come from the database, so a view's workers may run in another process.
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
@@ -44,13 +45,29 @@ impl Answer {
     }
 }
 
+/// How many turns the keys' reads share ([`KeptAnswers::read_turn`]).
+const READ_TURNS: usize = 256;
+
 /// The answers of this process, per view (see the module's documentation).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct KeptAnswers {
     views: Mutex<HashMap<&'static str, ViewAnswers>>,
     /// How many queries were answered with a kept answer, and how many found none and were read.
     given: AtomicU64,
     missed: AtomicU64,
+    /// The turns to read a query's answer, a key's by its hash (see [`KeptAnswers::read_turn`]).
+    turns: Box<[tokio::sync::Mutex<()>]>,
+}
+
+impl Default for KeptAnswers {
+    fn default() -> Self {
+        Self {
+            views: Mutex::default(),
+            given: AtomicU64::default(),
+            missed: AtomicU64::default(),
+            turns: (0..READ_TURNS).map(|_| tokio::sync::Mutex::new(())).collect(),
+        }
+    }
 }
 
 /// One view's answers, all read at the same reading of it.
@@ -66,14 +83,28 @@ impl KeptAnswers {
     /// changed it since.
     pub fn get(&self, view: &'static str, at: ViewAt, key: &str, now: DateTime<Utc>) -> Option<Answer> {
         let views = self.views.lock().unwrap_or_else(PoisonError::into_inner);
-        let answer = views
+        views
             .get(view)
             .filter(|kept| kept.at == (at.generation, at.position))
             .and_then(|kept| kept.answers.get(key))
-            .filter(|answer| answer.changes_at.is_none_or(|at| now < at));
-        let counter = if answer.is_some() { &self.given } else { &self.missed };
+            .filter(|answer| answer.changes_at.is_none_or(|at| now < at))
+            .cloned()
+    }
+
+    /// Counts a query answered with a kept answer (`given`), or read.
+    pub fn count(&self, given: bool) {
+        let counter = if given { &self.given } else { &self.missed };
         counter.fetch_add(1, Ordering::Relaxed);
-        answer.cloned()
+    }
+
+    /// The turn to read the answer to `key` of `view`: a query that finds no kept answer reads it
+    /// holding this, and the queries that ask the same meanwhile wait for it and take the answer
+    /// it keeps instead of each reading the view too (ADR 44). Keys share [`READ_TURNS`] turns by
+    /// their hash, so two keys rarely wait for each other, and then for one read.
+    pub async fn read_turn(&self, view: &'static str, key: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        let mut hasher = std::hash::DefaultHasher::new();
+        (view, key).hash(&mut hasher);
+        self.turns[hasher.finish() as usize % self.turns.len()].lock().await
     }
 
     /// How many queries were answered with a kept answer since the process started.

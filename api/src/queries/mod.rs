@@ -14,6 +14,7 @@ mod customers;
 mod payments;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -126,9 +127,14 @@ pub struct ViewAt {
 /// ([`generations::RETIRED_GRACE`]). A query with `min_position` always reads the view afresh.
 pub const RECENT_FOR: Duration = Duration::from_millis(10);
 
-/// The latest reading of each view in this process (see [`RECENT_FOR`]).
+/// The latest reading of each view in this process (see [`RECENT_FOR`]), and each view's turn to
+/// read it anew: the queries that find a view's reading too old while another query reads it wait
+/// for that reading instead of each reading the view too (ADR 44).
 #[derive(Debug, Default)]
-pub struct RecentViews(std::sync::Mutex<HashMap<String, Reading>>);
+pub struct RecentViews {
+    readings: std::sync::Mutex<HashMap<String, Reading>>,
+    turns: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
 
 #[derive(Debug, Clone, Copy)]
 struct Reading {
@@ -138,16 +144,19 @@ struct Reading {
 }
 
 impl RecentViews {
-    fn recent(&self, name: &str) -> Option<ViewAt> {
-        let readings = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let reading = readings.get(name).filter(|reading| reading.at.elapsed() < RECENT_FOR)?;
+    /// The reading of view `name` that answers a query that arrived at `arrived`: one begun at
+    /// most [`RECENT_FOR`] before.
+    fn recent(&self, name: &str, arrived: Instant) -> Option<ViewAt> {
+        let readings = self.readings.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let reading =
+            readings.get(name).filter(|reading| arrived.saturating_duration_since(reading.at) < RECENT_FOR)?;
         Some(ViewAt { generation: reading.generation, position: reading.reached.position })
     }
 
     /// Keeps `reading` unless one of the same generation that is further along is already kept
     /// (concurrent readings may finish out of order).
     fn remember(&self, name: &str, reading: Reading) {
-        let mut readings = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut readings = self.readings.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         match readings.get_mut(name) {
             Some(kept) if kept.generation == reading.generation && kept.reached > reading.reached => {}
             Some(kept) => *kept = reading,
@@ -155,6 +164,15 @@ impl RecentViews {
                 readings.insert(name.to_string(), reading);
             }
         }
+    }
+
+    /// View `name`'s turn to be read anew (one per view, so the map holds a handful).
+    async fn turn(&self, name: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let turn = {
+            let mut turns = self.turns.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            turns.entry(name.to_string()).or_default().clone()
+        };
+        turn.lock_owned().await
     }
 }
 
@@ -165,11 +183,22 @@ pub async fn view_position(app: &AppState, name: &str, min_position: Option<i64>
         return Err(ValidationError::new("min_position", "must not be negative").into());
     }
     let wanted = min_position.filter(|position| *position > 0);
-    if wanted.is_none() {
-        if let Some(view) = app.views.recent(name) {
-            return Ok(view);
+    // Held while this query reads the view, for the queries that find the reading too old meanwhile.
+    let _turn = match wanted {
+        None => {
+            let arrived = Instant::now();
+            if let Some(view) = app.views.recent(name, arrived) {
+                return Ok(view);
+            }
+            let turn = app.views.turn(name).await;
+            // Read by the query that had the turn while this one waited.
+            if let Some(view) = app.views.recent(name, arrived) {
+                return Ok(view);
+            }
+            Some(turn)
         }
-    }
+        Some(_) => None,
+    };
     let mut target = None;
     // Subscribed before the first reading, so that no batch committed after it goes unnoticed
     // (only by a query that may wait: one without `min_position` answers after that reading).
@@ -220,8 +249,16 @@ pub async fn kept_or_read<A: Readable>(
     read: impl AsyncFnOnce(&mut ViewReader<'_>) -> Result<A, sqlx::Error>,
 ) -> Result<A, ApiError> {
     if let Some(kept) = app.answers.get(name, view, &key, Utc::now()) {
+        app.answers.count(true);
         return Ok(A::from(kept));
     }
+    let _turn = app.answers.read_turn(name, &key).await;
+    // Read and kept by the query that had the turn while this one waited.
+    if let Some(kept) = app.answers.get(name, view, &key, Utc::now()) {
+        app.answers.count(true);
+        return Ok(A::from(kept));
+    }
+    app.answers.count(false);
     let mut connection = QueryConnection::lend(app).await?;
     let answer = read(&mut connection.reader()).await?;
     connection.keep();
@@ -275,16 +312,45 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_reading_answers_for_its_window_and_no_longer() {
         let views = RecentViews::default();
-        assert!(views.recent("my_page").is_none(), "nothing read yet");
+        assert!(views.recent("my_page", Instant::now()).is_none(), "nothing read yet");
         views.remember("my_page", reading(1, 7));
 
         tokio::time::advance(RECENT_FOR - Duration::from_millis(1)).await;
-        let view = views.recent("my_page").expect("still recent");
+        let view = views.recent("my_page", Instant::now()).expect("still recent");
         assert_eq!((view.generation, view.position), (1, 7));
-        assert!(views.recent("rental_status").is_none(), "readings are per view");
+        assert!(views.recent("rental_status", Instant::now()).is_none(), "readings are per view");
 
         tokio::time::advance(Duration::from_millis(1)).await;
-        assert!(views.recent("my_page").is_none(), "too old to answer");
+        assert!(views.recent("my_page", Instant::now()).is_none(), "too old to answer");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_query_that_waited_for_the_turn_takes_a_reading_begun_after_it_arrived() {
+        let views = RecentViews::default();
+        views.remember("my_page", reading(1, 7));
+        tokio::time::advance(RECENT_FOR).await;
+        let arrived = Instant::now();
+        assert!(views.recent("my_page", arrived).is_none(), "too old when the query arrived");
+
+        // Another query held the turn and read the view; this one gets the turn late.
+        tokio::time::advance(Duration::from_millis(1)).await;
+        views.remember("my_page", reading(1, 8));
+        tokio::time::advance(RECENT_FOR * 3).await;
+        assert_eq!(views.recent("my_page", arrived).map(|view| view.position), Some(8));
+        assert!(views.recent("my_page", Instant::now()).is_none(), "a query arriving now reads anew");
+    }
+
+    #[tokio::test]
+    async fn a_view_is_read_anew_by_one_query_at_a_time() {
+        let views = RecentViews::default();
+        let turn = views.turn("my_page").await;
+        let other_view = tokio::time::timeout(Duration::from_secs(1), views.turn("rental_status")).await;
+        assert!(other_view.is_ok(), "each view has its own turn");
+        let same_view = tokio::time::timeout(Duration::from_millis(50), views.turn("my_page")).await;
+        assert!(same_view.is_err(), "the second query waits while the first reads");
+        drop(turn);
+        let after = tokio::time::timeout(Duration::from_secs(1), views.turn("my_page")).await;
+        assert!(after.is_ok(), "the turn is free once the first query has read");
     }
 
     #[tokio::test(start_paused = true)]
@@ -292,11 +358,11 @@ mod tests {
         let views = RecentViews::default();
         views.remember("my_page", reading(1, 9));
         views.remember("my_page", reading(1, 8));
-        assert_eq!(views.recent("my_page").map(|view| view.position), Some(9));
+        assert_eq!(views.recent("my_page", Instant::now()).map(|view| view.position), Some(9));
 
         // A switched generation starts over from its own position.
         views.remember("my_page", reading(2, 3));
-        let view = views.recent("my_page").expect("recent");
+        let view = views.recent("my_page", Instant::now()).expect("recent");
         assert_eq!((view.generation, view.position), (2, 3));
     }
 }
