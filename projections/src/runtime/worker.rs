@@ -582,15 +582,21 @@ async fn read_batch(
     limit: i64,
 ) -> Result<Batch, BoxError> {
     let events = source.read_after(after, limit).await?;
-    let started = Instant::now();
-    let planned = match view {
-        Some(View { projection, generation, style }) if !events.is_empty() => {
-            projection.plan(&events, generation).map(|writes| writes.map(|writes| writes.render(style)))
-        }
-        _ => None,
+    let Some(View { projection, generation, style }) = view.filter(|_| !events.is_empty()) else {
+        return Ok(Batch { events, planned: None, waited: Duration::ZERO, planning: Duration::ZERO });
     };
-    let planning = started.elapsed();
-    Ok(Batch { events, planned, waited: Duration::ZERO, planning })
+    // On a blocking thread: a catch-up's batch takes milliseconds to plan, which the runtime's
+    // threads would take from the requests (on SQLite there is one).
+    let planning = tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        let planned = projection.plan(&events, generation).map(|writes| writes.map(|writes| writes.render(style)));
+        Batch { events, planned, waited: Duration::ZERO, planning: started.elapsed() }
+    });
+    match planning.await {
+        Ok(batch) => Ok(batch),
+        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// Hands the heap's free pages back to the system once a catch-up is over. glibc keeps what its
