@@ -418,6 +418,7 @@ impl Writes {
         Statements { style, sent: self.statements(style) }
     }
 
+    /// The statements the writes become, in order, with their values.
     fn statements(mut self, style: Parameters) -> Vec<Sent> {
         self.fold();
         let mut statements = Vec::new();

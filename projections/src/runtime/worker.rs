@@ -18,7 +18,7 @@ use super::lease::{try_acquire, Lease, LeaseLost};
 use super::sqlite_batches::{PlannedBatch, SqliteBatches};
 use super::{at_position, AppendCount, BoxError, EventSource, Events, Policy, Projection, RetryLater};
 
-/// A batch being read in the background, and planned there for a view that plans its writes.
+/// A batch being read in the background, and then planned for a view that plans its writes.
 type Reading = JoinHandle<Result<Batch, BoxError>>;
 
 /// A batch of events as a worker gets it: for a view that plans its writes
@@ -28,7 +28,8 @@ struct Batch {
     events: Events,
     /// `None` for a policy and for a view that writes its own SQL in [`Projection::apply`].
     planned: Option<Result<Statements, BoxError>>,
-    /// How long the worker waited for the read (for a batch read ahead, what was left of it).
+    /// How long the worker waited for the batch: its read and planning, or for a batch read ahead
+    /// what was left of them.
     waited: Duration,
     /// How long its planning took, wherever it ran.
     planning: Duration,
