@@ -14,13 +14,13 @@
 //! has moved come from the database, so a view's workers may run in another process.
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use axum::body::Bytes;
 use chrono::{DateTime, Utc};
 
+use super::turns::ReadTurns;
 use super::ViewAt;
 
 /// The most answers kept per view, and the most bytes: a page may hold up to 500 rows.
@@ -45,29 +45,15 @@ impl Answer {
     }
 }
 
-/// How many turns the keys' reads share ([`KeptAnswers::read_turn`]).
-const READ_TURNS: usize = 256;
-
 /// The answers of this process, per view (see the module's documentation).
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct KeptAnswers {
     views: Mutex<HashMap<&'static str, ViewAnswers>>,
     /// How many queries were answered with a kept answer, and how many found none and were read.
     given: AtomicU64,
     missed: AtomicU64,
-    /// The turns to read a query's answer, a key's by its hash (see [`KeptAnswers::read_turn`]).
-    turns: Box<[tokio::sync::Mutex<()>]>,
-}
-
-impl Default for KeptAnswers {
-    fn default() -> Self {
-        Self {
-            views: Mutex::default(),
-            given: AtomicU64::default(),
-            missed: AtomicU64::default(),
-            turns: (0..READ_TURNS).map(|_| tokio::sync::Mutex::new(())).collect(),
-        }
-    }
+    /// The turns to read a query's answer (see [`KeptAnswers::read_turn`]).
+    turns: ReadTurns,
 }
 
 /// One view's answers, all read at the same reading of it.
@@ -99,12 +85,9 @@ impl KeptAnswers {
 
     /// The turn to read the answer to `key` of `view`: a query that finds no kept answer reads it
     /// holding this, and the queries that ask the same meanwhile wait for it and take the answer
-    /// it keeps instead of each reading the view too (ADR 44). Keys share [`READ_TURNS`] turns by
-    /// their hash, so two keys rarely wait for each other, and then for one read.
+    /// it keeps instead of each reading the view too (ADR 44).
     pub async fn read_turn(&self, view: &'static str, key: &str) -> tokio::sync::MutexGuard<'_, ()> {
-        let mut hasher = std::hash::DefaultHasher::new();
-        (view, key).hash(&mut hasher);
-        self.turns[hasher.finish() as usize % self.turns.len()].lock().await
+        self.turns.of((view, key)).await
     }
 
     /// How many queries were answered with a kept answer since the process started.

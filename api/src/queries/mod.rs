@@ -12,9 +12,9 @@ mod answers;
 mod book_rental;
 mod customers;
 mod payments;
+mod turns;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -133,7 +133,7 @@ pub const RECENT_FOR: Duration = Duration::from_millis(10);
 #[derive(Debug, Default)]
 pub struct RecentViews {
     readings: std::sync::Mutex<HashMap<String, Reading>>,
-    turns: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    turns: turns::ReadTurns,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -166,13 +166,9 @@ impl RecentViews {
         }
     }
 
-    /// View `name`'s turn to be read anew (one per view, so the map holds a handful).
-    async fn turn(&self, name: &str) -> tokio::sync::OwnedMutexGuard<()> {
-        let turn = {
-            let mut turns = self.turns.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            turns.entry(name.to_string()).or_default().clone()
-        };
-        turn.lock_owned().await
+    /// View `name`'s turn to be read anew.
+    async fn turn(&self, name: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        self.turns.of(name).await
     }
 }
 
