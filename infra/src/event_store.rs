@@ -6,7 +6,8 @@
 //! cqrs-es 0.5.0 apply new events twice (see DESIGN.md).
 //!
 //! Writes are ours ([`EventRepository::append`]), into the same seven columns the crates write, so
-//! that a command learns its events' global position from the INSERT itself (`RETURNING`), a
+//! that a command learns its events' global position from the INSERT itself (PostgreSQL's
+//! `RETURNING`, SQLite's row id), a
 //! single event is a single statement, and an `Idempotency-Key` is completed in the transaction
 //! that stores the events (ADR 8).
 //!
@@ -74,10 +75,13 @@ async fn tail(
         .collect()
 }
 
-/// One event, with the global position it gets (SQLite: the position is the table's row id, ADR 37,
-/// which SQLite gives as the newest plus one under the single writer's lock).
+/// One event. On SQLite its global position is the table's row id (ADR 37), which SQLite gives as
+/// the newest plus one under the single writer's lock, and the writer takes it from the connection
+/// (`last_insert_rowid`), not from a `RETURNING` clause: SQLite runs `RETURNING` as a trigger, and a
+/// statement with a trigger that may abort keeps a statement journal inside a transaction, a page
+/// copy per page it changes (ADR 45).
 const INSERT_EVENT_SQLITE: &str = "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, \
-     event_version, payload, metadata) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING position";
+     event_version, payload, metadata) VALUES ($1, $2, $3, $4, $5, $6, $7)";
 const INSERT_EVENT_POSTGRES: &str = "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, \
      event_version, payload, metadata) VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb) RETURNING global_position";
 const COMPLETE_KEY: &str =

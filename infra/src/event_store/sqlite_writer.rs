@@ -156,7 +156,7 @@ fn append_in(connection: &Connection, append: &Rendered, key: Option<(&str, &str
     Ok(position)
 }
 
-/// One event; the global position it got. The statement is stepped to its end: outside a
+/// One event; the global position it got, its row id. The statement runs to its end: outside a
 /// transaction SQLite commits it there, and a failed commit is reported there.
 /// `json` is the event's payload and metadata as JSON text, as sqlx stores them.
 fn insert(
@@ -164,8 +164,7 @@ fn insert(
     event: &SerializedEvent,
     (payload, metadata): &(String, String),
 ) -> rusqlite::Result<i64> {
-    let mut statement = connection.prepare_cached(INSERT_EVENT_SQLITE)?;
-    let mut rows = statement.query(params![
+    connection.prepare_cached(INSERT_EVENT_SQLITE)?.insert(params![
         event.aggregate_type,
         event.aggregate_id,
         event.sequence as i64,
@@ -173,10 +172,7 @@ fn insert(
         event.event_version,
         payload,
         metadata,
-    ])?;
-    let position = rows.next()?.ok_or(rusqlite::Error::QueryReturnedNoRows)?.get(0)?;
-    while rows.next()?.is_some() {}
-    Ok(position)
+    ])
 }
 
 /// A stored (type, id, sequence) is an answer, a conflict; any other failure is not.
