@@ -6,8 +6,10 @@
 //! checkpoint ([`super::view_position`]). So an answer read at reading `(generation, position)`
 //! shows the view at that position or later, and while a later query's reading is the same, the
 //! view has not moved and the answer is still one a fresh read could have given: its
-//! `X-Projection-Position` stays a lower bound of what the rows show. Once a reading of the view
-//! is further along, every answer kept for it is dropped. An answer that depends on the clock
+//! `X-Projection-Position` stays a lower bound of what the rows show. So does a lookup that found
+//! nothing (a 404): the row cannot appear while the view is where it was, and the nothing is kept
+//! too ([`Kept::Nothing`]). Once a reading of the view is further along, every answer kept for it
+//! is dropped. An answer that depends on the clock
 //! (a rental that becomes overdue at its due time) is kept only until then.
 //!
 //! Each process keeps its own answers, bounded per view; the readings that tell whether a view
@@ -45,6 +47,31 @@ impl Answer {
     }
 }
 
+/// What is kept for a query: its answer, or that its view had nothing for it (a lookup's 404).
+#[derive(Debug, Clone)]
+pub enum Kept {
+    Answer(Answer),
+    Nothing,
+}
+
+impl Kept {
+    /// The bytes it holds.
+    fn len(&self) -> usize {
+        match self {
+            Self::Answer(answer) => answer.json.len(),
+            Self::Nothing => 0,
+        }
+    }
+
+    /// Whether the clock has changed it by `now`.
+    fn current_at(&self, now: DateTime<Utc>) -> bool {
+        match self {
+            Self::Answer(answer) => answer.changes_at.is_none_or(|at| now < at),
+            Self::Nothing => true,
+        }
+    }
+}
+
 /// The answers of this process, per view (see the module's documentation).
 #[derive(Debug, Default)]
 pub struct KeptAnswers {
@@ -60,20 +87,20 @@ pub struct KeptAnswers {
 #[derive(Debug)]
 struct ViewAnswers {
     at: (i64, i64),
-    answers: HashMap<String, Answer>,
+    answers: HashMap<String, Kept>,
     bytes: usize,
 }
 
 impl KeptAnswers {
-    /// The answer kept for `key` of `view`, if it was read at reading `at` and the clock has not
+    /// What is kept for `key` of `view`, if it was read at reading `at` and the clock has not
     /// changed it since.
-    pub fn get(&self, view: &'static str, at: ViewAt, key: &str, now: DateTime<Utc>) -> Option<Answer> {
+    pub fn get(&self, view: &'static str, at: ViewAt, key: &str, now: DateTime<Utc>) -> Option<Kept> {
         let views = self.views.lock().unwrap_or_else(PoisonError::into_inner);
         views
             .get(view)
             .filter(|kept| kept.at == (at.generation, at.position))
             .and_then(|kept| kept.answers.get(key))
-            .filter(|answer| answer.changes_at.is_none_or(|at| now < at))
+            .filter(|kept| kept.current_at(now))
             .cloned()
     }
 
@@ -102,7 +129,7 @@ impl KeptAnswers {
 
     /// Keeps `answer`, read at reading `at`: the view's answers of an earlier reading are dropped
     /// first; an answer of a reading behind the kept ones, or past the bounds, is not kept.
-    pub fn keep(&self, view: &'static str, at: ViewAt, key: String, answer: Answer) {
+    pub fn keep(&self, view: &'static str, at: ViewAt, key: String, answer: Kept) {
         let at = (at.generation, at.position);
         let mut views = self.views.lock().unwrap_or_else(PoisonError::into_inner);
         let kept = views.entry(view).or_insert_with(|| ViewAnswers { at, answers: HashMap::new(), bytes: 0 });
@@ -112,8 +139,8 @@ impl KeptAnswers {
         if at > kept.at {
             *kept = ViewAnswers { at, answers: HashMap::new(), bytes: 0 };
         }
-        let replaced = kept.answers.get(&key).map(|replaced| replaced.json.len());
-        let bytes = kept.bytes - replaced.unwrap_or(0) + answer.json.len();
+        let replaced = kept.answers.get(&key).map(Kept::len);
+        let bytes = kept.bytes - replaced.unwrap_or(0) + answer.len();
         let count = kept.answers.len() + usize::from(replaced.is_none());
         if count > MOST_ANSWERS || bytes > MOST_BYTES {
             return;
@@ -133,12 +160,15 @@ mod tests {
         ViewAt { generation, position }
     }
 
-    fn answer(json: &str) -> Answer {
-        Answer::of(json.to_owned())
+    fn answer(json: &str) -> Kept {
+        Kept::Answer(Answer::of(json.to_owned()))
     }
 
-    fn json(answer: Option<Answer>) -> Option<String> {
-        answer.map(|answer| String::from_utf8(answer.json.to_vec()).unwrap())
+    fn json(kept: Option<Kept>) -> Option<String> {
+        match kept? {
+            Kept::Answer(answer) => Some(String::from_utf8(answer.json.to_vec()).unwrap()),
+            Kept::Nothing => Some("nothing".to_owned()),
+        }
     }
 
     #[test]
@@ -175,10 +205,23 @@ mod tests {
         let answers = KeptAnswers::default();
         let now = Utc::now();
         let due = now + TimeDelta::seconds(1);
-        answers.keep("rental_status", at(1, 7), "kim".into(), Answer { changes_at: Some(due), ..answer("rented") });
+        let rented = Answer { changes_at: Some(due), ..Answer::of("rented") };
+        answers.keep("rental_status", at(1, 7), "kim".into(), Kept::Answer(rented));
 
         assert!(answers.get("rental_status", at(1, 7), "kim", now).is_some());
         assert!(answers.get("rental_status", at(1, 7), "kim", due).is_none(), "overdue from its due time");
+    }
+
+    #[test]
+    fn a_lookup_that_found_nothing_should_be_kept_until_its_view_moves() {
+        let answers = KeptAnswers::default();
+        let now = Utc::now();
+        answers.keep("rental_status", at(1, 7), "r-1".into(), Kept::Nothing);
+
+        assert_eq!(json(answers.get("rental_status", at(1, 7), "r-1", now)).as_deref(), Some("nothing"));
+        assert!(answers.get("rental_status", at(1, 8), "r-1", now).is_none(), "the view moved: the row may be there");
+        answers.keep("rental_status", at(1, 8), "r-2".into(), answer("found"));
+        assert!(answers.get("rental_status", at(1, 7), "r-1", now).is_none(), "dropped with its reading");
     }
 
     #[test]

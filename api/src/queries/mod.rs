@@ -39,7 +39,7 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::problem::ApiError;
 use crate::AppState;
 
-pub use answers::{Answer, KeptAnswers};
+pub use answers::{Answer, Kept, KeptAnswers};
 
 /// The connection a query reads its view on: on SQLite one of the process's own, read in place
 /// (`AppState::sqlite_reads`, ADR 19); else one of the queries' kept `Any` connections.
@@ -236,7 +236,7 @@ pub async fn view_position(app: &AppState, name: &str, min_position: Option<i64>
 /// The answer to query `key` of view `name` at reading `view`: the one kept for it (ADR 39), else
 /// the one `read` reads on a query connection, which is then kept. `A` is [`Answer`] for a page,
 /// which a read always answers (an empty page is an answer), and `Option<Answer>` for a lookup,
-/// whose `None` (nothing found) is not kept.
+/// whose `None` (nothing found) is kept as [`Kept::Nothing`].
 pub async fn kept_or_read<A: Readable>(
     app: &AppState,
     name: &'static str,
@@ -244,41 +244,53 @@ pub async fn kept_or_read<A: Readable>(
     key: String,
     read: impl AsyncFnOnce(&mut ViewReader<'_>) -> Result<A, sqlx::Error>,
 ) -> Result<A, ApiError> {
-    if let Some(kept) = app.answers.get(name, view, &key, Utc::now()) {
+    let kept = || app.answers.get(name, view, &key, Utc::now()).and_then(A::from_kept);
+    if let Some(answer) = kept() {
         app.answers.count(true);
-        return Ok(A::from(kept));
+        return Ok(answer);
     }
     let _turn = app.answers.read_turn(name, &key).await;
     // Read and kept by the query that had the turn while this one waited.
-    if let Some(kept) = app.answers.get(name, view, &key, Utc::now()) {
+    if let Some(answer) = kept() {
         app.answers.count(true);
-        return Ok(A::from(kept));
+        return Ok(answer);
     }
     app.answers.count(false);
     let mut connection = QueryConnection::lend(app).await?;
     let answer = read(&mut connection.reader()).await?;
     connection.keep();
-    if let Some(answer) = answer.to_keep() {
-        app.answers.keep(name, view, key, answer.clone());
-    }
+    app.answers.keep(name, view, key, answer.to_kept());
     Ok(answer)
 }
 
 /// What a query's read answers: an [`Answer`], or maybe one ([`kept_or_read`]).
-pub trait Readable: From<Answer> {
-    /// The answer to keep, if there is one.
-    fn to_keep(&self) -> Option<&Answer>;
+pub trait Readable: Sized {
+    /// What to keep of it.
+    fn to_kept(&self) -> Kept;
+    /// It again, from what was kept for its key (`None`: not an answer of this kind).
+    fn from_kept(kept: Kept) -> Option<Self>;
 }
 
 impl Readable for Answer {
-    fn to_keep(&self) -> Option<&Answer> {
-        Some(self)
+    fn to_kept(&self) -> Kept {
+        Kept::Answer(self.clone())
+    }
+
+    fn from_kept(kept: Kept) -> Option<Self> {
+        match kept {
+            Kept::Answer(answer) => Some(answer),
+            Kept::Nothing => None,
+        }
     }
 }
 
 impl Readable for Option<Answer> {
-    fn to_keep(&self) -> Option<&Answer> {
-        self.as_ref()
+    fn to_kept(&self) -> Kept {
+        self.clone().map_or(Kept::Nothing, Kept::Answer)
+    }
+
+    fn from_kept(kept: Kept) -> Option<Self> {
+        Some(Answer::from_kept(kept))
     }
 }
 

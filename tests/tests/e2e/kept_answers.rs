@@ -97,3 +97,26 @@ async fn a_kept_rental_turns_overdue_at_its_due_time(db: TestDb) {
     assert_eq!(positions.0, read.headers["x-projection-position"], "the view did not move: the clock changed it");
     app.stop().await;
 }
+
+on_both_backends!(a_lookup_that_found_nothing_is_kept_until_its_view_moves);
+
+async fn a_lookup_that_found_nothing_is_kept_until_its_view_moves(db: TestDb) {
+    // Arrange: kim has no profile yet, and has been told so once.
+    let app = TestApp::start(&db).await;
+    let kim = app.token("kim", &[Role::Customer]);
+    let first = app.get(&kim, "/queries/customers/me").await;
+    assert_eq!((first.status, first.code()), (StatusCode::NOT_FOUND, "customer-not-found"), "{}", first.body);
+
+    // Act and assert: asked again while the view stands still, the nothing is the kept one.
+    let given = app.state().answers.given();
+    let again = app.get(&kim, "/queries/customers/me").await;
+    assert_eq!((again.status, again.code()), (StatusCode::NOT_FOUND, "customer-not-found"), "{}", again.body);
+    assert_eq!(app.state().answers.given(), given + 1, "the second 404 was the kept nothing");
+
+    // Once the view has moved, the profile is found.
+    let registered = app.post(Some(&kim), "/commands/customers", Some(json!({"name": "Kim Minji"}))).await;
+    assert_eq!(registered.status, StatusCode::CREATED, "{}", registered.body);
+    let me = app.get(&kim, &format!("/queries/customers/me?min_position={}", registered.position())).await;
+    assert_eq!((me.status, &me.body["name"]), (StatusCode::OK, &json!("Kim Minji")), "{}", me.body);
+    app.stop().await;
+}
