@@ -9,8 +9,8 @@
 //! `X-Projection-Position` stays a lower bound of what the rows show. So does a lookup that found
 //! nothing (a 404): the row cannot appear while the view is where it was, and the nothing is kept
 //! too ([`Kept::Nothing`]). Once a reading of the view is further along, every answer kept for it
-//! is dropped. An answer that depends on the clock
-//! (a rental that becomes overdue at its due time) is kept only until then.
+//! is dropped. An answer that depends on the clock (a rental that becomes overdue at its due time)
+//! is kept only until then.
 //!
 //! Each process keeps its own answers, bounded per view; the readings that tell whether a view
 //! has moved come from the database, so a view's workers may run in another process.
