@@ -30,7 +30,7 @@ struct Batch {
     planned: Option<Result<Statements, BoxError>>,
     /// How long the worker waited for the batch: its read and planning, or for a batch read ahead
     /// what was left of them.
-    waited: Duration,
+    waited_for_read: Duration,
     /// How long its planning took, wherever it ran.
     planning: Duration,
 }
@@ -399,7 +399,7 @@ impl Worker {
                 (read_batch(self.source.clone(), self.view(), cursor, limit).await?, limit)
             }
         };
-        batch.waited = started.elapsed();
+        batch.waited_for_read = started.elapsed();
         // Full: it got all it asked for, so more follow.
         let was_behind = self.behind;
         self.behind = batch.events.len() as i64 >= asked;
@@ -465,7 +465,7 @@ impl Worker {
         generation: i64,
         batch: Batch,
     ) -> Result<(), BoxError> {
-        let Batch { events, planned, waited, planning } = batch;
+        let Batch { events, planned, waited_for_read, planning } = batch;
         let last = events.last().map(RecordedEvent::cursor).unwrap_or_default();
         let appends_before = self.appends_so_far();
         // Planned before the writer is taken (for a batch read ahead, while the batch before it
@@ -507,7 +507,7 @@ impl Worker {
         tracing::debug!(
             worker = self.key.as_str(),
             events = events.len(),
-            read_us = waited.as_micros() as u64,
+            read_us = waited_for_read.as_micros() as u64,
             planning_us = planning.as_micros() as u64,
             waited_us = (held - asked).as_micros() as u64,
             transaction_us = took.as_micros() as u64,
@@ -584,14 +584,14 @@ async fn read_batch(
 ) -> Result<Batch, BoxError> {
     let events = source.read_after(after, limit).await?;
     let Some(View { projection, generation, style }) = view.filter(|_| !events.is_empty()) else {
-        return Ok(Batch { events, planned: None, waited: Duration::ZERO, planning: Duration::ZERO });
+        return Ok(Batch { events, planned: None, waited_for_read: Duration::ZERO, planning: Duration::ZERO });
     };
     // On a blocking thread: a catch-up's batch takes milliseconds to plan, which the runtime's
     // threads would take from the requests (on SQLite there is one).
     let planning = tokio::task::spawn_blocking(move || {
         let started = Instant::now();
         let planned = projection.plan(&events, generation).map(|writes| writes.map(|writes| writes.render(style)));
-        Batch { events, planned, waited: Duration::ZERO, planning: started.elapsed() }
+        Batch { events, planned, waited_for_read: Duration::ZERO, planning: started.elapsed() }
     });
     match planning.await {
         Ok(batch) => Ok(batch),
