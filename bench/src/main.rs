@@ -240,6 +240,17 @@ impl Api {
         ))
     }
 
+    async fn healthz(&self) -> u16 {
+        match self.http.get(format!("{}/healthz", self.base)).send().await {
+            Ok(answer) => {
+                let status = answer.status().as_u16();
+                let _ = answer.bytes().await;
+                status
+            }
+            Err(_) => 0,
+        }
+    }
+
     async fn metrics(&self) -> Option<String> {
         self.http.get(format!("{}/metrics", self.base)).send().await.ok()?.text().await.ok()
     }
@@ -375,6 +386,22 @@ async fn probe_lag(api: &Api, mut renter: Renter, deadline: Instant) -> (Renter,
     (renter, lag)
 }
 
+/// The HTTP floor: one client asking `GET /healthz` (no body, no token, no database) as fast as
+/// it is answered, for `length`. What an exchange with the server costs on this machine with this
+/// client, before any command's work: the part of a one-client command that no change to the
+/// command path can remove.
+async fn drive_floor(api: &Api, length: Duration) -> Run {
+    let deadline = Instant::now() + length;
+    let started = Instant::now();
+    let mut tally = Tally::new();
+    while Instant::now() < deadline {
+        let asked = Instant::now();
+        let status = api.healthz().await;
+        tally.record(asked, status, 200);
+    }
+    summarize(vec![tally], started.elapsed())
+}
+
 /// Warm-up, then the repeats.
 async fn measure(api: &Api, mut renters: Vec<Renter>, args: &Args) -> (Vec<Renter>, Vec<Run>) {
     if args.warmup > 0 {
@@ -485,10 +512,34 @@ impl Bench {
                 "views_behind_events": behind_events, "views_behind_ms": behind_ms,
                 "turns_on_request_thread_share": on_request, "machine": machine, "point": point}),
             );
+            if clients == 1 {
+                self.floor(&api, fsync).await;
+            }
             server.stop()?;
             db.drop().await;
         }
         Ok(())
+    }
+
+    /// The HTTP floor ([`drive_floor`]) on the server of the one-client commands point, after them:
+    /// warm-up and repeats as theirs.
+    async fn floor(&mut self, api: &Api, fsync: f64) {
+        if self.args.warmup > 0 {
+            drive_floor(api, Duration::from_secs(self.args.warmup)).await;
+        }
+        let (cpu, started) = (CpuTicks::now(), Instant::now());
+        let mut runs = Vec::new();
+        for _ in 0..self.args.repeats {
+            runs.push(drive_floor(api, Duration::from_secs(self.args.seconds)).await);
+        }
+        let machine = CpuTicks::now().since(cpu, started.elapsed());
+        let point = Point::new("healthz", 1, runs);
+        println!(
+            "{} http floor  1 client:  {:>8.0}/s ({:.0}–{:.0})  p50 {:.2} ms  p99 {:.2} ms  (GET /healthz, the same client and server)  [{}]",
+            self.args.backend, point.median_per_second, point.min_per_second, point.max_per_second, point.median_p50_ms,
+            point.median_p99_ms, machine.describe(point.median_per_second)
+        );
+        self.results.push(json!({"group": "floor", "fsync_per_second": fsync, "machine": machine, "point": point}));
     }
 
     /// Many clients, few books: conflicts (409) are counted apart from errors.

@@ -128,6 +128,29 @@ fn of_ceiling(results: &Value, clients: u64) -> Check {
     check.judged(measured, Verdict::of(ratio >= 0.70))
 }
 
+fn p50(entry: &Value) -> f64 {
+    entry["point"]["median_p50_ms"].as_f64().unwrap_or(f64::NAN)
+}
+
+/// The HTTP floor at one client (`GET /healthz`, no target) and what it leaves of the one-client
+/// commands' median round trip: the floor's and the ceiling's medians are the parts of it that
+/// the command path cannot remove (the exchange itself; the database's read, append and sync).
+fn floor(results: &Value) -> Check {
+    let check = Check::new("HTTP floor at 1 client (`GET /healthz`)", "");
+    let Some(floor) = point(results, "floor", 1) else { return check };
+    let mut measured = format!("{}, p50 {:.2} ms", rate_text(floor), p50(floor));
+    if let (Some(commands), Some(ceiling)) = (point(results, "commands", 1), ceiling(results, 1)) {
+        let left = p50(commands) - p50(floor) - p50(ceiling);
+        let _ = write!(
+            measured,
+            "; of the commands' p50 {:.2} ms, this and the ceiling's {:.2} leave {left:.2}",
+            p50(commands),
+            p50(ceiling)
+        );
+    }
+    check.judged(measured, Verdict::Measured)
+}
+
 /// Every target of the issue that `results` (one backend's file) can answer, in the issue's order.
 pub fn checks(results: &Value) -> Vec<Check> {
     let sqlite = results["backend"] == "sqlite";
@@ -145,6 +168,7 @@ pub fn checks(results: &Value) -> Vec<Check> {
         }
         None => one,
     });
+    checks.push(floor(results));
     checks.push(of_ceiling(results, 4));
     checks.push(of_ceiling(results, 16));
 
@@ -292,12 +316,12 @@ mod tests {
     fn commands(clients: u64, per_second: f64, p99_ms: f64) -> Value {
         json!({"group": "commands", "rss_peak_kib": 40_000 + clients * 100, "rss_idle_kib": 17_000, "startup_ms": 30,
             "point": {"clients": clients, "median_per_second": per_second, "min_per_second": per_second - 10.0,
-                "max_per_second": per_second + 10.0, "median_p99_ms": p99_ms}})
+                "max_per_second": per_second + 10.0, "median_p50_ms": 1000.0 / per_second, "median_p99_ms": p99_ms}})
     }
 
     fn ceiling(group: &str, clients: u64, per_second: f64) -> Value {
         json!({"group": group, "point": {"clients": clients, "median_per_second": per_second, "min_per_second": per_second,
-            "max_per_second": per_second, "median_p99_ms": 1.0}})
+            "max_per_second": per_second, "median_p50_ms": 1000.0 / per_second, "median_p99_ms": 1.0}})
     }
 
     fn verdict(checks: &[Check], figure: &str) -> (Verdict, String) {
@@ -310,6 +334,7 @@ mod tests {
         let results = json!({"backend": "sqlite", "results": [
             commands(1, 1_700.0, 1.0), commands(4, 3_700.0, 3.0), commands(16, 7_000.0, 10.5), commands(64, 6_200.0, 30.0),
             // The direct ceiling is the one a ratio is of, where there is one.
+            ceiling("ceiling-direct", 1, 5_000.0), ceiling("floor", 1, 10_000.0),
             ceiling("ceiling", 4, 2_000.0), ceiling("ceiling-direct", 4, 5_000.0),
             ceiling("ceiling-direct", 16, 5_000.0),
             {"group": "queries", "point": {"clients": 16, "median_per_second": 21_000.0, "min_per_second": 20_000.0,
@@ -320,7 +345,19 @@ mod tests {
 
         let checks = checks(&results);
 
-        assert_eq!(verdict(&checks, "Commands at 1 client"), (Verdict::Missed, "1,700/s (1,690–1,710)".into()));
+        assert_eq!(
+            verdict(&checks, "Commands at 1 client"),
+            (Verdict::Missed, "1,700/s (1,690–1,710), 0.34 of the ceiling".into())
+        );
+        assert_eq!(
+            verdict(&checks, "HTTP floor at 1 client (`GET /healthz`)"),
+            (
+                Verdict::Measured,
+                "10,000/s (10,000–10,000), p50 0.10 ms; of the commands' p50 0.59 ms, this and the ceiling's 0.20 \
+                 leave 0.29"
+                    .into()
+            )
+        );
         assert_eq!(verdict(&checks, "Commands at 4 clients, of the ceiling").0, Verdict::Met, "3,700 of 5,000 direct");
         assert!(verdict(&checks, "Commands at 4 clients, of the ceiling").1.starts_with("0.74: 3,700/s"));
         assert_eq!(verdict(&checks, "Commands at 16 clients, of the ceiling").0, Verdict::Met);
@@ -361,6 +398,7 @@ mod tests {
         let checks = checks(&results);
 
         assert_eq!(verdict(&checks, "Commands at 1 client").0, Verdict::Measured, "no target on PostgreSQL");
+        assert_eq!(verdict(&checks, "HTTP floor at 1 client (`GET /healthz`)").0, Verdict::NotRun);
         assert_eq!(verdict(&checks, "Commands at 4 clients, of the ceiling").0, Verdict::NotRun);
         assert_eq!(verdict(&checks, "Commands at 64 clients, of the 16-client rate").0, Verdict::NotRun);
         assert_eq!(verdict(&checks, "Queries at 16 clients").0, Verdict::NotRun);
