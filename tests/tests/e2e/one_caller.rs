@@ -6,11 +6,11 @@
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{json, Value};
 use storming_api::auth::Role;
 use storming_infra::callers::RECENT;
 use storming_infra::db::StorePool;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 use crate::support::{TestApp, TestDb};
@@ -25,15 +25,21 @@ async fn a_lone_callers_appends_are_stored_on_its_requests_thread_and_no_one_els
     let manager = app.token("librarian", &[Role::BookManager]);
     let kim = app.token("kim", &[Role::Customer]);
     let book_id = app.shelved_book(&manager, "Dune", 1000).await;
+    // The caller's connection is seen at its first request, and a connection's first request
+    // after another's makes the requests shared for a while.
+    let mut lone = LoneCaller::connect(&app.base, &kim).await;
+    assert_eq!(lone.send("GET", "/healthz", None).await.0, StatusCode::OK);
     tokio::time::sleep(RECENT).await;
 
     // Act and assert: one caller, one request at a time: each command's append (a rent's payment
     // and rental together) on its request's thread.
     let on_request = group.stored_on_request();
-    let rented = app.post(Some(&kim), "/commands/book-rental/rentals", Some(json!({"book_id": book_id}))).await;
-    assert_eq!(rented.status, StatusCode::CREATED, "{}", rented.body);
-    let returned = app.post(Some(&kim), &format!("/commands/book-rental/rentals/{}/return", rented.id()), None).await;
-    assert_eq!(returned.status, StatusCode::OK, "{}", returned.body);
+    let (status, rented) = lone.send("POST", "/commands/book-rental/rentals", Some(json!({"book_id": book_id}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{rented}");
+    let (status, returned) = lone
+        .send("POST", &format!("/commands/book-rental/rentals/{}/return", rented["id"].as_str().unwrap()), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{returned}");
     assert_eq!(group.stored_on_request() - on_request, 2);
 
     // Another connection's request in flight (its body not all sent yet): the next rent's append
@@ -47,18 +53,20 @@ async fn a_lone_callers_appends_are_stored_on_its_requests_thread_and_no_one_els
     other.write_all(head.as_bytes()).await.unwrap();
     wait_until(|| callers.in_flight() == 1).await;
     let (on_request, turns) = (group.stored_on_request(), group.turns());
-    let rented = app.post(Some(&kim), "/commands/book-rental/rentals", Some(json!({"book_id": book_id}))).await;
-    assert_eq!(rented.status, StatusCode::CREATED, "{}", rented.body);
+    let (status, rented) = lone.send("POST", "/commands/book-rental/rentals", Some(json!({"book_id": book_id}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{rented}");
     tokio::time::sleep(RECENT).await;
-    let returned = app.post(Some(&kim), &format!("/commands/book-rental/rentals/{}/return", rented.id()), None).await;
-    assert_eq!(returned.status, StatusCode::OK, "{}", returned.body);
+    let (status, returned) = lone
+        .send("POST", &format!("/commands/book-rental/rentals/{}/return", rented["id"].as_str().unwrap()), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{returned}");
     assert_eq!((group.stored_on_request(), group.turns()), (on_request, turns + 2));
 
     // That request gone, and the other connection's last one long ago: the request's thread again.
     drop(other);
     wait_until(|| callers.in_flight() == 0).await;
-    let rented = app.post(Some(&kim), "/commands/book-rental/rentals", Some(json!({"book_id": book_id}))).await;
-    assert_eq!(rented.status, StatusCode::CREATED, "{}", rented.body);
+    let (status, rented) = lone.send("POST", "/commands/book-rental/rentals", Some(json!({"book_id": book_id}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{rented}");
     assert_eq!(group.stored_on_request() - on_request, 1);
     let metrics = reqwest::get(format!("{}/metrics", app.base)).await.unwrap().text().await.unwrap();
     let counted = format!("storming_event_store_turns_on_request_thread_total {}", group.stored_on_request());
@@ -95,6 +103,52 @@ async fn a_lone_callers_append_waits_for_another_process_write_lock_on_the_write
     assert_eq!(rented.status, StatusCode::CREATED, "{}", rented.body);
     assert_eq!(group.stored_on_request(), on_request);
     app.stop().await;
+}
+
+/// A lone caller: one kept-alive HTTP/1.1 connection, its requests sent one after another. (The
+/// test app's client pools its connections, and a request sent before the last one's connection
+/// is back in the pool goes over a new one, which the server rightly takes for another caller.)
+struct LoneCaller {
+    connection: BufReader<TcpStream>,
+    token: String,
+}
+
+impl LoneCaller {
+    async fn connect(base: &str, token: &str) -> Self {
+        let stream = TcpStream::connect(base.trim_start_matches("http://")).await.unwrap();
+        Self { connection: BufReader::new(stream), token: token.to_string() }
+    }
+
+    /// The answer's status and JSON body (`Null` when it has none).
+    async fn send(&mut self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let body = body.map(|body| body.to_string()).unwrap_or_default();
+        let content_type = if body.is_empty() { "" } else { "content-type: application/json\r\n" };
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nhost: storming\r\nauthorization: Bearer {}\r\n{content_type}content-length: {}\r\n\r\n{body}",
+            self.token,
+            body.len()
+        );
+        self.connection.get_mut().write_all(request.as_bytes()).await.unwrap();
+        let mut line = String::new();
+        self.connection.read_line(&mut line).await.unwrap();
+        let status = line.split(' ').nth(1).and_then(|code| code.parse().ok()).expect("a status line");
+        let mut length = None;
+        loop {
+            line.clear();
+            self.connection.read_line(&mut line).await.unwrap();
+            if line == "\r\n" {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().ok();
+                }
+            }
+        }
+        let mut answer = vec![0; length.expect("an answer with a content-length")];
+        self.connection.read_exact(&mut answer).await.unwrap();
+        (StatusCode::from_u16(status).unwrap(), serde_json::from_slice(&answer).unwrap_or(Value::Null))
+    }
 }
 
 async fn wait_until(condition: impl Fn() -> bool) {
