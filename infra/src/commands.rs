@@ -1,12 +1,13 @@
 //! The command bus: one [`Executor`] per aggregate type. It runs cqrs-es's cycle (load the
 //! aggregate, let it handle the command into an event sink, store the events) and adds what every
 //! command needs — its metadata on every event, a bounded retry on an optimistic concurrency
-//! conflict (reload and decide again), the global position of the last stored event for
+//! conflict (reload and decide again; [`Load`] says when a command may decide on its cached
+//! state without reading first), the global position of the last stored event for
 //! read-your-writes (from the INSERT itself), and a wake-up for the in-process workers.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::EventStoreAggregateContext;
@@ -28,6 +29,26 @@ use crate::payment::PaymentDesk;
 
 /// How often a command is decided again after losing a race for its aggregate.
 const CONFLICT_RETRIES: u32 = 8;
+
+/// How a command's aggregate is brought up to date before it decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Load {
+    /// The cached state and the events stored after it, read from the store (only another
+    /// process can have stored any), or the whole stream when the aggregate is not cached.
+    Read,
+    /// The cached state as it is, without that read (ADR 46): for a command whose decision calls
+    /// no service, so that deciding it on a stale state has no effect outside the store. Events
+    /// it decides meet the store's unique (type, id, sequence) key, and if another process's
+    /// events got there first it is decided again at once, on a read; a refusal, or a decision
+    /// of nothing, is decided again on a read before it is answered. After a cached decision lost
+    /// to another process, its executor reads first for [`READ_FIRST_AFTER_STALE`].
+    Cached,
+}
+
+/// How long an executor reads before deciding every command after a decision on its cached
+/// state lost to events stored meanwhile: another process is writing the same aggregates, and
+/// a read costs less than a decision and an append that are thrown away.
+const READ_FIRST_AFTER_STALE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError<E: std::error::Error> {
@@ -78,6 +99,8 @@ pub struct Executor<A: Aggregate + Clone> {
     services: A::Services,
     log: GlobalLog,
     signal: Arc<LogSignal>,
+    /// When a decision on the cached state last lost to events stored meanwhile ([`Load::Cached`]).
+    stale_at: Mutex<Option<Instant>>,
 }
 
 impl<A> Executor<A>
@@ -88,7 +111,13 @@ where
 {
     /// An executor that keeps up to `cached` aggregates' last state in memory.
     pub fn new(db: &Database, services: A::Services, signal: Arc<LogSignal>, cached: usize) -> Self {
-        Self { store: CachedStore::new(db, cached), services, log: GlobalLog::new(db), signal }
+        Self {
+            store: CachedStore::new(db, cached),
+            services,
+            log: GlobalLog::new(db),
+            signal,
+            stale_at: Mutex::new(None),
+        }
     }
 
     /// `aggregate_id` was minted just now for a new aggregate, and no one else has seen it: the
@@ -116,14 +145,46 @@ where
         metadata: &EventMetadata,
         key: Option<&IdempotencyKey>,
     ) -> Result<i64, CommandError<A::Error>> {
+        self.execute_once_loaded(aggregate_id, command, metadata, key, Load::Read).await
+    }
+
+    /// As [`Executor::execute_once`], the aggregate loaded as `load` says.
+    pub async fn execute_once_loaded(
+        &self,
+        aggregate_id: &str,
+        command: A::Command,
+        metadata: &EventMetadata,
+        key: Option<&IdempotencyKey>,
+        load: Load,
+    ) -> Result<i64, CommandError<A::Error>> {
         let mut entries = metadata.to_map();
         if let Some(key) = key {
             entries.insert(CALLER_ENTRY.to_string(), key.caller.clone());
             entries.insert(KEY_ENTRY.to_string(), key.key.clone());
         }
+        let mut load = if self.cache_trusted() { load } else { Load::Read };
         let mut conflicts = 0;
         let stored = loop {
-            match self.decide_and_store(aggregate_id, command.clone(), entries.clone()).await {
+            let attempt = self.decide_and_store(aggregate_id, command.clone(), entries.clone(), load).await;
+            if load == Load::Cached {
+                load = Load::Read;
+                match attempt {
+                    Ok(Some(position)) => break Some(position),
+                    Err(AggregateError::AggregateConflict) => {
+                        tracing::debug!(
+                            aggregate_type = A::TYPE,
+                            aggregate_id,
+                            "a decision on the cached state lost at the store's key, deciding again on a read"
+                        );
+                        *self.stale_at.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+                        continue;
+                    }
+                    // Refused, or nothing to do, on a state that may be stale.
+                    Ok(None) | Err(AggregateError::UserError(_)) => continue,
+                    Err(other) => return Err(CommandError::Store(other.to_string())),
+                }
+            }
+            match attempt {
                 Ok(stored) => break stored,
                 Err(AggregateError::UserError(error)) => return Err(CommandError::Rejected(error)),
                 Err(AggregateError::AggregateConflict) if conflicts < CONFLICT_RETRIES => {
@@ -146,6 +207,12 @@ where
         }
     }
 
+    /// Whether no decision on the cached state lost to another process's events lately.
+    fn cache_trusted(&self) -> bool {
+        let stale_at = *self.stale_at.lock().unwrap_or_else(PoisonError::into_inner);
+        stale_at.is_none_or(|at| at.elapsed() >= READ_FIRST_AFTER_STALE)
+    }
+
     /// One attempt: the position of the last event stored, `None` if the command decided none.
     /// What the aggregates it called decide on their own streams meanwhile (a rent's payment,
     /// [`Executor::decide_inside`]) is stored with its events, or alone if it decided none.
@@ -154,11 +221,13 @@ where
         aggregate_id: &str,
         command: A::Command,
         metadata: HashMap<String, String>,
+        load: Load,
     ) -> Result<Option<i64>, AggregateError<A::Error>> {
         let riders = Arc::default();
-        let decided = RIDERS.scope(Arc::clone(&riders), self.decide(aggregate_id, command)).await;
+        let decided = RIDERS.scope(Arc::clone(&riders), self.decide(aggregate_id, command, load)).await;
         let riders = std::mem::take(&mut *riders.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
         let rode = !riders.is_empty();
+        debug_assert!(load == Load::Read || !rode, "a command decided on the cached state called a service");
         let stored = match decided {
             Ok((events, context)) => self.store.append(riders, events, context, metadata).await,
             Err(error) => {
@@ -180,8 +249,12 @@ where
         &self,
         aggregate_id: &str,
         command: A::Command,
+        load: Load,
     ) -> Result<(Vec<A::Event>, EventStoreAggregateContext<A>), AggregateError<A::Error>> {
-        let mut context = self.store.load(aggregate_id).await?;
+        let mut context = match load {
+            Load::Read => self.store.load(aggregate_id).await?,
+            Load::Cached => self.store.load_cached(aggregate_id).await?,
+        };
         let sink = EventSink::default();
         context.aggregate.handle(command, &self.services, &sink).await.map_err(AggregateError::UserError)?;
         Ok((sink.collect().await, context))
@@ -212,7 +285,7 @@ where
             AggregateError::UserError(error) => CommandError::Rejected(error),
             other => CommandError::Store(other.to_string()),
         };
-        let (events, context) = self.decide(aggregate_id, command).await.map_err(failed)?;
+        let (events, context) = self.decide(aggregate_id, command, Load::Read).await.map_err(failed)?;
         let Some(decided) = self.store.serialize(events, context, metadata.to_map()).map_err(failed)? else {
             return Ok(());
         };

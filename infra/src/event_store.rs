@@ -198,9 +198,10 @@ pub const PAYMENT_CACHE_ENTRIES: usize = 1_000;
 ///
 /// Loading a cached aggregate reads only the events stored after its cached sequence, so another
 /// process's commands are always seen; a stale entry can cost at most a reread, never a wrong
-/// decision, because the store's unique (type, id, sequence) key still decides every race. Only
-/// state read from the store or stored by a successful commit enters the cache. When full, an
-/// arbitrary entry is evicted: a miss costs one full replay.
+/// decision, because the store's unique (type, id, sequence) key still decides every race.
+/// [`CachedStore::load_cached`] skips that read, for the commands that are decided again when
+/// they lose to it (ADR 46). Only state read from the store or stored by a successful commit
+/// enters the cache. When full, an arbitrary entry is evicted: a miss costs one full replay.
 pub struct CachedStore<A: Aggregate> {
     inner: PersistedEventStore<EventRepository, A>,
     repo: EventRepository,
@@ -275,6 +276,23 @@ impl<A: Aggregate + Clone> CachedStore<A> {
             self.remember(aggregate_id, context.aggregate.clone(), context.current_sequence);
         }
         Ok(context)
+    }
+
+    /// The cached state as it is, without reading the events stored after it (see
+    /// [`crate::commands::Load::Cached`]); [`CachedStore::load`] when the aggregate is not cached.
+    pub async fn load_cached(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<EventStoreAggregateContext<A>, AggregateError<A::Error>> {
+        match self.cached(aggregate_id) {
+            Some((aggregate, sequence)) => Ok(EventStoreAggregateContext {
+                aggregate_id: aggregate_id.to_string(),
+                aggregate,
+                current_sequence: sequence,
+                current_snapshot: None,
+            }),
+            None => self.load(aggregate_id).await,
+        }
     }
 
     /// The events a command decided on `context` (whose aggregate the event sink has already

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use storming_domain::library::LibraryCommand;
 use storming_domain::rental::{BookCopy, RentalCommand, RentalEvent};
 use storming_domain::shared::{required_text, uuid, Krw};
+use storming_infra::commands::Load;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -199,7 +200,9 @@ async fn act_on_rental(
         |_, key| async move {
             let command = command(rental_id, caller.id.clone(), Utc::now());
             let metadata = metadata(caller, headers, rental_id);
-            let position = app.bus.shelf.execute_once(&book_id, command, &metadata, key.as_ref()).await?;
+            // A return or a cancellation calls no service: decided on the cached copy (ADR 46).
+            let position =
+                app.bus.shelf.execute_once_loaded(&book_id, command, &metadata, key.as_ref(), Load::Cached).await?;
             // The rental has ended: a later command on it is refused, and may read it again.
             app.rentals.remove(&rental_id.to_string());
             Ok(position)
