@@ -162,7 +162,7 @@ where
             entries.insert(CALLER_ENTRY.to_string(), key.caller.clone());
             entries.insert(KEY_ENTRY.to_string(), key.key.clone());
         }
-        let mut load = if self.cache_trusted() { load } else { Load::Read };
+        let mut load = if load == Load::Cached && !self.cache_trusted() { Load::Read } else { load };
         let mut conflicts = 0;
         let stored = loop {
             let attempt = self.decide_and_store(aggregate_id, command.clone(), entries.clone(), load).await;
