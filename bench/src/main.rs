@@ -193,14 +193,7 @@ impl Api {
     }
 
     async fn get(&self, token: &str, path: &str) -> u16 {
-        match self.http.get(format!("{}{path}", self.base)).bearer_auth(token).send().await {
-            Ok(answer) => {
-                let status = answer.status().as_u16();
-                let _ = answer.bytes().await;
-                status
-            }
-            Err(_) => 0,
-        }
+        status_of(self.http.get(format!("{}{path}", self.base)).bearer_auth(token)).await
     }
 
     /// How far the server's views are behind the log's head (`GET /admin/projections`): the most
@@ -241,14 +234,7 @@ impl Api {
     }
 
     async fn healthz(&self) -> u16 {
-        match self.http.get(format!("{}/healthz", self.base)).send().await {
-            Ok(answer) => {
-                let status = answer.status().as_u16();
-                let _ = answer.bytes().await;
-                status
-            }
-            Err(_) => 0,
-        }
+        status_of(self.http.get(format!("{}/healthz", self.base))).await
     }
 
     async fn metrics(&self) -> Option<String> {
@@ -292,6 +278,18 @@ impl Api {
             }
         }
         Ok(ids)
+    }
+}
+
+/// The status of `request`'s answer, read to its end (0 when none came).
+async fn status_of(request: reqwest::RequestBuilder) -> u16 {
+    match request.send().await {
+        Ok(answer) => {
+            let status = answer.status().as_u16();
+            let _ = answer.bytes().await;
+            status
+        }
+        Err(_) => 0,
     }
 }
 

@@ -168,8 +168,7 @@ where
             let attempt = self.decide_and_store(aggregate_id, command.clone(), entries.clone(), load).await;
             if load == Load::Cached {
                 load = Load::Read;
-                match attempt {
-                    Ok(Some(position)) => break Some(position),
+                match &attempt {
                     Err(AggregateError::AggregateConflict) => {
                         tracing::debug!(
                             aggregate_type = A::TYPE,
@@ -181,7 +180,8 @@ where
                     }
                     // Refused, or nothing to do, on a state that may be stale.
                     Ok(None) | Err(AggregateError::UserError(_)) => continue,
-                    Err(other) => return Err(CommandError::Store(other.to_string())),
+                    // Stored, or the store failed: answered as a read's decision is.
+                    Ok(Some(_)) | Err(_) => {}
                 }
             }
             match attempt {
