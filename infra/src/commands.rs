@@ -1,9 +1,10 @@
 //! The command bus: one [`Executor`] per aggregate type. It runs cqrs-es's cycle (load the
 //! aggregate, let it handle the command into an event sink, store the events) and adds what every
-//! command needs — its metadata on every event, a bounded retry on an optimistic concurrency
-//! conflict (reload and decide again; [`Load`] says when a command may decide on its cached
-//! state without reading first), the global position of the last stored event for
-//! read-your-writes (from the INSERT itself), and a wake-up for the in-process workers.
+//! command needs — the aggregate's turn within the process ([`crate::turns`]), its metadata on
+//! every event, a bounded retry on an optimistic concurrency conflict (reload and decide again;
+//! [`Load`] says when a command may decide on its cached state without reading first), the
+//! global position of the last stored event for read-your-writes (from the INSERT itself), and a
+//! wake-up for the in-process workers.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -26,6 +27,7 @@ use crate::event_store::{self, CachedStore, Rider, Store, AGGREGATE_CACHE_ENTRIE
 use crate::idempotency::{IdempotencyKey, CALLER_ENTRY, KEY_ENTRY};
 use crate::log::{GlobalLog, LogError};
 use crate::payment::PaymentDesk;
+use crate::turns::AggregateTurns;
 
 /// How often a command is decided again after losing a race for its aggregate.
 const CONFLICT_RETRIES: u32 = 8;
@@ -101,6 +103,8 @@ pub struct Executor<A: Aggregate + Clone> {
     signal: Arc<LogSignal>,
     /// When a decision on the cached state last lost to events stored meanwhile ([`Load::Cached`]).
     stale_at: Mutex<Option<Instant>>,
+    /// The commands on one aggregate decide one after another in this process (ADR 47).
+    turns: AggregateTurns,
 }
 
 impl<A> Executor<A>
@@ -117,6 +121,7 @@ where
             log: GlobalLog::new(db),
             signal,
             stale_at: Mutex::new(None),
+            turns: AggregateTurns::default(),
         }
     }
 
@@ -164,6 +169,10 @@ where
         }
         let mut load = if load == Load::Cached && !self.cache_trusted() { Load::Read } else { load };
         let mut conflicts = 0;
+        // Another command on this aggregate in this process decides first and stores, so that
+        // this one decides on what it stored instead of losing to it at the store after calling
+        // its services (a rent's charge, refunded after a lost race; ADR 47).
+        let turn = self.turns.take(aggregate_id).await;
         let stored = loop {
             let attempt = self.decide_and_store(aggregate_id, command.clone(), entries.clone(), load).await;
             if load == Load::Cached {
@@ -197,6 +206,7 @@ where
                 Err(other) => return Err(CommandError::Store(other.to_string())),
             }
         };
+        drop(turn);
         match stored {
             Some(position) => {
                 self.signal.notify();

@@ -12,7 +12,8 @@
 //! - [`idempotency`]: the `Idempotency-Key` reservations;
 //! - [`kept`]: connections lent to queries without sqlx's round trip on their return;
 //! - [`payment`]: the payment provider adapters and the `Payments` port of the core contexts;
-//! - [`config`]: configuration from the environment.
+//! - [`config`]: configuration from the environment;
+//! - [`turns`]: the commands on one aggregate take turns within a process.
 
 pub mod bounded;
 pub mod callers;
@@ -24,3 +25,4 @@ pub mod idempotency;
 pub mod kept;
 pub mod log;
 pub mod payment;
+pub mod turns;

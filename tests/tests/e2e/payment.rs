@@ -202,6 +202,35 @@ async fn a_cancelled_rental_is_refunded_exactly_once_through_provider_failures_a
     app.stop().await;
 }
 
+on_both_backends!(customers_racing_for_a_copy_behind_a_slow_provider_are_refused_before_they_are_charged);
+
+/// While the first rent of a copy waits for its charge, the others wait for the copy's turn
+/// (ADR 47) instead of deciding on a copy still free, charging, losing at the store and refunding.
+async fn customers_racing_for_a_copy_behind_a_slow_provider_are_refused_before_they_are_charged(db: TestDb) {
+    let provider = FakeProvider::start(Mode::Slow(Duration::from_millis(200))).await;
+    let app = app_with_provider(&db, &provider, &[]).await;
+    let manager = app.token("librarian", &[Role::BookManager]);
+    let book_id = app.shelved_book(&manager, "Dune", 1500).await;
+    let tokens: Vec<String> = (0..5).map(|i| app.token(&format!("customer-{i}"), &[Role::Customer])).collect();
+
+    let rent = json!({"book_id": book_id});
+    let answers =
+        join_all(tokens.iter().map(|token| app.post(Some(token), "/commands/book-rental/rentals", Some(rent.clone()))))
+            .await;
+
+    let mut statuses: Vec<(StatusCode, String)> =
+        answers.iter().map(|answer| (answer.status, answer.code().to_string())).collect();
+    statuses.sort();
+    let refused = (StatusCode::CONFLICT, "book-not-available".to_string());
+    let rented = (StatusCode::CREATED, String::new());
+    assert_eq!(statuses, [rented, refused.clone(), refused.clone(), refused.clone(), refused]);
+    assert_eq!((provider.authorization_calls(), provider.refund_calls()), (1, 0), "only the winner was charged");
+    let types = app.log_types().await;
+    assert_eq!(types.iter().filter(|t| *t == "PaymentApproved").count(), 1);
+    assert_eq!(types.iter().filter(|t| *t == "PaymentRefunded").count(), 0);
+    app.stop().await;
+}
+
 on_both_backends!(the_same_idempotency_key_ten_times_at_once_rents_and_charges_once);
 
 async fn the_same_idempotency_key_ten_times_at_once_rents_and_charges_once(db: TestDb) {
