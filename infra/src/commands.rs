@@ -43,7 +43,7 @@ pub enum Load {
     /// it decides meet the store's unique (type, id, sequence) key, and if another process's
     /// events got there first it is decided again at once, on a read; a refusal, or a decision
     /// of nothing, is decided again on a read before it is answered. After a cached decision lost
-    /// to another process, its executor reads first for [`READ_FIRST_AFTER_STALE`].
+    /// to another process, its executor reads first for 10 s (`READ_FIRST_AFTER_STALE`).
     Cached,
 }
 
