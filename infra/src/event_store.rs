@@ -248,24 +248,14 @@ impl<A: Aggregate + Clone> CachedStore<A> {
     /// events stored after it, or else the whole stream replayed.
     pub async fn load(&self, aggregate_id: &str) -> Result<EventStoreAggregateContext<A>, AggregateError<A::Error>> {
         if self.minted.remove(aggregate_id).is_some() {
-            return Ok(EventStoreAggregateContext {
-                aggregate_id: aggregate_id.to_string(),
-                aggregate: A::default(),
-                current_sequence: 0,
-                current_snapshot: None,
-            });
+            return Ok(context_at(aggregate_id, A::default(), 0));
         }
         let Some((aggregate, sequence)) = self.cached(aggregate_id) else {
             let context = self.inner.load_aggregate(aggregate_id).await?;
             self.remember(aggregate_id, context.aggregate.clone(), context.current_sequence);
             return Ok(context);
         };
-        let mut context = EventStoreAggregateContext {
-            aggregate_id: aggregate_id.to_string(),
-            aggregate,
-            current_sequence: sequence,
-            current_snapshot: None,
-        };
+        let mut context = context_at(aggregate_id, aggregate, sequence);
         let newer = self.repo.events_after::<A>(aggregate_id, sequence).await?;
         if !newer.is_empty() {
             for event in newer {
@@ -285,12 +275,7 @@ impl<A: Aggregate + Clone> CachedStore<A> {
         aggregate_id: &str,
     ) -> Result<EventStoreAggregateContext<A>, AggregateError<A::Error>> {
         match self.cached(aggregate_id) {
-            Some((aggregate, sequence)) => Ok(EventStoreAggregateContext {
-                aggregate_id: aggregate_id.to_string(),
-                aggregate,
-                current_sequence: sequence,
-                current_snapshot: None,
-            }),
+            Some((aggregate, sequence)) => Ok(context_at(aggregate_id, aggregate, sequence)),
             None => self.load(aggregate_id).await,
         }
     }
@@ -359,6 +344,16 @@ impl<A: Aggregate + Clone> CachedStore<A> {
         let position = own?;
         self.stored(decided.state);
         Ok(Some(position))
+    }
+}
+
+/// `aggregate` at `sequence`, as a command decides on it (the cache keeps no snapshots).
+fn context_at<A: Aggregate>(aggregate_id: &str, aggregate: A, sequence: usize) -> EventStoreAggregateContext<A> {
+    EventStoreAggregateContext {
+        aggregate_id: aggregate_id.to_string(),
+        aggregate,
+        current_sequence: sequence,
+        current_snapshot: None,
     }
 }
 
