@@ -206,8 +206,13 @@ pub fn checks(results: &Value) -> Vec<Check> {
             let conflicts: Vec<String> =
                 runs.iter().map(|run| thousands(run["conflicts_per_second"].as_f64().unwrap_or(0.0))).collect();
             let errors: u64 = runs.iter().filter_map(|run| run["errors"].as_u64()).sum();
+            // Files written before the server counted them have none.
+            let refunded = entry["charged_and_refunded"]
+                .as_u64()
+                .map(|count| format!(", charged and refunded {}", thousands(count as f64)))
+                .unwrap_or_default();
             let measured = format!(
-                "{} clients: {} commands/s, conflicts/s {}, errors {errors}",
+                "{} clients: {} commands/s, conflicts/s {}, errors {errors}{refunded}",
                 entry["point"]["clients"],
                 thousands(rate(entry)),
                 conflicts.join(" / ")
@@ -409,7 +414,7 @@ mod tests {
         let results = json!({"backend": "postgres", "smoke": true, "results": [
             commands(1, 100.0, 5.0), commands(2, 150.0, 5.0),
             {"group": "catchup", "projection": "my_page", "events": 3_000, "catchup_seconds": 0.1, "rebuild_seconds": 0.2},
-            {"group": "contended", "point": {"clients": 4, "median_per_second": 80.0, "runs": [
+            {"group": "contended", "charged_and_refunded": 1_398, "point": {"clients": 4, "median_per_second": 80.0, "runs": [
                 {"per_second": 80.0, "conflicts_per_second": 12.4, "errors": 0}]}},
         ]});
 
@@ -424,7 +429,10 @@ mod tests {
         assert_eq!(verdict(&checks, "Rebuild of 1,000,000 events, `my_page`").0, Verdict::NotRun, "3,000 events only");
         assert_eq!(
             verdict(&checks, "Contended: many clients on 4 books"),
-            (Verdict::Measured, "4 clients: 80 commands/s, conflicts/s 12, errors 0".into())
+            (
+                Verdict::Measured,
+                "4 clients: 80 commands/s, conflicts/s 12, errors 0, charged and refunded 1,398".into()
+            )
         );
         assert!(markdown(&results).contains("a smoke run"));
     }

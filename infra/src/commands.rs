@@ -29,6 +29,12 @@ use crate::log::{GlobalLog, LogError};
 use crate::payment::PaymentDesk;
 use crate::turns::AggregateTurns;
 
+/// The charges of paid commands whose events were not stored (they lost a race to another process,
+/// or the store failed), by what became of them at once: `refunded`, or `left_to_reconciliation`
+/// when the refund failed too. A customer sees each as a charge and its refund; within one
+/// process, commands on one aggregate take turns (ADR 47) and races cause none.
+pub const UNRECORDED_CHARGES: &str = "storming_payment_unrecorded_charges_total";
+
 /// How often a command is decided again after losing a race for its aggregate.
 const CONFLICT_RETRIES: u32 = 8;
 
@@ -336,9 +342,14 @@ impl CommandBus {
     pub async fn refund_unrecorded_charge(&self, payment_id: Uuid, metadata: &EventMetadata) {
         let refund = PaymentCommand::RefundPayment { reason: "the paid command was not recorded".into() };
         match self.payments.execute(&payment_id.to_string(), refund, metadata).await {
-            Ok(_) => tracing::warn!(payment_id = %payment_id, "refunded a charge whose command was not recorded"),
+            Ok(_) => {
+                metrics::counter!(UNRECORDED_CHARGES, "outcome" => "refunded").increment(1);
+                tracing::warn!(payment_id = %payment_id, "refunded a charge whose command was not recorded");
+            }
             Err(CommandError::Rejected(PaymentError::NothingToRefund)) => {}
             Err(error) => {
+                // The reconciliation policy refunds it later, from the log.
+                metrics::counter!(UNRECORDED_CHARGES, "outcome" => "left_to_reconciliation").increment(1);
                 tracing::error!(payment_id = %payment_id, error = %error, "could not refund a charge whose command was not recorded")
             }
         }

@@ -14,6 +14,13 @@ use crate::fake_provider::{FakeProvider, Mode};
 use crate::on_both_backends;
 use crate::support::{config, TestApp, TestDb};
 
+/// The value `GET /metrics` shows for `series` (a name with its labels), 0 before it is first
+/// counted.
+async fn metric(app: &TestApp, series: &str) -> u64 {
+    let text = reqwest::get(format!("{}/metrics", app.base)).await.unwrap().text().await.unwrap();
+    text.lines().find_map(|line| line.strip_prefix(series)?.trim().parse().ok()).unwrap_or(0)
+}
+
 async fn app_with_provider(db: &TestDb, provider: &FakeProvider, extra: &[(&str, &str)]) -> TestApp {
     let mut settings = vec![("STORMING_PAYMENT_PROVIDER", "http"), ("STORMING_PAYMENT_URL", provider.url.as_str())];
     settings.extend_from_slice(extra);
@@ -81,6 +88,7 @@ on_both_backends!(a_rental_the_store_refuses_after_its_charge_is_refunded_before
 /// stored alone, so the charge has its record and is refunded before the 500. (On SQLite the
 /// payment commits first, alone, and the same must hold.)
 async fn a_rental_the_store_refuses_after_its_charge_is_refunded_before_the_answer(db: TestDb) {
+    use storming_infra::commands::UNRECORDED_CHARGES;
     use storming_infra::db::StorePool;
 
     let provider = FakeProvider::start(Mode::Approve).await;
@@ -105,6 +113,9 @@ async fn a_rental_the_store_refuses_after_its_charge_is_refunded_before_the_answ
         }
     }
 
+    let refunded = format!("{UNRECORDED_CHARGES}{{outcome=\"refunded\"}}");
+    let refunded_before = metric(&app, &refunded).await;
+
     let failed = app.post(Some(&kim), "/commands/book-rental/rentals", Some(json!({"book_id": book_id}))).await;
     assert_eq!(
         (failed.status, failed.code()),
@@ -113,6 +124,8 @@ async fn a_rental_the_store_refuses_after_its_charge_is_refunded_before_the_answ
         failed.body
     );
     assert_eq!((provider.charges(), provider.refunds()), (1, 1), "charged, then refunded");
+    // Tests running at once share the process's recorder: this one's refund is at least one more.
+    assert!(metric(&app, &refunded).await > refunded_before, "the refund is counted in /metrics");
     assert_eq!(app.log_types().await, ["BookRegistered", "BookShelved", "PaymentApproved", "PaymentRefunded"]);
     app.stop().await;
 }
