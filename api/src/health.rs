@@ -60,10 +60,10 @@ pub fn prometheus() -> &'static PrometheusHandle {
 /// Prometheus text: every worker's position and lag (read at scrape time, whichever process runs
 /// the workers), the payment circuit breaker's state and transitions, this process's queries
 /// answered with a kept answer or read (ADR 39), its group commit's sizes and turns, the turns
-/// its requests' own threads stored (SQLite, ADR 41), and the charges of paid commands whose events
-/// were not stored, refunded or left to the reconciliation policy (0 until there is one).
+/// its requests' own threads stored (SQLite, ADR 41), and the paid commands whose events were not
+/// stored, by what their refund did (0 until there is one).
 async fn metrics(State(app): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    for outcome in ["refunded", "left_to_reconciliation"] {
+    for outcome in ["refunded", "refund_failed"] {
         metrics::counter!(storming_infra::commands::UNRECORDED_CHARGES, "outcome" => outcome).increment(0);
     }
     metrics::counter!("storming_query_answers_total", "from" => "kept").absolute(app.answers.given());

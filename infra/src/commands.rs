@@ -29,10 +29,11 @@ use crate::log::{GlobalLog, LogError};
 use crate::payment::PaymentDesk;
 use crate::turns::AggregateTurns;
 
-/// The charges of paid commands whose events were not stored (they lost a race to another process,
-/// or the store failed), by what became of them at once: `refunded`, or `left_to_reconciliation`
-/// when the refund failed too. A customer sees each as a charge and its refund; within one
-/// process, commands on one aggregate take turns (ADR 47) and races cause none.
+/// Paid commands whose events were not stored (they lost a race to another process, or the store
+/// failed), by what their refund did at once: `refunded` a charge, or `refund_failed` (the store or
+/// the provider failed; the reconciliation policy refunds the charge from the log later, if there
+/// was one). A customer sees each refunded one as a charge and its refund; within one process,
+/// commands on one aggregate take turns (ADR 47) and races cause none.
 pub const UNRECORDED_CHARGES: &str = "storming_payment_unrecorded_charges_total";
 
 /// How often a command is decided again after losing a race for its aggregate.
@@ -348,8 +349,8 @@ impl CommandBus {
             }
             Err(CommandError::Rejected(PaymentError::NothingToRefund)) => {}
             Err(error) => {
-                // The reconciliation policy refunds it later, from the log.
-                metrics::counter!(UNRECORDED_CHARGES, "outcome" => "left_to_reconciliation").increment(1);
+                // The reconciliation policy refunds a charge later, from the log.
+                metrics::counter!(UNRECORDED_CHARGES, "outcome" => "refund_failed").increment(1);
                 tracing::error!(payment_id = %payment_id, error = %error, "could not refund a charge whose command was not recorded")
             }
         }
