@@ -22,9 +22,18 @@ async fn metric(app: &TestApp, series: &str) -> u64 {
 }
 
 async fn app_with_provider(db: &TestDb, provider: &FakeProvider, extra: &[(&str, &str)]) -> TestApp {
+    server_with_provider(db, provider, extra, ServeOptions { workers: true }).await
+}
+
+async fn server_with_provider(
+    db: &TestDb,
+    provider: &FakeProvider,
+    extra: &[(&str, &str)],
+    options: ServeOptions,
+) -> TestApp {
     let mut settings = vec![("STORMING_PAYMENT_PROVIDER", "http"), ("STORMING_PAYMENT_URL", provider.url.as_str())];
     settings.extend_from_slice(extra);
-    TestApp::start_with(config(db, &settings), ServeOptions { workers: true }).await
+    TestApp::start_with(config(db, &settings), options).await
 }
 
 on_both_backends!(a_provider_that_is_down_records_nothing_and_a_retry_succeeds_once_it_is_back);
@@ -242,6 +251,50 @@ async fn customers_racing_for_a_copy_behind_a_slow_provider_are_refused_before_t
     assert_eq!(types.iter().filter(|t| *t == "PaymentApproved").count(), 1);
     assert_eq!(types.iter().filter(|t| *t == "PaymentRefunded").count(), 0);
     app.stop().await;
+}
+
+on_both_backends!(a_rent_that_loses_its_copy_to_another_process_after_its_charge_is_refunded_and_counted);
+
+/// Commands take turns on an aggregate within a process only (ADR 47). Two processes on one
+/// database each rent the same copy while the provider takes a second to approve: both find
+/// the copy free and charge; the store's key gives the copy to one, and the other's rent is
+/// refused, its charge refunded before it is answered, and counted in `/metrics`.
+async fn a_rent_that_loses_its_copy_to_another_process_after_its_charge_is_refunded_and_counted(db: TestDb) {
+    use storming_infra::commands::UNRECORDED_CHARGES;
+
+    // A second, under the calls' 2 s timeout: long enough for both rents to read the copy first.
+    let provider = FakeProvider::start(Mode::Slow(Duration::from_millis(1000))).await;
+    let a = app_with_provider(&db, &provider, &[]).await;
+    let b = server_with_provider(&db, &provider, &[], ServeOptions { workers: false }).await;
+    let manager = a.token("librarian", &[Role::BookManager]);
+    let book_id = a.shelved_book(&manager, "Dune", 1500).await;
+    let (kim, lee) = (a.token("kim", &[Role::Customer]), a.token("lee", &[Role::Customer]));
+    // The two servers run in this test's process and share its metrics recorder.
+    let refunded = format!("{UNRECORDED_CHARGES}{{outcome=\"refunded\"}}");
+    let refunded_before = metric(&a, &refunded).await;
+
+    let rent = json!({"book_id": book_id});
+    let (on_a, on_b) = tokio::join!(
+        a.post(Some(&kim), "/commands/book-rental/rentals", Some(rent.clone())),
+        b.post(Some(&lee), "/commands/book-rental/rentals", Some(rent.clone())),
+    );
+
+    let mut statuses = [(on_a.status, on_a.code().to_string()), (on_b.status, on_b.code().to_string())];
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [(StatusCode::CREATED, String::new()), (StatusCode::CONFLICT, "book-not-available".to_string())],
+        "{} / {}",
+        on_a.body,
+        on_b.body
+    );
+    assert_eq!((provider.charges(), provider.refunds()), (2, 1), "both charged, the loser refunded");
+    let types = a.log_types().await;
+    assert_eq!(types.iter().filter(|t| *t == "PaymentApproved").count(), 2);
+    assert_eq!(types.iter().filter(|t| *t == "PaymentRefunded").count(), 1);
+    assert!(metric(&a, &refunded).await > refunded_before, "the refund is counted in /metrics");
+    b.stop().await;
+    a.stop().await;
 }
 
 on_both_backends!(the_same_idempotency_key_ten_times_at_once_rents_and_charges_once);
