@@ -38,6 +38,10 @@ pub fn prometheus() -> &'static PrometheusHandle {
         if metrics::set_global_recorder(recorder).is_err() {
             tracing::warn!("a metrics recorder was already installed; /metrics shows only this one's");
         }
+        // Shown as 0 from the start, so that a scrape tells "none" from "not counted".
+        for outcome in ["refunded", "refund_failed"] {
+            metrics::counter!(storming_infra::commands::UNRECORDED_CHARGES, "outcome" => outcome).increment(0);
+        }
         let upkeep = handle.clone();
         let spawned = std::thread::Builder::new().name("metrics-upkeep".into()).spawn(move || loop {
             std::thread::sleep(UPKEEP_EVERY);
@@ -63,9 +67,6 @@ pub fn prometheus() -> &'static PrometheusHandle {
 /// its requests' own threads stored (SQLite, ADR 41), and the paid commands whose events were not
 /// stored, by what their refund did (0 until there is one).
 async fn metrics(State(app): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    for outcome in ["refunded", "refund_failed"] {
-        metrics::counter!(storming_infra::commands::UNRECORDED_CHARGES, "outcome" => outcome).increment(0);
-    }
     metrics::counter!("storming_query_answers_total", "from" => "kept").absolute(app.answers.given());
     metrics::counter!("storming_query_answers_total", "from" => "read").absolute(app.answers.missed());
     let group = &app.db.group_commit;

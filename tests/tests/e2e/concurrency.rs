@@ -8,7 +8,7 @@ use storming_api::auth::Role;
 use storming_api::ServeOptions;
 
 use crate::on_both_backends;
-use crate::support::{config, Answer, TestApp, TestDb};
+use crate::support::{config, count_of, Answer, TestApp, TestDb};
 
 on_both_backends!(twenty_customers_racing_for_one_book_get_one_rental);
 
@@ -41,8 +41,7 @@ async fn twenty_customers_racing_for_one_book_get_one_rental(db: TestDb) {
     // In one process the rents of a copy take turns (ADR 47): each loser is refused on the
     // winner's rental before anything is charged, so no one is charged and then refunded.
     let types = app.log_types().await;
-    let approved = types.iter().filter(|event_type| *event_type == "PaymentApproved").count();
-    let refunded = types.iter().filter(|event_type| *event_type == "PaymentRefunded").count();
+    let (approved, refunded) = (count_of(&types, "PaymentApproved"), count_of(&types, "PaymentRefunded"));
     assert_eq!((approved, refunded), (1, 0), "only the winner is charged ({approved} charged, {refunded} refunded)");
     app.stop().await;
 }

@@ -12,13 +12,17 @@ use storming_api::ServeOptions;
 
 use crate::fake_provider::{FakeProvider, Mode};
 use crate::on_both_backends;
-use crate::support::{config, TestApp, TestDb};
+use crate::support::{config, count_of, TestApp, TestDb};
 
-/// The value `GET /metrics` shows for `series` (a name with its labels), 0 before it is first
-/// counted.
-async fn metric(app: &TestApp, series: &str) -> u64 {
+/// How many charges of commands whose events were not stored the process has refunded
+/// (`GET /metrics`; 0 before the first). The recorder is one per test process, shared by the
+/// servers and the tests running at once: a test reads how it moved.
+async fn unrecorded_charges_refunded(app: &TestApp) -> u64 {
+    use storming_infra::commands::UNRECORDED_CHARGES;
+
+    let series = format!("{UNRECORDED_CHARGES}{{outcome=\"refunded\"}} ");
     let text = reqwest::get(format!("{}/metrics", app.base)).await.unwrap().text().await.unwrap();
-    text.lines().find_map(|line| line.strip_prefix(series)?.trim().parse().ok()).unwrap_or(0)
+    text.lines().find_map(|line| line.strip_prefix(series.as_str())?.trim().parse().ok()).unwrap_or(0)
 }
 
 async fn app_with_provider(db: &TestDb, provider: &FakeProvider, extra: &[(&str, &str)]) -> TestApp {
@@ -97,7 +101,6 @@ on_both_backends!(a_rental_the_store_refuses_after_its_charge_is_refunded_before
 /// stored alone, so the charge has its record and is refunded before the 500. (On SQLite the
 /// payment commits first, alone, and the same must hold.)
 async fn a_rental_the_store_refuses_after_its_charge_is_refunded_before_the_answer(db: TestDb) {
-    use storming_infra::commands::UNRECORDED_CHARGES;
     use storming_infra::db::StorePool;
 
     let provider = FakeProvider::start(Mode::Approve).await;
@@ -122,8 +125,7 @@ async fn a_rental_the_store_refuses_after_its_charge_is_refunded_before_the_answ
         }
     }
 
-    let refunded = format!("{UNRECORDED_CHARGES}{{outcome=\"refunded\"}}");
-    let refunded_before = metric(&app, &refunded).await;
+    let refunded_before = unrecorded_charges_refunded(&app).await;
 
     let failed = app.post(Some(&kim), "/commands/book-rental/rentals", Some(json!({"book_id": book_id}))).await;
     assert_eq!(
@@ -134,7 +136,7 @@ async fn a_rental_the_store_refuses_after_its_charge_is_refunded_before_the_answ
     );
     assert_eq!((provider.charges(), provider.refunds()), (1, 1), "charged, then refunded");
     // Tests running at once share the process's recorder: this one's refund is at least one more.
-    assert!(metric(&app, &refunded).await > refunded_before, "the refund is counted in /metrics");
+    assert!(unrecorded_charges_refunded(&app).await > refunded_before, "the refund is counted in /metrics");
     assert_eq!(app.log_types().await, ["BookRegistered", "BookShelved", "PaymentApproved", "PaymentRefunded"]);
     app.stop().await;
 }
@@ -219,8 +221,7 @@ async fn a_cancelled_rental_is_refunded_exactly_once_through_provider_failures_a
     .await;
     assert!(provider.refund_calls() >= 5, "four failures, then the refund");
     assert_eq!(provider.refunds(), 1, "refunded once at the provider");
-    let refunds = app.log_types().await.iter().filter(|event_type| *event_type == "PaymentRefunded").count();
-    assert_eq!(refunds, 1, "one PaymentRefunded");
+    assert_eq!(count_of(&app.log_types().await, "PaymentRefunded"), 1, "one PaymentRefunded");
     app.stop().await;
 }
 
@@ -248,8 +249,8 @@ async fn customers_racing_for_a_copy_behind_a_slow_provider_are_refused_before_t
     assert_eq!(statuses, [rented, refused.clone(), refused.clone(), refused.clone(), refused]);
     assert_eq!((provider.authorization_calls(), provider.refund_calls()), (1, 0), "only the winner was charged");
     let types = app.log_types().await;
-    assert_eq!(types.iter().filter(|t| *t == "PaymentApproved").count(), 1);
-    assert_eq!(types.iter().filter(|t| *t == "PaymentRefunded").count(), 0);
+    assert_eq!(count_of(&types, "PaymentApproved"), 1);
+    assert_eq!(count_of(&types, "PaymentRefunded"), 0);
     app.stop().await;
 }
 
@@ -260,8 +261,6 @@ on_both_backends!(a_rent_that_loses_its_copy_to_another_process_after_its_charge
 /// the copy free and charge; the store's key gives the copy to one, and the other's rent is
 /// refused, its charge refunded before it is answered, and counted in `/metrics`.
 async fn a_rent_that_loses_its_copy_to_another_process_after_its_charge_is_refunded_and_counted(db: TestDb) {
-    use storming_infra::commands::UNRECORDED_CHARGES;
-
     // A second, under the calls' 2 s timeout: long enough for both rents to read the copy first.
     let provider = FakeProvider::start(Mode::Slow(Duration::from_millis(1000))).await;
     let a = app_with_provider(&db, &provider, &[]).await;
@@ -269,9 +268,7 @@ async fn a_rent_that_loses_its_copy_to_another_process_after_its_charge_is_refun
     let manager = a.token("librarian", &[Role::BookManager]);
     let book_id = a.shelved_book(&manager, "Dune", 1500).await;
     let (kim, lee) = (a.token("kim", &[Role::Customer]), a.token("lee", &[Role::Customer]));
-    // The two servers run in this test's process and share its metrics recorder.
-    let refunded = format!("{UNRECORDED_CHARGES}{{outcome=\"refunded\"}}");
-    let refunded_before = metric(&a, &refunded).await;
+    let refunded_before = unrecorded_charges_refunded(&a).await;
 
     let rent = json!({"book_id": book_id});
     let (on_a, on_b) = tokio::join!(
@@ -290,9 +287,9 @@ async fn a_rent_that_loses_its_copy_to_another_process_after_its_charge_is_refun
     );
     assert_eq!((provider.charges(), provider.refunds()), (2, 1), "both charged, the loser refunded");
     let types = a.log_types().await;
-    assert_eq!(types.iter().filter(|t| *t == "PaymentApproved").count(), 2);
-    assert_eq!(types.iter().filter(|t| *t == "PaymentRefunded").count(), 1);
-    assert!(metric(&a, &refunded).await > refunded_before, "the refund is counted in /metrics");
+    assert_eq!(count_of(&types, "PaymentApproved"), 2);
+    assert_eq!(count_of(&types, "PaymentRefunded"), 1);
+    assert!(unrecorded_charges_refunded(&a).await > refunded_before, "the refund is counted in /metrics");
     b.stop().await;
     a.stop().await;
 }
@@ -320,8 +317,8 @@ async fn the_same_idempotency_key_ten_times_at_once_rents_and_charges_once(db: T
     assert_eq!(provider.authorization_calls(), 1, "one call to the provider");
     assert_eq!(provider.charges(), 1, "one charge");
     let types = app.log_types().await;
-    assert_eq!(types.iter().filter(|t| *t == "BookRented").count(), 1, "one rental");
-    assert_eq!(types.iter().filter(|t| *t == "PaymentApproved").count(), 1, "one payment");
+    assert_eq!(count_of(&types, "BookRented"), 1, "one rental");
+    assert_eq!(count_of(&types, "PaymentApproved"), 1, "one payment");
 
     // Later, the same key and body: the first answer again, nothing written.
     let again = app.post_keyed(Some(&kim), "/commands/book-rental/rentals", Some(rent), Some("kim-rents-dune")).await;

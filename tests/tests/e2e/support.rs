@@ -329,3 +329,8 @@ pub async fn plan(database: &Database, sql: &str, parameter_types: &[&str]) -> S
         }
     }
 }
+
+/// How many of `types` (the log's event types, [`TestApp::log_types`]) are `event_type`.
+pub fn count_of(types: &[String], event_type: &str) -> usize {
+    types.iter().filter(|logged| *logged == event_type).count()
+}

@@ -26,7 +26,7 @@ use storming_projections::{BoxError, Projection, Step, Worker, WorkerSettings};
 use tokio::sync::watch;
 
 use crate::on_both_backends;
-use crate::support::{config, TestApp, TestDb};
+use crate::support::{config, count_of, TestApp, TestDb};
 
 const LEASE_MS: &str = "1000";
 
@@ -94,7 +94,7 @@ async fn with_the_worker_process_dead_the_core_keeps_renting_and_every_missed_ev
     let page = api.get(&kim, "/queries/my-page").await;
     assert_eq!(page.body["items"].as_array().unwrap().len(), 2, "one row per rental: {}", page.body);
     let types = api.log_types().await;
-    assert_eq!(types.iter().filter(|t| *t == "PaymentRefunded").count(), 1, "refunded once");
+    assert_eq!(count_of(&types, "PaymentRefunded"), 1, "refunded once");
     let metrics = reqwest::get(format!("{}/metrics", api.base)).await.unwrap().text().await.unwrap();
     assert!(metrics.contains("storming_worker_lag_events{worker=\"rental_status\"} 0"), "{metrics}");
     workers.shutdown().await.unwrap();
