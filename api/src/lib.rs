@@ -150,7 +150,8 @@ pub struct Server {
     pub state: AppState,
     shutdown: watch::Sender<bool>,
     http: JoinHandle<std::io::Result<()>>,
-    workers: Vec<JoinHandle<()>>,
+    /// The workers, unless disabled, and on PostgreSQL the listener to other processes' commits.
+    tasks: Vec<JoinHandle<()>>,
 }
 
 impl Server {
@@ -163,7 +164,8 @@ impl Server {
             .with_context(|| format!("binding {}", config.listen))?;
         let addr = listener.local_addr().context("reading the bound address")?;
         let (shutdown, stop) = watch::channel(false);
-        let workers = if options.workers { workers::spawn(&state, None, stop.clone())? } else { vec![] };
+        let mut tasks = if options.workers { workers::spawn(&state, None, stop.clone())? } else { vec![] };
+        tasks.extend(workers::listen_to_other_processes(&state, stop.clone()));
         let mut stop_http = stop;
         let app = router(state.clone());
         let http = tokio::spawn(async move {
@@ -174,7 +176,7 @@ impl Server {
                 .await
         });
         tracing::info!(%addr, workers = options.workers, "storming is listening");
-        Ok(Self { addr, state, shutdown, http, workers })
+        Ok(Self { addr, state, shutdown, http, tasks })
     }
 
     /// Stops accepting, lets in-flight requests and worker batches finish, and closes the
@@ -182,8 +184,8 @@ impl Server {
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(true);
         self.http.await.context("joining the HTTP server")?.context("serving HTTP")?;
-        for worker in self.workers {
-            worker.await.context("joining a worker")?;
+        for task in self.tasks {
+            task.await.context("joining a worker")?;
         }
         self.state.db.close().await;
         Ok(())
@@ -202,7 +204,8 @@ impl WorkerProcess {
     pub async fn start(config: &Config, only: Option<&[String]>) -> anyhow::Result<Self> {
         let state = build_state(config).await?;
         let (shutdown, stop) = watch::channel(false);
-        let tasks = workers::spawn(&state, only, stop)?;
+        let mut tasks = workers::spawn(&state, only, stop.clone())?;
+        tasks.extend(workers::listen_to_other_processes(&state, stop));
         Ok(Self { shutdown, tasks, state })
     }
 

@@ -12,15 +12,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use cqrs_es::Aggregate;
-use sqlx::postgres::PgListener;
 use storming_domain::library::{Book, LibraryEvent};
 use storming_domain::payment::policies::{reconcile_approval, refund_cancelled_rental, Reconciliation};
 use storming_domain::payment::{Payment, PaymentError, PaymentEvent};
 use storming_domain::recorded::{LogCursor, RecordedEvent};
 use storming_domain::rental::{policies::shelve_registered_book, BookCopy, RentalEvent};
 use storming_domain::shared::EventMetadata;
-use storming_infra::commands::{CommandBus, CommandError, LogSignal};
+use storming_infra::commands::{CommandBus, CommandError};
 use storming_infra::db::{Backend, Database, StorePool, SQLITE_BUSY_TIMEOUT};
+use storming_infra::foreign;
 use storming_infra::log::{GlobalLog, LogFilter};
 use storming_projections::book_catalog::BookCatalog;
 use storming_projections::my_page::MyPage;
@@ -32,9 +32,6 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::AppState;
-
-/// The PostgreSQL channel the events table notifies on commit (migration 0005).
-const EVENTS_CHANNEL: &str = "storming_events";
 
 /// The global log as workers read it.
 pub struct LogSource(pub GlobalLog);
@@ -215,8 +212,8 @@ pub async fn ensure_projections(app: &AppState) -> Result<(), BoxError> {
 }
 
 /// Starts one task per selected worker (all when `only` is `None`) — for a projection, the
-/// supervisor of its generations — and on PostgreSQL a listener that wakes them when another
-/// process stores events. They stop when `stop` turns true.
+/// supervisor of its generations. They stop when `stop` turns true; on PostgreSQL, what another
+/// process stores wakes them through [`listen_to_other_processes`].
 pub fn spawn(
     app: &AppState,
     only: Option<&[String]>,
@@ -253,33 +250,16 @@ pub fn spawn(
             .with_write_gate(app.db.views_gate.clone());
         tasks.push(tokio::spawn(worker.run(stop.clone())));
     }
-    if let StorePool::Postgres(pool) = &app.db.store {
-        tasks.push(tokio::spawn(relay_notifications(pool.clone(), app.bus.signal.clone(), stop)));
-    }
     Ok(tasks)
 }
 
-/// Turns `NOTIFY storming_events` (an event committed by any process) into a wake-up of this
-/// process's workers. Should the connection fail, the workers' slow poll covers the gap.
-async fn relay_notifications(pool: sqlx::PgPool, signal: Arc<LogSignal>, mut stop: watch::Receiver<bool>) {
-    while !*stop.borrow() {
-        let listening = async {
-            let mut listener = PgListener::connect_with(&pool).await?;
-            listener.listen(EVENTS_CHANNEL).await?;
-            loop {
-                listener.recv().await?;
-                signal.notify();
-            }
-        };
-        tokio::select! {
-            result = listening => {
-                let error: sqlx::Error = match result { Ok(()) => continue, Err(error) => error };
-                tracing::warn!(error = %error, "LISTEN storming_events failed; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            _ = stop.changed() => {}
-        }
-    }
+/// On PostgreSQL, the task that listens to other processes' commits: it wakes this process's
+/// workers and tells its command side when its cached aggregates are current ([`foreign::listen`],
+/// ADR 48). Every process that runs commands or workers starts it.
+pub fn listen_to_other_processes(app: &AppState, stop: watch::Receiver<bool>) -> Option<JoinHandle<()>> {
+    let StorePool::Postgres(pool) = &app.db.store else { return None };
+    let (foreign, signal) = (app.db.foreign.clone(), app.bus.signal.clone());
+    Some(tokio::spawn(foreign::listen(pool.clone(), foreign, signal, stop)))
 }
 
 /// SQLite: the count of the process's appends, which a catch-up batch yields to (see

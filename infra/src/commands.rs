@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use cqrs_es::event_sink::EventSink;
-use cqrs_es::persist::EventStoreAggregateContext;
 use cqrs_es::{Aggregate, AggregateError};
 use rand::Rng;
 use storming_domain::customer::Customer;
@@ -23,7 +22,8 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::db::Database;
-use crate::event_store::{self, CachedStore, Rider, Store, AGGREGATE_CACHE_ENTRIES, PAYMENT_CACHE_ENTRIES};
+pub use crate::event_store::Load;
+use crate::event_store::{CachedStore, Loaded, Rider, Store, AGGREGATE_CACHE_ENTRIES, PAYMENT_CACHE_ENTRIES};
 use crate::idempotency::{IdempotencyKey, CALLER_ENTRY, KEY_ENTRY};
 use crate::log::{GlobalLog, LogError};
 use crate::payment::PaymentDesk;
@@ -38,21 +38,6 @@ pub const UNRECORDED_CHARGES: &str = "storming_payment_unrecorded_charges_total"
 
 /// How often a command is decided again after losing a race for its aggregate.
 const CONFLICT_RETRIES: u32 = 8;
-
-/// How a command's aggregate is brought up to date before it decides.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Load {
-    /// The cached state and the events stored after it, read from the store (only another
-    /// process can have stored any), or the whole stream when the aggregate is not cached.
-    Read,
-    /// The cached state as it is, without that read (ADR 46): for a command whose decision calls
-    /// no service, so that deciding it on a stale state has no effect outside the store. Events
-    /// it decides meet the store's unique (type, id, sequence) key, and if another process's
-    /// events got there first it is decided again at once, on a read; a refusal, or a decision
-    /// of nothing, is decided again on a read before it is answered. After a cached decision lost
-    /// to another process, its executor reads first for 10 s (`READ_FIRST_AFTER_STALE`).
-    Cached,
-}
 
 /// How long an executor reads before deciding every command after a decision on its cached
 /// state lost to events stored meanwhile: another process is writing the same aggregates, and
@@ -96,10 +81,27 @@ impl LogSignal {
     }
 }
 
+/// What a command did through its services while it decided.
+#[derive(Default)]
+struct Inside {
+    /// What the other aggregates it called decided, to be stored with its own events (ADR 18).
+    riders: Vec<Rider>,
+    /// Whether it called a service at all (a rent's payment, declined ones too).
+    called: bool,
+}
+
 tokio::task_local! {
-    /// While a command decides: what other aggregates it called decided, to be stored with its
-    /// own events (ADR 18).
-    static RIDERS: Arc<Mutex<Vec<Rider>>>;
+    /// While a command decides: what it does through its services.
+    static INSIDE: Arc<Mutex<Inside>>;
+}
+
+/// One attempt at a command: the position of the last event stored (`None` if it decided none);
+/// whether it was decided on the cached state without a read ([`Loaded::unread`]); and whether it
+/// called a service.
+struct Attempt<E: std::error::Error> {
+    outcome: Result<Option<i64>, AggregateError<E>>,
+    unread: bool,
+    called: bool,
 }
 
 /// Executes commands of one aggregate type.
@@ -157,7 +159,7 @@ where
         metadata: &EventMetadata,
         key: Option<&IdempotencyKey>,
     ) -> Result<i64, CommandError<A::Error>> {
-        self.execute_once_loaded(aggregate_id, command, metadata, key, Load::Read).await
+        self.execute_once_loaded(aggregate_id, command, metadata, key, Load::Current).await
     }
 
     /// As [`Executor::execute_once`], the aggregate loaded as `load` says.
@@ -174,7 +176,7 @@ where
             entries.insert(CALLER_ENTRY.to_string(), key.caller.clone());
             entries.insert(KEY_ENTRY.to_string(), key.key.clone());
         }
-        let mut load = if load == Load::Cached && !self.cache_trusted() { Load::Read } else { load };
+        let mut load = if load == Load::Cached && !self.cache_trusted() { Load::Current } else { load };
         let mut conflicts = 0;
         // Another command on this aggregate in this process decides first and stores, so that
         // this one decides on what it stored instead of losing to it at the store after calling
@@ -182,9 +184,11 @@ where
         let turn = self.turns.take(aggregate_id).await;
         let stored = loop {
             let attempt = self.decide_and_store(aggregate_id, command.clone(), entries.clone(), load).await;
-            if load == Load::Cached {
+            if attempt.unread {
+                // Decided on the cached state without reading what was stored after it (ADR 46,
+                // ADR 48): unless it was stored, the answer is a read's decision.
                 load = Load::Read;
-                match &attempt {
+                match &attempt.outcome {
                     Err(AggregateError::AggregateConflict) => {
                         tracing::debug!(
                             aggregate_type = A::TYPE,
@@ -194,17 +198,21 @@ where
                         *self.stale_at.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
                         continue;
                     }
-                    // Refused, or nothing to do, on a state that may be stale.
-                    Ok(None) | Err(AggregateError::UserError(_)) => continue,
+                    // Refused, or nothing to do, on a state that may be stale. Not when a service
+                    // was called: the state allowed the call, the service's answer decided, and
+                    // deciding again would call it again (a declined charge, a provider's timeout).
+                    Ok(None) | Err(AggregateError::UserError(_)) if !attempt.called => continue,
                     // Stored, or the store failed: answered as a read's decision is.
-                    Ok(Some(_)) | Err(_) => {}
+                    _ => {}
                 }
             }
-            match attempt {
+            match attempt.outcome {
                 Ok(stored) => break stored,
                 Err(AggregateError::UserError(error)) => return Err(CommandError::Rejected(error)),
                 Err(AggregateError::AggregateConflict) if conflicts < CONFLICT_RETRIES => {
                     conflicts += 1;
+                    // Another process stored first; its notification may not have arrived yet.
+                    load = Load::Read;
                     tracing::debug!(aggregate_type = A::TYPE, aggregate_id, conflicts, "conflict, deciding again");
                     let jitter = rand::thread_rng().gen_range(1..=5 * u64::from(conflicts));
                     tokio::time::sleep(Duration::from_millis(jitter)).await;
@@ -230,51 +238,56 @@ where
         stale_at.is_none_or(|at| at.elapsed() >= READ_FIRST_AFTER_STALE)
     }
 
-    /// One attempt: the position of the last event stored, `None` if the command decided none.
-    /// What the aggregates it called decide on their own streams meanwhile (a rent's payment,
-    /// [`Executor::decide_inside`]) is stored with its events, or alone if it decided none.
+    /// One attempt. What the aggregates it called decide on their own streams meanwhile (a rent's
+    /// payment, [`Executor::decide_inside`]) is stored with its events, or alone if it decided
+    /// none.
     async fn decide_and_store(
         &self,
         aggregate_id: &str,
         command: A::Command,
         metadata: HashMap<String, String>,
         load: Load,
-    ) -> Result<Option<i64>, AggregateError<A::Error>> {
-        let riders = Arc::default();
-        let decided = RIDERS.scope(Arc::clone(&riders), self.decide(aggregate_id, command, load)).await;
-        let riders = std::mem::take(&mut *riders.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+    ) -> Attempt<A::Error> {
+        let inside = Arc::default();
+        let decided = INSIDE.scope(Arc::clone(&inside), self.decide(aggregate_id, command, load)).await;
+        let Inside { riders, called } =
+            std::mem::take(&mut *inside.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
         let rode = !riders.is_empty();
-        debug_assert!(load == Load::Read || !rode, "a command decided on the cached state called a service");
-        let stored = match decided {
-            Ok((events, context)) => self.store.append(riders, events, context, metadata).await,
-            Err(error) => {
-                event_store::store_riders_alone(self.store.repo(), riders).await;
-                Err(error)
+        let (outcome, unread) = match decided {
+            Ok((events, Loaded { context, unread })) => {
+                (self.store.append(riders, events, context, metadata).await, unread)
+            }
+            Err((error, unread)) => {
+                self.store.store_riders_alone(riders).await;
+                (Err(error), unread)
             }
         };
-        if rode && !matches!(stored, Ok(Some(_))) {
+        debug_assert!(
+            load != Load::Cached || !unread || !called,
+            "a command decided on the cached state called a service"
+        );
+        if rode && !matches!(outcome, Ok(Some(_))) {
             // What rode may be stored though the command's own events are not: wake the workers
             // for it (a command that stored its own wakes them in `execute_once`).
             self.signal.notify();
         }
-        stored
+        Attempt { outcome, unread, called }
     }
 
-    /// Loads the aggregate and decides `command` on it: the events, and the context the event
-    /// sink has brought to the state after them.
+    /// Loads the aggregate and decides `command` on it: the events, and the aggregate as loaded,
+    /// which the event sink has brought to the state after them. A failure says whether the
+    /// aggregate was loaded without a read, as [`Loaded::unread`].
     async fn decide(
         &self,
         aggregate_id: &str,
         command: A::Command,
         load: Load,
-    ) -> Result<(Vec<A::Event>, EventStoreAggregateContext<A>), AggregateError<A::Error>> {
-        let mut context = match load {
-            Load::Read => self.store.load(aggregate_id).await?,
-            Load::Cached => self.store.load_cached(aggregate_id).await?,
-        };
+    ) -> Result<(Vec<A::Event>, Loaded<A>), (AggregateError<A::Error>, bool)> {
+        let mut loaded = self.store.load(aggregate_id, load).await.map_err(|error| (error, false))?;
         let sink = EventSink::default();
-        context.aggregate.handle(command, &self.services, &sink).await.map_err(AggregateError::UserError)?;
-        Ok((sink.collect().await, context))
+        let handled = loaded.context.aggregate.handle(command, &self.services, &sink).await;
+        handled.map_err(|error| (AggregateError::UserError(error), loaded.unread))?;
+        Ok((sink.collect().await, loaded))
     }
 }
 
@@ -294,21 +307,23 @@ where
         command: A::Command,
         metadata: &EventMetadata,
     ) -> Result<(), CommandError<A::Error>> {
-        let riders = RIDERS.try_with(Arc::clone).ok().filter(|_| self.store.repo().stores_riders());
-        let Some(riders) = riders else {
+        let inside = INSIDE.try_with(Arc::clone).ok().filter(|_| self.store.repo().stores_riders());
+        let Some(inside) = inside else {
             return self.execute(aggregate_id, command, metadata).await.map(drop);
         };
+        inside.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).called = true;
         let failed = |error: AggregateError<A::Error>| match error {
             AggregateError::UserError(error) => CommandError::Rejected(error),
             other => CommandError::Store(other.to_string()),
         };
-        let (events, context) = self.decide(aggregate_id, command, Load::Read).await.map_err(failed)?;
-        let Some(decided) = self.store.serialize(events, context, metadata.to_map()).map_err(failed)? else {
+        let (events, loaded) =
+            self.decide(aggregate_id, command, Load::Read).await.map_err(|(error, _)| failed(error))?;
+        let Some(decided) = self.store.serialize(events, loaded.context, metadata.to_map()).map_err(failed)? else {
             return Ok(());
         };
         let (this, settled) = (Arc::clone(self), decided.state);
-        let rider = Rider::new(decided.events, move || this.store.stored(settled));
-        riders.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(rider);
+        let rider = Rider::new(decided.events, move |epoch| this.store.stored(settled, epoch));
+        inside.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).riders.push(rider);
         Ok(())
     }
 }

@@ -21,6 +21,7 @@ use sqlx::{Any, AnyPool, ConnectOptions, Connection, Executor, PgPool, Postgres,
 
 use crate::callers::Callers;
 use crate::event_store::{GroupCommit, SqliteStoreReads, SqliteWriter};
+use crate::foreign::{ForeignCommits, WRITER_SETTING};
 use crate::kept::KeptConnections;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +83,9 @@ pub struct Database {
     /// SQLite: the read side's file (views, checkpoints, leases, generations), for the
     /// projections' batches and the queries' reads in place; `None` on PostgreSQL.
     pub sqlite_views_file: Option<PathBuf>,
+    /// What the process has heard of other processes' commits (ADR 48): on PostgreSQL once
+    /// [`crate::foreign::listen`] runs; on SQLite never anything, so every command reads.
+    pub foreign: Arc<ForeignCommits>,
 }
 
 /// SQLite has one writer at a time per file, and a connection that finds the lock taken *sleeps*
@@ -207,14 +211,16 @@ impl Database {
             callers: Some(callers),
             sqlite_file: Some(file),
             sqlite_views_file: Some(views_file),
+            foreign: Arc::default(),
         })
     }
 
     async fn connect_postgres(url: &str, pool_size: u32) -> Result<Self, DbError> {
-        let store = postgres_pool::<Postgres>(pool_size).connect(url).await.map_err(DbError::Connect)?;
+        let foreign = Arc::<ForeignCommits>::default();
+        let store = writers_pool(pool_size, &foreign).connect(url).await.map_err(DbError::Connect)?;
         POSTGRES_MIGRATIONS.run(&store).await?;
         let kept = Arc::new(KeptConnections::new(
-            postgres_pool::<Postgres>(pool_size).connect_lazy(url).map_err(DbError::Connect)?,
+            writers_pool(pool_size, &foreign).connect_lazy(url).map_err(DbError::Connect)?,
         ));
         let group_commit = Arc::new(GroupCommit::postgres(kept.clone()));
         let commands = CommandConnections::Postgres(kept);
@@ -248,6 +254,7 @@ impl Database {
             callers: None,
             sqlite_file: None,
             sqlite_views_file: None,
+            foreign,
         })
     }
 
@@ -333,6 +340,23 @@ fn postgres_pool<DB: sqlx::Database>(pool_size: u32) -> PoolOptions<DB> {
         .max_connections(pool_size)
         .test_before_acquire(false)
         .before_acquire(|connection, meta| Box::pin(ping_if_idle(connection, meta)))
+}
+
+/// A pool whose connections may store events: each names this process as their writer, which the
+/// notification of each commit carries (ADR 48).
+fn writers_pool(pool_size: u32, foreign: &ForeignCommits) -> PoolOptions<Postgres> {
+    let writer = foreign.writer().to_string();
+    postgres_pool::<Postgres>(pool_size).after_connect(move |connection, _| {
+        let writer = writer.clone();
+        Box::pin(async move {
+            sqlx::query("SELECT set_config($1, $2, false)")
+                .bind(WRITER_SETTING)
+                .bind(writer)
+                .execute(&mut *connection)
+                .await?;
+            Ok(())
+        })
+    })
 }
 
 async fn ping_if_idle<C: Connection>(connection: &mut C, meta: PoolConnectionMetadata) -> Result<bool, sqlx::Error> {

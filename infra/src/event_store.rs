@@ -30,6 +30,7 @@ use sqlx::Row;
 
 use crate::bounded::Bounded;
 use crate::db::{CommandConnections, Database, StorePool};
+use crate::foreign::{Epoch, ForeignCommits};
 use crate::idempotency::{CALLER_ENTRY, KEY_ENTRY};
 use crate::kept::KeptConnections;
 
@@ -194,21 +195,62 @@ pub const AGGREGATE_CACHE_ENTRIES: usize = 10_000;
 /// with payments nobody reads within seconds of load, and held them (BENCHMARKS.md, memory).
 pub const PAYMENT_CACHE_ENTRIES: usize = 1_000;
 
+/// How a command's aggregate is brought up to date before it decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Load {
+    /// The cached state and the events stored after it, read from the store (only another
+    /// process can have stored any), or the whole stream when the aggregate is not cached.
+    Read,
+    /// The cached state as it is when the process knows it current: read or stored in the epoch
+    /// of other writers' commits the process is in ([`crate::foreign`], ADR 48); else as
+    /// [`Load::Read`]. For any command, those that call services too: a state taken as current
+    /// may be stale by the commits whose notification is on its way, and a decision on it is
+    /// decided again on a read if it loses at the key, or refuses or decides nothing before
+    /// calling a service; but that window is a notification's delivery, not the cache's lifetime.
+    Current,
+    /// The cached state as it is, without that read (ADR 46): for a command whose decision calls
+    /// no service, so that deciding it on a stale state has no effect outside the store. Events
+    /// it decides meet the store's unique (type, id, sequence) key, and if another process's
+    /// events got there first it is decided again at once, on a read; a refusal, or a decision
+    /// of nothing, is decided again on a read before it is answered. After a cached decision lost
+    /// to another process, its executor reads first for 10 s (`READ_FIRST_AFTER_STALE`).
+    Cached,
+}
+
+/// An aggregate as a command decides on it, and whether it was taken from the cache without
+/// reading the events stored after it ([`Load::Current`], [`Load::Cached`]).
+pub struct Loaded<A: Aggregate> {
+    pub context: EventStoreAggregateContext<A>,
+    pub unread: bool,
+}
+
+/// An aggregate's last committed state as the process knows it.
+#[derive(Clone)]
+struct Cached<A> {
+    state: A,
+    sequence: usize,
+    /// The epoch of other writers' commits in which it was read or stored ([`crate::foreign`]):
+    /// while the process is still in it, the state is the stored one.
+    known_in: Option<Epoch>,
+}
+
 /// cqrs-es's event store with each aggregate's last committed state kept in memory.
 ///
 /// Loading a cached aggregate reads only the events stored after its cached sequence, so another
-/// process's commands are always seen; a stale entry can cost at most a reread, never a wrong
-/// decision, because the store's unique (type, id, sequence) key still decides every race.
-/// [`CachedStore::load_cached`] skips that read, for the commands that are decided again when
-/// they lose to it (ADR 46). Only state read from the store or stored by a successful commit
-/// enters the cache. When full, an arbitrary entry is evicted: a miss costs one full replay.
+/// process's commands are always seen, unless the process knows that no other process stored any
+/// ([`Load::Current`]); a stale entry can cost at most a reread, never a wrong decision, because
+/// the store's unique (type, id, sequence) key still decides every race. [`Load::Cached`] skips
+/// that read, for the commands that are decided again when they lose to it (ADR 46). Only state
+/// read from the store or stored by a successful commit enters the cache. When full, an arbitrary
+/// entry is evicted: a miss costs one full replay.
 pub struct CachedStore<A: Aggregate> {
     inner: PersistedEventStore<EventRepository, A>,
     repo: EventRepository,
-    cache: Bounded<(A, usize)>,
+    cache: Bounded<Cached<A>>,
     /// Ids this process minted for new aggregates and has not loaded yet: their first load needs
     /// no read, since nothing can be stored under an id that nobody else has seen.
     minted: Bounded<()>,
+    foreign: Arc<ForeignCommits>,
 }
 
 impl<A: Aggregate + Clone> CachedStore<A> {
@@ -218,6 +260,7 @@ impl<A: Aggregate + Clone> CachedStore<A> {
             repo: EventRepository::new(db),
             cache: Bounded::new(capacity),
             minted: Bounded::new(capacity),
+            foreign: db.foreign.clone(),
         }
     }
 
@@ -233,51 +276,50 @@ impl<A: Aggregate + Clone> CachedStore<A> {
         &self.repo
     }
 
-    fn cached(&self, aggregate_id: &str) -> Option<(A, usize)> {
-        self.cache.get(aggregate_id)
+    /// The epoch now, to stamp on a state about to be read or stored (taken before, so that any
+    /// other writer's commit after it moves the epoch on).
+    pub fn epoch(&self) -> Option<Epoch> {
+        self.foreign.epoch()
     }
 
-    fn remember(&self, aggregate_id: &str, aggregate: A, sequence: usize) {
+    fn remember(&self, aggregate_id: &str, state: A, sequence: usize, known_in: Option<Epoch>) {
         // Never replace a newer state (a concurrent command of this process committed later).
-        self.cache.insert_unless(aggregate_id, (aggregate, sequence), |(_, known)| *known > sequence);
+        let cached = Cached { state, sequence, known_in };
+        self.cache.insert_unless(aggregate_id, cached, |known| known.sequence > sequence);
     }
 }
 
 impl<A: Aggregate + Clone> CachedStore<A> {
-    /// The aggregate's current state and sequence: the cached state brought up to date with the
-    /// events stored after it, or else the whole stream replayed.
-    pub async fn load(&self, aggregate_id: &str) -> Result<EventStoreAggregateContext<A>, AggregateError<A::Error>> {
+    /// The aggregate's state and sequence as `load` says.
+    pub async fn load(&self, aggregate_id: &str, load: Load) -> Result<Loaded<A>, AggregateError<A::Error>> {
         if self.minted.remove(aggregate_id).is_some() {
-            return Ok(context_at(aggregate_id, A::default(), 0));
+            return Ok(Loaded { context: context_at(aggregate_id, A::default(), 0), unread: false });
         }
-        let Some((aggregate, sequence)) = self.cached(aggregate_id) else {
+        let epoch = self.epoch();
+        let Some(cached) = self.cache.get(aggregate_id) else {
             let context = self.inner.load_aggregate(aggregate_id).await?;
-            self.remember(aggregate_id, context.aggregate.clone(), context.current_sequence);
-            return Ok(context);
+            self.remember(aggregate_id, context.aggregate.clone(), context.current_sequence, epoch);
+            return Ok(Loaded { context, unread: false });
         };
-        let mut context = context_at(aggregate_id, aggregate, sequence);
-        let newer = self.repo.events_after::<A>(aggregate_id, sequence).await?;
-        if !newer.is_empty() {
-            for event in newer {
-                let envelope = EventEnvelope::<A>::try_from(event)?;
-                context.current_sequence = envelope.sequence;
-                context.aggregate.apply(envelope.payload);
-            }
-            self.remember(aggregate_id, context.aggregate.clone(), context.current_sequence);
+        let unread = match load {
+            Load::Read => false,
+            Load::Current => epoch.is_some() && cached.known_in == epoch,
+            Load::Cached => true,
+        };
+        let mut context = context_at(aggregate_id, cached.state, cached.sequence);
+        if unread {
+            return Ok(Loaded { context, unread });
         }
-        Ok(context)
-    }
-
-    /// The cached state as it is, without reading the events stored after it (see
-    /// [`crate::commands::Load::Cached`]); [`CachedStore::load`] when the aggregate is not cached.
-    pub async fn load_cached(
-        &self,
-        aggregate_id: &str,
-    ) -> Result<EventStoreAggregateContext<A>, AggregateError<A::Error>> {
-        match self.cached(aggregate_id) {
-            Some((aggregate, sequence)) => Ok(context_at(aggregate_id, aggregate, sequence)),
-            None => self.load(aggregate_id).await,
+        let newer = self.repo.events_after::<A>(aggregate_id, cached.sequence).await?;
+        for event in newer {
+            let envelope = EventEnvelope::<A>::try_from(event)?;
+            context.current_sequence = envelope.sequence;
+            context.aggregate.apply(envelope.payload);
         }
+        if epoch.is_some() || context.current_sequence != cached.sequence {
+            self.remember(aggregate_id, context.aggregate.clone(), context.current_sequence, epoch);
+        }
+        Ok(Loaded { context, unread })
     }
 
     /// The events a command decided on `context` (whose aggregate the event sink has already
@@ -307,9 +349,28 @@ impl<A: Aggregate + Clone> CachedStore<A> {
         Ok(Some(Decided { events: serialized, state: Settled { aggregate_id, state, sequence } }))
     }
 
-    /// A decision's events are stored: its aggregate's state after them is the cache's.
-    pub fn stored(&self, settled: Settled<A>) {
-        self.remember(&settled.aggregate_id, settled.state, settled.sequence);
+    /// Stores each rider by itself, as its own command would have.
+    pub async fn store_riders_alone(&self, riders: Vec<Rider>) {
+        for rider in riders {
+            let epoch = self.epoch();
+            match self.repo.append(&rider.events).await {
+                Ok(_) => (rider.stored)(epoch),
+                // Stored already, by another process running the same keyed command.
+                Err(PersistenceError::OptimisticLockError) => {}
+                Err(error) => tracing::error!(
+                    aggregate_type = %rider.events[0].aggregate_type,
+                    aggregate_id = %rider.events[0].aggregate_id,
+                    %error,
+                    "could not store the events decided for another command"
+                ),
+            }
+        }
+    }
+
+    /// A decision's events are stored: its aggregate's state after them is the cache's, known
+    /// current in `epoch` (taken before they were stored).
+    pub fn stored(&self, settled: Settled<A>, epoch: Option<Epoch>) {
+        self.remember(&settled.aggregate_id, settled.state, settled.sequence, epoch);
     }
 
     /// Stores the events a command decided on `context` and returns the global position of the
@@ -325,24 +386,25 @@ impl<A: Aggregate + Clone> CachedStore<A> {
         metadata: HashMap<String, String>,
     ) -> Result<Option<i64>, AggregateError<A::Error>> {
         let Some(decided) = self.serialize(events, context, metadata)? else {
-            store_riders_alone(&self.repo, riders).await;
+            self.store_riders_alone(riders).await;
             return Ok(None);
         };
         let mut chain: Vec<Arc<[SerializedEvent]>> = riders.iter().map(|rider| rider.events.clone()).collect();
         chain.push(decided.events.into());
+        let epoch = self.epoch();
         let mut answers = self.repo.append_chain(&chain).await;
         let own = answers.pop().expect("one answer per append");
         for (rider, answer) in riders.into_iter().zip(answers) {
             match answer {
-                Ok(_) => (rider.stored)(),
+                Ok(_) => (rider.stored)(epoch),
                 // The very events are stored already (the same keyed command, run by another
                 // process): its aggregate is read again next time.
                 Err(PersistenceError::OptimisticLockError) => {}
-                Err(_) => store_riders_alone(&self.repo, vec![rider]).await,
+                Err(_) => self.store_riders_alone(vec![rider]).await,
             }
         }
         let position = own?;
-        self.stored(decided.state);
+        self.stored(decided.state, epoch);
         Ok(Some(position))
     }
 }
@@ -371,32 +433,15 @@ pub struct Settled<A: Aggregate> {
 }
 
 /// Events one aggregate decided inside another's command, stored with that command's events
-/// (ADR 18), and what to do once they are.
+/// (ADR 18), and what to do once they are (given the epoch taken before they were stored).
 pub struct Rider {
     events: Arc<[SerializedEvent]>,
-    stored: Box<dyn FnOnce() + Send>,
+    stored: Box<dyn FnOnce(Option<Epoch>) + Send>,
 }
 
 impl Rider {
-    pub fn new(events: Vec<SerializedEvent>, stored: impl FnOnce() + Send + 'static) -> Self {
+    pub fn new(events: Vec<SerializedEvent>, stored: impl FnOnce(Option<Epoch>) + Send + 'static) -> Self {
         Self { events: events.into(), stored: Box::new(stored) }
-    }
-}
-
-/// Stores each rider by itself, as its own command would have.
-pub async fn store_riders_alone(repo: &EventRepository, riders: Vec<Rider>) {
-    for rider in riders {
-        match repo.append(&rider.events).await {
-            Ok(_) => (rider.stored)(),
-            // Stored already, by another process running the same keyed command.
-            Err(PersistenceError::OptimisticLockError) => {}
-            Err(error) => tracing::error!(
-                aggregate_type = %rider.events[0].aggregate_type,
-                aggregate_id = %rider.events[0].aggregate_id,
-                %error,
-                "could not store the events decided for another command"
-            ),
-        }
     }
 }
 

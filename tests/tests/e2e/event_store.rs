@@ -15,7 +15,7 @@ use storming_infra::log::{GlobalLog, LogFilter};
 use tokio::time::Instant;
 
 use crate::on_both_backends;
-use crate::support::TestDb;
+use crate::support::{TestApp, TestDb};
 
 fn event(stream: &str, sequence: usize, metadata: serde_json::Value) -> SerializedEvent {
     SerializedEvent::new(
@@ -405,4 +405,46 @@ async fn an_id_said_to_be_minted_whose_stream_exists_is_decided_on_its_stream(db
     let stream = GlobalLog::new(&database).stream(Book::TYPE, &book_id.to_string()).await.unwrap();
     assert_eq!(stream.len(), 1, "one registration stored");
     database.close().await;
+}
+
+/// On PostgreSQL a process's cached aggregate is known current, and loaded without a read of its
+/// stream, from the epoch it was read in until another writer's commit is heard or the listening
+/// connection ends (ADR 48). The process's own commits do not end the epoch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_a_cached_aggregate_is_loaded_without_a_read_until_another_writer_commits() {
+    use storming_domain::library::Book;
+    use storming_infra::commands::LogSignal;
+    use storming_infra::event_store::{CachedStore, Load};
+    use storming_infra::foreign;
+    use tokio::sync::watch;
+
+    let Some(db) = TestDb::postgres().await else { return };
+    let here = Database::connect(&db.url, 2).await.unwrap();
+    let elsewhere = Database::connect(&db.url, 2).await.unwrap();
+    let StorePool::Postgres(pool) = here.store.clone() else { unreachable!("a PostgreSQL database") };
+    let (stop, stopped) = watch::channel(false);
+    let listener = tokio::spawn(foreign::listen(pool, here.foreign.clone(), LogSignal::new(), stopped));
+    let foreign = here.foreign.clone();
+    TestApp::eventually_without_app("listening", || async { foreign.listening().then_some(()) }).await;
+    let store: CachedStore<Book> = CachedStore::new(&here, 10);
+    let store = &store;
+    let unread = |load| async move { store.load("a-book", load).await.unwrap().unread };
+
+    assert!(!unread(Load::Current).await, "the first load reads the stream");
+    assert!(unread(Load::Current).await, "then the cached state is known current");
+    assert!(!unread(Load::Read).await, "a read is a read");
+    EventRepository::new(&here).append(&[plain("mine", 1)]).await.unwrap();
+    EventRepository::new(&elsewhere).append(&[plain("theirs", 1)]).await.unwrap();
+    TestApp::eventually_without_app("another writer's commit heard", || async { (foreign.heard() > 0).then_some(()) })
+        .await;
+    assert_eq!(foreign.heard(), 1, "the process's own commit, notified first, is not another writer's");
+    assert!(!unread(Load::Current).await, "after another writer's commit the stream is read");
+    assert!(unread(Load::Current).await, "and known current again");
+
+    stop.send(true).unwrap();
+    listener.await.unwrap();
+    assert!(!foreign.listening());
+    assert!(!unread(Load::Current).await, "not listening, nothing is known current");
+    here.close().await;
+    elsewhere.close().await;
 }

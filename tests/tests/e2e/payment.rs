@@ -79,6 +79,9 @@ async fn a_declined_payment_is_402_and_records_nothing(db: TestDb) {
     let app = app_with_provider(&db, &provider, &[]).await;
     let manager = app.token("librarian", &[Role::BookManager]);
     let kim = app.token("kim", &[Role::Customer]);
+    // On PostgreSQL the copy is then known current, and the rent decides on it without a read
+    // (ADR 48): a refusal after the provider's answer is not decided again, which would ask twice.
+    app.until_listening().await;
     let book_id = app.shelved_book(&manager, "Dune", 1500).await;
 
     let declined = app.post(Some(&kim), "/commands/book-rental/rentals", Some(json!({"book_id": book_id}))).await;
@@ -89,6 +92,7 @@ async fn a_declined_payment_is_402_and_records_nothing(db: TestDb) {
         declined.body
     );
     assert_eq!(app.log_types().await, ["BookRegistered", "BookShelved"]);
+    assert_eq!(provider.authorization_calls(), 1, "the provider was asked once");
     let book = app.get(&kim, &format!("/queries/book-rental/books/{book_id}")).await;
     assert_eq!(book.body["availability"], "AVAILABLE");
     app.stop().await;
@@ -292,6 +296,94 @@ async fn a_rent_that_loses_its_copy_to_another_process_after_its_charge_is_refun
     assert!(unrecorded_charges_refunded(&a).await > refunded_before, "the refund is counted in /metrics");
     b.stop().await;
     a.stop().await;
+}
+
+on_both_backends!(a_process_that_heard_another_process_rent_a_copy_refuses_it_before_charging);
+
+/// A process decides on its cached aggregates without reading their streams while it has heard no
+/// other process's commit since it read or stored them (on PostgreSQL; ADR 48). Once A has heard
+/// B rent the copy A holds as free, A's rent of it reads and is refused before it charges: with
+/// the cached copy taken as current, A would charge, lose at the store's key, and refund.
+async fn a_process_that_heard_another_process_rent_a_copy_refuses_it_before_charging(db: TestDb) {
+    let ReturnedOnA { provider, a, b, rent, kim, lee } = returned_on_a(&db).await;
+    let heard_before = heard(&a);
+
+    let on_b = b.post(Some(&lee), "/commands/book-rental/rentals", Some(rent.clone())).await;
+    assert_eq!(on_b.status, StatusCode::CREATED, "{}", on_b.body);
+    if db.is_postgres() {
+        a.eventually("A hears B's rental", || async { (heard(&a) > heard_before).then_some(()) }).await;
+        assert_eq!(heard(&a), heard_before + 1, "A heard B's one commit");
+    }
+    let on_a = a.post(Some(&kim), "/commands/book-rental/rentals", Some(rent)).await;
+
+    assert_eq!((on_a.status, on_a.code()), (StatusCode::CONFLICT, "book-not-available"), "{}", on_a.body);
+    assert_eq!((provider.charges(), provider.refunds()), (2, 0), "kim's first rental and lee's, nothing refunded");
+    b.stop().await;
+    a.stop().await;
+}
+
+/// A PostgreSQL-only scenario: SQLite's processes hear nothing of each other, and always read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_a_process_that_lost_its_listening_connection_trusts_nothing_it_cached_before() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let ReturnedOnA { provider, a, b, rent, kim, lee } = returned_on_a(&db).await;
+    let foreign = a.state().db.foreign.clone();
+
+    // Both processes' listening connections are cut; B rents the copy while A is not listening
+    // (it connects again after a second), so A never hears that commit.
+    let admin = sqlx::PgPool::connect(&db.url).await.unwrap();
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+    )
+    .execute(&admin)
+    .await
+    .unwrap();
+    a.eventually("A notices", || async { (!foreign.listening()).then_some(()) }).await;
+    let on_b = b.post(Some(&lee), "/commands/book-rental/rentals", Some(rent.clone())).await;
+    assert_eq!(on_b.status, StatusCode::CREATED, "{}", on_b.body);
+    assert!(!foreign.listening(), "A listened again before B's rental was stored");
+    a.eventually("A listens again", || async { foreign.listening().then_some(()) }).await;
+    let on_a = a.post(Some(&kim), "/commands/book-rental/rentals", Some(rent)).await;
+
+    assert_eq!((on_a.status, on_a.code()), (StatusCode::CONFLICT, "book-not-available"), "{}", on_a.body);
+    assert_eq!((provider.charges(), provider.refunds()), (2, 0), "A read the copy before it charged");
+    admin.close().await;
+    b.stop().await;
+    a.stop().await;
+}
+
+/// Two servers on one database behind one approving provider, A with every worker and B without
+/// any, and a copy that kim rented and returned through A once A listened: A holds it as free,
+/// and on PostgreSQL knows it current (ADR 48). `rent` rents it.
+struct ReturnedOnA {
+    provider: FakeProvider,
+    a: TestApp,
+    b: TestApp,
+    rent: serde_json::Value,
+    kim: String,
+    lee: String,
+}
+
+async fn returned_on_a(db: &TestDb) -> ReturnedOnA {
+    let provider = FakeProvider::start(Mode::Approve).await;
+    let a = app_with_provider(db, &provider, &[]).await;
+    let b = server_with_provider(db, &provider, &[], ServeOptions { workers: false }).await;
+    let manager = a.token("librarian", &[Role::BookManager]);
+    let book_id = a.shelved_book(&manager, "Dune", 1500).await;
+    let (kim, lee) = (a.token("kim", &[Role::Customer]), a.token("lee", &[Role::Customer]));
+    let rent = json!({"book_id": book_id});
+    a.until_listening().await;
+    let rented = a.post(Some(&kim), "/commands/book-rental/rentals", Some(rent.clone())).await;
+    assert_eq!(rented.status, StatusCode::CREATED, "{}", rented.body);
+    let returned = a.post(Some(&kim), &format!("/commands/book-rental/rentals/{}/return", rented.id()), None).await;
+    assert_eq!(returned.status, StatusCode::OK, "{}", returned.body);
+    ReturnedOnA { provider, a, b, rent, kim, lee }
+}
+
+/// How many other processes' commits `app` has heard (ADR 48; none on SQLite).
+fn heard(app: &TestApp) -> u64 {
+    app.state().db.foreign.heard()
 }
 
 on_both_backends!(the_same_idempotency_key_ten_times_at_once_rents_and_charges_once);

@@ -245,6 +245,15 @@ impl TestApp {
         }
     }
 
+    /// On PostgreSQL, waits until the server listens to other processes' commits, from when its
+    /// cached aggregates can be known current (ADR 48); SQLite's servers never listen.
+    pub async fn until_listening(&self) {
+        let foreign = self.state().db.foreign.clone();
+        if self.state().db.backend == storming_infra::db::Backend::Postgres {
+            self.eventually("listening to other processes", || async { foreign.listening().then_some(()) }).await;
+        }
+    }
+
     /// Every event of the log, read through `/audit/events` once it has reached the log's head.
     /// (On PostgreSQL the audit, like the workers, shows a transaction only once no older one is
     /// still running anywhere in the cluster — parallel tests included.)
