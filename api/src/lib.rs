@@ -185,7 +185,7 @@ impl Server {
         let _ = self.shutdown.send(true);
         self.http.await.context("joining the HTTP server")?.context("serving HTTP")?;
         for task in self.tasks {
-            task.await.context("joining a worker")?;
+            task.await.context("joining a worker or the listener")?;
         }
         self.state.db.close().await;
         Ok(())
@@ -225,7 +225,7 @@ impl WorkerProcess {
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(true);
         for task in self.tasks {
-            task.await.context("joining a worker")?;
+            task.await.context("joining a worker or the listener")?;
         }
         self.state.db.close().await;
         Ok(())

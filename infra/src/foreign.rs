@@ -9,9 +9,9 @@
 //! What the process knows is an *epoch*: it moves on every other writer's commit heard, and
 //! whenever the listening connection is lost or made. A cached state read or stored in an epoch is
 //! known current for as long as the epoch lasts. Between a commit and its notification there is a
-//! window of a notification's delivery (usually well under a millisecond on one machine) in which a
-//! state is taken as current though it is not; a command decided in it meets the store's unique
-//! (type, id, sequence) key, as any decision on a stale state does, and is decided again on a read.
+//! window of a notification's delivery in which a state is taken as current though it is not; a
+//! command decided in it meets the store's unique (type, id, sequence) key, as any decision on a
+//! stale state does, and is decided again on a read.
 //! SQLite's stores have no notifications: they never listen, and every command reads.
 
 use std::sync::atomic::{AtomicU64, Ordering};
