@@ -306,6 +306,8 @@ on_both_backends!(a_process_that_heard_another_process_rent_a_copy_refuses_it_be
 /// the cached copy taken as current, A would charge, lose at the store's key, and refund.
 async fn a_process_that_heard_another_process_rent_a_copy_refuses_it_before_charging(db: TestDb) {
     let ReturnedOnA { provider, a, b, rent, kim, lee } = returned_on_a(&db).await;
+    // B runs no workers, and listens all the same: every process with commands does.
+    b.until_listening().await;
     let heard_before = heard(&a);
 
     let on_b = b.post(Some(&lee), "/commands/book-rental/rentals", Some(rent.clone())).await;
