@@ -278,7 +278,7 @@ impl<A: Aggregate + Clone> CachedStore<A> {
 
     /// The epoch now, to stamp on a state about to be read or stored (taken before, so that any
     /// other writer's commit after it moves the epoch on).
-    pub fn epoch(&self) -> Option<Epoch> {
+    fn epoch(&self) -> Option<Epoch> {
         self.foreign.epoch()
     }
 

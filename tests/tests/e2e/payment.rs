@@ -345,7 +345,7 @@ async fn on_postgres_a_process_that_lost_its_listening_connection_trusts_nothing
     let on_b = b.post(Some(&lee), "/commands/book-rental/rentals", Some(rent.clone())).await;
     assert_eq!(on_b.status, StatusCode::CREATED, "{}", on_b.body);
     assert!(!foreign.listening(), "A listened again before B's rental was stored");
-    a.eventually("A listens again", || async { foreign.listening().then_some(()) }).await;
+    a.until_listening().await;
     let on_a = a.post(Some(&kim), "/commands/book-rental/rentals", Some(rent)).await;
 
     assert_eq!((on_a.status, on_a.code()), (StatusCode::CONFLICT, "book-not-available"), "{}", on_a.body);
