@@ -14,12 +14,21 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use storming_infra::db::Backend;
+
 use crate::problem::ApiError;
 use crate::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(readyz)).routes(routes!(metrics))
 }
+
+/// Other writers' commits this process has heard (PostgreSQL, ADR 48).
+pub const FOREIGN_COMMITS_HEARD: &str = "storming_event_store_foreign_commits_heard_total";
+
+/// 1 while this process listens to other writers' commits, 0 while it does not (PostgreSQL,
+/// ADR 48): not listening, it trusts no cached aggregate.
+pub const LISTENING_TO_OTHER_WRITERS: &str = "storming_event_store_listening_to_other_writers";
 
 /// How often the recorder's histograms are drained into their summaries when no scrape does it.
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
@@ -64,14 +73,22 @@ pub fn prometheus() -> &'static PrometheusHandle {
 /// Prometheus text: every worker's position and lag (read at scrape time, whichever process runs
 /// the workers), the payment circuit breaker's state and transitions, this process's queries
 /// answered with a kept answer or read (ADR 39), its group commit's sizes and turns, the turns
-/// its requests' own threads stored (SQLite, ADR 41), and the paid commands whose events were not
-/// stored, by what their refund did (0 until there is one).
+/// its requests' own threads stored (SQLite, ADR 41), the paid commands whose events were not
+/// stored, by what their refund did (0 until there is one), and on PostgreSQL whether the process
+/// listens to other writers' commits and how many it has heard (ADR 48).
 async fn metrics(State(app): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     metrics::counter!("storming_query_answers_total", "from" => "kept").absolute(app.answers.given());
     metrics::counter!("storming_query_answers_total", "from" => "read").absolute(app.answers.missed());
     let group = &app.db.group_commit;
     metrics::counter!("storming_event_store_turns_total").absolute(group.turns());
     metrics::counter!("storming_event_store_turns_on_request_thread_total").absolute(group.stored_on_request());
+    if app.db.backend == Backend::Postgres {
+        // Another process writing to the store shows here, and so does a lost listening
+        // connection, during which every command reads its stream before deciding.
+        let foreign = &app.db.foreign;
+        metrics::counter!(FOREIGN_COMMITS_HEARD).absolute(foreign.heard());
+        metrics::gauge!(LISTENING_TO_OTHER_WRITERS).set(if foreign.listening() { 1.0 } else { 0.0 });
+    }
     for worker in crate::admin::worker_views(&app).await? {
         let name = worker.name;
         metrics::gauge!("storming_worker_position", "worker" => name.clone()).set(worker.position as f64);

@@ -8,6 +8,7 @@ use futures_util::future::join_all;
 use reqwest::StatusCode;
 use serde_json::json;
 use storming_api::auth::Role;
+use storming_api::health::{FOREIGN_COMMITS_HEARD, LISTENING_TO_OTHER_WRITERS};
 use storming_api::ServeOptions;
 
 use crate::fake_provider::{FakeProvider, Mode};
@@ -20,9 +21,17 @@ use crate::support::{config, count_of, TestApp, TestDb};
 async fn unrecorded_charges_refunded(app: &TestApp) -> u64 {
     use storming_infra::commands::UNRECORDED_CHARGES;
 
-    let series = format!("{UNRECORDED_CHARGES}{{outcome=\"refunded\"}} ");
+    let series = format!("{UNRECORDED_CHARGES}{{outcome=\"refunded\"}}");
+    metric(app, &series).await.map_or(0, |refunded| refunded as u64)
+}
+
+/// A series of `GET /metrics` as `app` renders it. The recorder is shared by every server of the
+/// test process, and a series set at scrape time shows the last scraping server's value: a test
+/// waits for the value it expects rather than reading it once.
+async fn metric(app: &TestApp, series: &str) -> Option<f64> {
+    let prefix = format!("{series} ");
     let text = reqwest::get(format!("{}/metrics", app.base)).await.unwrap().text().await.unwrap();
-    text.lines().find_map(|line| line.strip_prefix(series.as_str())?.trim().parse().ok()).unwrap_or(0)
+    text.lines().find_map(|line| line.strip_prefix(prefix.as_str())?.trim().parse().ok())
 }
 
 async fn app_with_provider(db: &TestDb, provider: &FakeProvider, extra: &[(&str, &str)]) -> TestApp {
@@ -315,6 +324,11 @@ async fn a_process_that_heard_another_process_rent_a_copy_refuses_it_before_char
     if db.is_postgres() {
         a.eventually("A hears B's rental", || async { (heard(&a) > heard_before).then_some(()) }).await;
         assert_eq!(heard(&a), heard_before + 1, "A heard B's one commit");
+        let counted = heard(&a) as f64;
+        a.eventually("A's /metrics counts it", || async {
+            (metric(&a, FOREIGN_COMMITS_HEARD).await == Some(counted)).then_some(())
+        })
+        .await;
     }
     let on_a = a.post(Some(&kim), "/commands/book-rental/rentals", Some(rent)).await;
 
@@ -344,8 +358,18 @@ async fn on_postgres_a_process_that_lost_its_listening_connection_trusts_nothing
     a.eventually("A notices", || async { (!foreign.listening()).then_some(()) }).await;
     let on_b = b.post(Some(&lee), "/commands/book-rental/rentals", Some(rent.clone())).await;
     assert_eq!(on_b.status, StatusCode::CREATED, "{}", on_b.body);
+    // (Read again while A does not listen, in case another test's server scraped in between.)
+    let mut shown = metric(&a, LISTENING_TO_OTHER_WRITERS).await;
+    while shown != Some(0.0) && !foreign.listening() {
+        shown = metric(&a, LISTENING_TO_OTHER_WRITERS).await;
+    }
+    assert_eq!(shown, Some(0.0), "A's /metrics says it does not listen");
     assert!(!foreign.listening(), "A listened again before B's rental was stored");
     a.until_listening().await;
+    a.eventually("A's /metrics says it listens again", || async {
+        (metric(&a, LISTENING_TO_OTHER_WRITERS).await == Some(1.0)).then_some(())
+    })
+    .await;
     let on_a = a.post(Some(&kim), "/commands/book-rental/rentals", Some(rent)).await;
 
     assert_eq!((on_a.status, on_a.code()), (StatusCode::CONFLICT, "book-not-available"), "{}", on_a.body);
