@@ -30,7 +30,7 @@ pub const CHUNK: usize = 128;
 
 /// Rentals and how they ended, in id order: 17 bytes an entry, in one allocation. (As a
 /// `BTreeMap`, a history held 36 bytes an entry in nodes of its own, and a clone of the open
-/// chunk made a dozen allocations: `cargo bench -p storming-domain --bench closed_rentals`.)
+/// chunk made up to 18 allocations: `cargo bench -p storming-domain --bench closed_rentals`.)
 type Entries = Vec<(Uuid, RentalStatus)>;
 
 /// A full chunk, and the bounds of the ids in it (as numbers: `Uuid`'s order, compared faster).
