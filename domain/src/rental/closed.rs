@@ -69,9 +69,14 @@ impl ClosedRentals {
     }
 
     pub fn get(&self, rental_id: &Uuid) -> Option<&RentalStatus> {
-        if let Ok(at) = position(&self.open, rental_id) {
-            return Some(&self.open[at].1);
+        match position(&self.open, rental_id) {
+            Ok(at) => Some(&self.open[at].1),
+            Err(_) => self.sealed_get(rental_id),
         }
+    }
+
+    /// How `rental_id` ended, if a sealed chunk holds it.
+    fn sealed_get(&self, rental_id: &Uuid) -> Option<&RentalStatus> {
         let id = rental_id.as_u128();
         if !self.sealed_ids.as_ref().is_some_and(|ids| ids.contains(&id)) {
             return None;
@@ -89,11 +94,11 @@ impl ClosedRentals {
 
     /// Records how `rental_id` ended. A rental ends once; ending it again changes nothing.
     pub fn insert(&mut self, rental_id: Uuid, status: RentalStatus) {
-        if self.contains_key(&rental_id) {
+        // The server's ids are time-ordered: the place is nearly always the end.
+        let Err(at) = position(&self.open, &rental_id) else { return };
+        if self.sealed_get(&rental_id).is_some() {
             return;
         }
-        // The server's ids are time-ordered: the place is nearly always the end.
-        let at = position(&self.open, &rental_id).unwrap_err();
         self.open.insert(at, (rental_id, status));
         if self.open.len() >= CHUNK {
             let full = Sealed::new(std::mem::take(&mut self.open));
